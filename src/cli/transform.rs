@@ -1,0 +1,59 @@
+//! `eventlake transform`: the Firehose hook on the command line.
+//!
+//! Runs `firehose::handle`, the Lambda's own code path, on requests read from a file
+//! or stdin. Input may hold several requests (as `eventlake generate --firehose`
+//! writes them); each gets one response line on stdout.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::value::RawValue;
+
+use crate::firehose;
+
+/// Transform Firehose transformation request(s) into response(s).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// File holding the request JSON (default: stdin). Several requests may follow
+    /// one another; each gets one response line.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let input = match &args.input {
+        Some(path) => {
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => {
+            let mut text = String::new();
+            io::stdin()
+                .read_to_string(&mut text)
+                .context("reading stdin")?;
+            text
+        }
+    };
+    let mut stdout = io::BufWriter::new(io::stdout().lock());
+    let mut requests = 0;
+    for (index, request) in serde_json::Deserializer::from_str(&input)
+        .into_iter::<&RawValue>()
+        .enumerate()
+    {
+        let request =
+            request.with_context(|| format!("request {} is not valid JSON", index + 1))?;
+        let transformed =
+            firehose::handle(request.get()).with_context(|| format!("request {}", index + 1))?;
+        stdout.write_all(&transformed.response)?;
+        stdout.write_all(b"\n")?;
+        requests += 1;
+    }
+    stdout.flush()?;
+    anyhow::ensure!(
+        requests > 0,
+        "no request in the input: expected Firehose transformation request JSON"
+    );
+    Ok(ExitCode::SUCCESS)
+}

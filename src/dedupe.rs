@@ -1,0 +1,59 @@
+//! Deduplication: the first record seen with a [`DedupeKey`] wins.
+
+use std::collections::HashSet;
+
+use crate::event::DedupeKey;
+
+/// The keys seen so far in a batch (the Lambda) or a run (`eventlake ingest`).
+#[derive(Debug, Default)]
+pub struct Seen {
+    keys: HashSet<DedupeKey>,
+}
+
+impl Seen {
+    /// An empty set with room for `capacity` keys.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Seen {
+            keys: HashSet::with_capacity(capacity),
+        }
+    }
+
+    /// Records `key`; true when it was not seen before, so the event is kept.
+    pub fn first_time(&mut self, key: DedupeKey) -> bool {
+        self.keys.insert(key)
+    }
+
+    /// How many distinct keys were seen.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key was seen.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn first_wins_and_key_needs_both_parts() {
+        let uuid = Uuid::from_u128(7);
+        let key = |millis| DedupeKey {
+            uuid,
+            created_at_millis: millis,
+        };
+        let mut seen = Seen::default();
+        assert!(seen.first_time(key(1000)));
+        assert!(!seen.first_time(key(1000)));
+        assert!(seen.first_time(key(1001)));
+        assert!(seen.first_time(DedupeKey {
+            uuid: Uuid::from_u128(8),
+            created_at_millis: 1000
+        }));
+        assert_eq!(seen.len(), 3);
+    }
+}

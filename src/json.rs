@@ -1,0 +1,149 @@
+//! Byte-level helpers over JSON text that serde_json has already validated.
+//!
+//! Events keep their values exactly as written, so values are carried as raw JSON
+//! text (`serde_json::value::RawValue`) and never rebuilt. These helpers do the few
+//! things the raw text still needs: drop insignificant whitespace, find lone UTF-16
+//! surrogate escapes (which serde_json tolerates inside skipped values) and name
+//! the kind of a value for error messages.
+
+use memchr::{memchr, memchr3};
+
+/// Appends `raw` (one valid JSON value) to `out` without insignificant whitespace.
+pub fn write_compact(raw: &str, out: &mut Vec<u8>) {
+    let bytes = raw.as_bytes();
+    // Scalars never hold insignificant whitespace: serde_json's raw values are trimmed.
+    if !matches!(bytes.first(), Some(b'{' | b'[')) || !has_whitespace(bytes) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            continue;
+        }
+        out.push(b);
+    }
+}
+
+fn has_whitespace(bytes: &[u8]) -> bool {
+    memchr3(b' ', b'\n', b'\t', bytes).is_some() || memchr(b'\r', bytes).is_some()
+}
+
+/// Byte offset of the first `\uXXXX` escape that is half of a surrogate pair without
+/// its other half. `text` must be valid JSON, so every backslash starts an escape.
+pub fn find_lone_surrogate(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(found) = memchr(b'\\', &bytes[at..]) {
+        let start = at + found;
+        if bytes.get(start + 1) != Some(&b'u') {
+            at = start + 2;
+            continue;
+        }
+        let unit = hex4(bytes, start + 2)?;
+        at = start + 6;
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = (bytes.get(at) == Some(&b'\\') && bytes.get(at + 1) == Some(&b'u'))
+                    .then(|| hex4(bytes, at + 2))
+                    .flatten();
+                match low {
+                    Some(0xDC00..=0xDFFF) => at += 6,
+                    _ => return Some(start),
+                }
+            }
+            0xDC00..=0xDFFF => return Some(start),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
+    let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+    u16::from_str_radix(digits, 16).ok()
+}
+
+/// Appends `text` as a JSON string literal.
+pub fn write_string(text: &str, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail and a &str always serializes.
+    let _ = serde_json::to_writer(out, text);
+}
+
+/// What kind of JSON value `raw` is, for error messages ("got a string").
+pub fn kind_of(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// Shortens `text` for an error message, keeping it on one line.
+pub fn excerpt(text: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    let mut out: String = text.chars().take(MAX_CHARS).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compact(raw: &str) -> String {
+        let mut out = Vec::new();
+        write_compact(raw, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn compact_drops_whitespace_outside_strings_only() {
+        assert_eq!(
+            compact("{ \"a b\" : [ 1 ,\n\t2 ] ,\r\n \"c\":\"x \\\" y\" }"),
+            r#"{"a b":[1,2],"c":"x \" y"}"#
+        );
+    }
+
+    #[test]
+    fn compact_keeps_scalars_and_escapes_verbatim() {
+        assert_eq!(compact(r#""a  \\""#), r#""a  \\""#);
+        assert_eq!(
+            compact("0.12345678901234567890123"),
+            "0.12345678901234567890123"
+        );
+        assert_eq!(compact(r#"["\\", " "]"#), r#"["\\"," "]"#);
+    }
+
+    #[test]
+    fn lone_surrogates_are_found_and_pairs_pass() {
+        assert_eq!(find_lone_surrogate(r#"{"a":"\ud800"}"#), Some(6));
+        assert_eq!(find_lone_surrogate(r#"{"a":"\uDC00x"}"#), Some(6));
+        assert_eq!(find_lone_surrogate(r#"{"a":"\ud800\u0041"}"#), Some(6));
+        assert_eq!(find_lone_surrogate(r#"{"a":"\ud83d\ude00"}"#), None);
+        assert_eq!(find_lone_surrogate(r#"{"a":"\\ud800"}"#), None);
+        assert_eq!(find_lone_surrogate(r#"{"a":"\u00e9\n"}"#), None);
+    }
+
+    #[test]
+    fn excerpt_cuts_long_text() {
+        assert_eq!(excerpt("short"), "short");
+        assert_eq!(excerpt(&"x".repeat(100)).chars().count(), 81);
+    }
+}

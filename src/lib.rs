@@ -1,0 +1,22 @@
+//! eventlake: an open data-lake ETL for JSON event streams on AWS.
+//!
+//! The library holds every rule; `src/bin/` holds thin binaries (the
+//! `firehose-transform` Lambda and the `eventlake` CLI) that adapt it to the world.
+//!
+//! - [`event`]: the event contract: validate, enrich, dedupe key, partition keys.
+//! - [`timestamp`]: exact reading of `created_at`.
+//! - [`json`]: byte-level helpers over validated JSON text.
+//! - [`dedupe`]: first-seen-wins deduplication.
+//! - [`firehose`]: the Firehose transformation request and response.
+//! - [`metrics`]: CloudWatch Embedded Metric Format documents.
+//! - [`generate`]: deterministic sample events.
+//! - [`cli`]: the `eventlake` command line.
+
+pub mod cli;
+pub mod dedupe;
+pub mod event;
+pub mod firehose;
+pub mod generate;
+pub mod json;
+pub mod metrics;
+pub mod timestamp;
