@@ -13,9 +13,7 @@ pub struct Seen {
 impl Seen {
     /// An empty set with room for `capacity` keys.
     pub fn with_capacity(capacity: usize) -> Self {
-        Seen {
-            keys: HashSet::with_capacity(capacity),
-        }
+        Seen { keys: HashSet::with_capacity(capacity) }
     }
 
     /// Records `key`; true when it was not seen before, so the event is kept.
@@ -42,18 +40,12 @@ mod tests {
     #[test]
     fn first_wins_and_key_needs_both_parts() {
         let uuid = Uuid::from_u128(7);
-        let key = |millis| DedupeKey {
-            uuid,
-            created_at_millis: millis,
-        };
+        let key = |millis| DedupeKey { uuid, created_at_millis: millis };
         let mut seen = Seen::default();
         assert!(seen.first_time(key(1000)));
         assert!(!seen.first_time(key(1000)));
         assert!(seen.first_time(key(1001)));
-        assert!(seen.first_time(DedupeKey {
-            uuid: Uuid::from_u128(8),
-            created_at_millis: 1000
-        }));
+        assert!(seen.first_time(DedupeKey { uuid: Uuid::from_u128(8), created_at_millis: 1000 }));
         assert_eq!(seen.len(), 3);
     }
 }

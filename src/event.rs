@@ -21,14 +21,8 @@ pub const MAX_EVENT_TYPE_LEN: usize = 128;
 /// The fields an enriched event sets, in the order they are appended when absent.
 const ENRICHED: [&str; 3] = ["created_datetime", "event_type", "event_subtype"];
 /// Fields that are columns of their own in the lake; all others form the payload.
-const COLUMNS: [&str; 6] = [
-    "event_uuid",
-    "event_name",
-    "created_at",
-    "created_datetime",
-    "event_type",
-    "event_subtype",
-];
+const COLUMNS: [&str; 6] =
+    ["event_uuid", "event_name", "created_at", "created_datetime", "event_type", "event_subtype"];
 
 /// Why a record was rejected. The message tells a person what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,13 +53,11 @@ pub enum Rejection {
     MissingField { field: &'static str },
     /// A required field has the wrong JSON type.
     #[error("{field} must be a JSON {expected}, got {found}")]
-    WrongType {
-        field: &'static str,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { field: &'static str, expected: &'static str, found: &'static str },
     /// `event_uuid` is not a UUID in an accepted form.
-    #[error("event_uuid {value:?} is not a UUID (accepted: hyphenated, 32 hex digits, {{braced}} or urn:uuid:)")]
+    #[error(
+        "event_uuid {value:?} is not a UUID (accepted: hyphenated, 32 hex digits, {{braced}} or urn:uuid:)"
+    )]
     InvalidUuid { value: String },
     /// The first part of `event_name` is empty.
     #[error("event_name {name:?} has an empty event type before the first ':'")]
@@ -81,10 +73,7 @@ pub enum Rejection {
     NegativeTime { value: String },
     /// `created_at` is at or past year 10000.
     #[error("created_at out of range: {value} {}", hint(*.unit))]
-    TimeOutOfRange {
-        value: String,
-        unit: Option<&'static str>,
-    },
+    TimeOutOfRange { value: String, unit: Option<&'static str> },
 }
 
 fn hint(unit: Option<&'static str>) -> String {
@@ -145,27 +134,24 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// Parses and validates one record (CONTRACT section 1).
     pub fn parse(record: &'a [u8]) -> Result<Self, Rejection> {
-        let text = std::str::from_utf8(record).map_err(|e| Rejection::InvalidUtf8 {
-            offset: e.valid_up_to(),
-        })?;
+        let text =
+            std::str::from_utf8(record).map_err(|e| Rejection::InvalidUtf8 { offset: e.valid_up_to() })?;
         if text.starts_with('\u{feff}') {
             return Err(Rejection::ByteOrderMark);
         }
-        let fields = parse_object(text)?;
-        if let Some(offset) = json::find_lone_surrogate(text) {
-            return Err(Rejection::LoneSurrogate { offset });
+        // serde_json rejects a lone surrogate in a key or a string it decodes (with an
+        // unclear message) but not in a value it only skips: check on both paths.
+        let lone_surrogate =
+            || json::find_lone_surrogate(text).map(|offset| Rejection::LoneSurrogate { offset });
+        let fields = parse_object(text).map_err(|rejection| lone_surrogate().unwrap_or(rejection))?;
+        if let Some(rejection) = lone_surrogate() {
+            return Err(rejection);
         }
         let uuid = parse_uuid(required(&fields, "event_uuid")?)?;
         let name = json_string(required(&fields, "event_name")?, "event_name")?;
         let type_len = check_event_type(&name)?;
         let time = parse_time(required(&fields, "created_at")?)?;
-        Ok(Event {
-            fields,
-            uuid,
-            name,
-            type_len,
-            time,
-        })
+        Ok(Event { fields, uuid, name, type_len, time })
     }
 
     /// The canonical UUID.
@@ -197,18 +183,12 @@ impl<'a> Event<'a> {
 
     /// The dedupe key: canonical UUID and `created_at` in whole milliseconds.
     pub fn dedupe_key(&self) -> DedupeKey {
-        DedupeKey {
-            uuid: self.uuid,
-            created_at_millis: self.time.millis(),
-        }
+        DedupeKey { uuid: self.uuid, created_at_millis: self.time.millis() }
     }
 
     /// The partition this event belongs to.
     pub fn partition_keys(&self) -> PartitionKeys<'_> {
-        PartitionKeys {
-            event_type: self.event_type(),
-            created_date: self.time.created_date(),
-        }
+        PartitionKeys { event_type: self.event_type(), created_date: self.time.created_date() }
     }
 
     /// Appends the enriched event (CONTRACT section 2) as one compact JSON line
@@ -234,11 +214,7 @@ impl<'a> Event<'a> {
                 },
             }
         }
-        for (slot, field) in ENRICHED
-            .iter()
-            .enumerate()
-            .filter(|(slot, _)| !present[*slot])
-        {
+        for (slot, field) in ENRICHED.iter().enumerate().filter(|(slot, _)| !present[*slot]) {
             out.push(b',');
             write_key(field, out);
             self.write_enriched_value(slot, &datetime, out);
@@ -273,10 +249,7 @@ impl<'a> Event<'a> {
     /// column of the lake, in input order, values exact.
     pub fn write_payload(&self, out: &mut Vec<u8>) {
         out.push(b'{');
-        let payload = self
-            .fields
-            .iter()
-            .filter(|(key, _)| !COLUMNS.contains(&key.as_ref()));
+        let payload = self.fields.iter().filter(|(key, _)| !COLUMNS.contains(&key.as_ref()));
         for (index, (key, value)) in payload.enumerate() {
             if index > 0 {
                 out.push(b',');
@@ -302,28 +275,29 @@ fn parse_object(text: &str) -> Result<Vec<(Cow<'_, str>, &RawValue)>, Rejection>
         Some(_) => {
             // Name what was sent when it is valid JSON; otherwise report the syntax error.
             let value: &RawValue = serde_json::from_str(text).map_err(invalid_json)?;
-            return Err(Rejection::NotAnObject {
-                found: json::kind_of(value.get()),
-            });
+            return Err(Rejection::NotAnObject { found: json::kind_of(value.get()) });
         }
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let fields = deserializer
-        .deserialize_map(FieldsVisitor)
-        .map_err(invalid_json)?;
+    let fields = deserializer.deserialize_map(FieldsVisitor).map_err(invalid_json)?;
     deserializer.end().map_err(invalid_json)?;
     if let Some(name) = first_duplicate(&fields) {
-        return Err(Rejection::DuplicateField {
-            name: name.to_owned(),
-        });
+        return Err(Rejection::DuplicateField { name: name.to_owned() });
     }
     Ok(fields)
 }
 
 fn invalid_json(error: serde_json::Error) -> Rejection {
-    Rejection::InvalidJson {
-        detail: error.to_string(),
-    }
+    let detail = if error.to_string().starts_with("trailing characters") {
+        format!(
+            "a second value follows the object at line {} column {}: send one object per record",
+            error.line(),
+            error.column()
+        )
+    } else {
+        error.to_string()
+    };
+    Rejection::InvalidJson { detail }
 }
 
 struct FieldsVisitor;
@@ -347,10 +321,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 fn first_duplicate<'f>(fields: &'f [(Cow<'_, str>, &RawValue)]) -> Option<&'f str> {
     // Objects are small: a quadratic scan beats hashing for the usual dozen fields.
     fields.iter().enumerate().find_map(|(index, (key, _))| {
-        fields[..index]
-            .iter()
-            .any(|(earlier, _)| earlier == key)
-            .then_some(key.as_ref())
+        fields[..index].iter().any(|(earlier, _)| earlier == key).then_some(key.as_ref())
     })
 }
 
@@ -369,11 +340,7 @@ fn json_string<'a>(value: &'a RawValue, field: &'static str) -> Result<Cow<'a, s
     let raw = value.get();
     if !raw.starts_with('"') {
         let found = json::kind_of(raw);
-        return Err(Rejection::WrongType {
-            field,
-            expected: "string",
-            found,
-        });
+        return Err(Rejection::WrongType { field, expected: "string", found });
     }
     // Valid and surrogate-checked already, so this only unescapes.
     serde_json::from_str(raw).map_err(invalid_json)
@@ -381,34 +348,23 @@ fn json_string<'a>(value: &'a RawValue, field: &'static str) -> Result<Cow<'a, s
 
 fn parse_uuid(value: &RawValue) -> Result<Uuid, Rejection> {
     let text = json_string(value, "event_uuid")?;
-    Uuid::try_parse(&text).map_err(|_| Rejection::InvalidUuid {
-        value: json::excerpt(&text),
-    })
+    Uuid::try_parse(&text).map_err(|_| Rejection::InvalidUuid { value: json::excerpt(&text) })
 }
 
 /// Checks the event type (the first part of `event_name`); returns its byte length.
 fn check_event_type(name: &str) -> Result<usize, Rejection> {
     let event_type = name.split(':').next().unwrap_or_default();
     if event_type.is_empty() {
-        return Err(Rejection::EmptyEventType {
-            name: json::excerpt(name),
-        });
+        return Err(Rejection::EmptyEventType { name: json::excerpt(name) });
     }
-    if let Some(found) = event_type
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    if let Some(found) =
+        event_type.chars().find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
-        return Err(Rejection::EventTypeCharacter {
-            name: json::excerpt(name),
-            found,
-        });
+        return Err(Rejection::EventTypeCharacter { name: json::excerpt(name), found });
     }
     if event_type.len() > MAX_EVENT_TYPE_LEN {
         let len = event_type.len();
-        return Err(Rejection::EventTypeTooLong {
-            name: json::excerpt(name),
-            len,
-        });
+        return Err(Rejection::EventTypeTooLong { name: json::excerpt(name), len });
     }
     Ok(event_type.len())
 }
@@ -417,11 +373,7 @@ fn parse_time(value: &RawValue) -> Result<EventTime, Rejection> {
     let raw = value.get();
     let found = json::kind_of(raw);
     if found != "a number" {
-        return Err(Rejection::WrongType {
-            field: "created_at",
-            expected: "number",
-            found,
-        });
+        return Err(Rejection::WrongType { field: "created_at", expected: "number", found });
     }
     EventTime::from_json_number(raw).map_err(|error| {
         let value = json::excerpt(raw);
@@ -430,4 +382,303 @@ fn parse_time(value: &RawValue) -> Result<EventTime, Rejection> {
             TimeError::OutOfRange { unit } => Rejection::TimeOutOfRange { value, unit },
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "8f0e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+
+    fn record(fields: &str) -> String {
+        format!(
+            r#"{{"event_uuid":"{UUID}","event_name":"payment:order:completed","created_at":1710689696{fields}}}"#
+        )
+    }
+
+    fn enriched(input: &str) -> String {
+        let event = Event::parse(input.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        event.write_enriched_line(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn reason(input: &[u8]) -> String {
+        Event::parse(input).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn enriches_with_datetime_type_and_subtype_at_the_end() {
+        assert_eq!(
+            enriched(&record(r#","amount":12.50"#)),
+            format!(
+                r#"{{"event_uuid":"{UUID}","event_name":"payment:order:completed","created_at":1710689696,"amount":12.50,"created_datetime":"2024-03-17T15:34:56Z","event_type":"payment","event_subtype":"order"}}"#
+            ) + "\n"
+        );
+    }
+
+    #[test]
+    fn enriched_fields_overwrite_in_place() {
+        let input = format!(
+            r#"{{"event_type":"x","event_uuid":"{UUID}","created_datetime":1,"event_name":"a","created_at":0,"event_subtype":"y"}}"#
+        );
+        assert_eq!(
+            enriched(&input),
+            format!(
+                r#"{{"event_type":"a","event_uuid":"{UUID}","created_datetime":"1970-01-01T00:00:00Z","event_name":"a","created_at":0,"event_subtype":null}}"#
+            ) + "\n"
+        );
+    }
+
+    #[test]
+    fn payload_values_keep_every_digit_character_and_key_order() {
+        let payload = r#""z":123456789012345678901234567890,"a":0.12345678901234567890123,"s":"\u00e9 \"q\" 😀","n":[1.0,-0,1e400]"#;
+        let line = enriched(&record(&format!(",{payload}")));
+        assert!(line.contains(payload), "{line}");
+        let event_text = record(&format!(",{payload}"));
+        let event = Event::parse(event_text.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        event.write_payload(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{{{payload}}}"));
+    }
+
+    #[test]
+    fn output_is_compact_and_surrounding_whitespace_is_allowed() {
+        let input = format!(
+            " \t\r\n{{ \"event_uuid\" : \"{UUID}\" ,\n \"event_name\":\"a:b\", \"created_at\": 1 , \"p\": {{ \"k\" : [ 1 , \"x y\" ] }} }} \n"
+        );
+        let line = enriched(&input);
+        assert!(line.contains(r#""p":{"k":[1,"x y"]}"#), "{line}");
+        assert_eq!(line.matches(' ').count(), 1, "only the space inside the string: {line}");
+        assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
+    }
+
+    #[test]
+    fn uuid_forms_are_canonicalized() {
+        let canonical = "8f0e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+        for form in [
+            canonical,
+            "8F0E1A2B-3C4D-4E5F-8A9B-0C1D2E3F4A5B",
+            "8f0e1a2b3c4d4e5f8a9b0c1d2e3f4a5b",
+            "{8f0e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b}",
+            "urn:uuid:8F0E1A2B-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+        ] {
+            let input = format!(r#"{{"event_uuid":"{form}","event_name":"a","created_at":1}}"#);
+            let event = Event::parse(input.as_bytes()).unwrap();
+            assert_eq!(event.uuid_string(), canonical, "{form}");
+            assert!(enriched(&input).contains(&format!(r#""event_uuid":"{canonical}""#)));
+        }
+    }
+
+    #[test]
+    fn bad_uuids_are_rejected_with_the_value() {
+        for form in [
+            " 8f0e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+            "8f0e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5",
+            "8f0e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5g",
+            "8f0e1a2b3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+            "",
+        ] {
+            let input = format!(r#"{{"event_uuid":"{form}","event_name":"a","created_at":1}}"#);
+            assert_eq!(
+                reason(input.as_bytes()),
+                format!("event_uuid {form:?} is not a UUID (accepted: hyphenated, 32 hex digits, {{braced}} or urn:uuid:)")
+            );
+        }
+        assert_eq!(
+            reason(br#"{"event_uuid":12,"event_name":"a","created_at":1}"#),
+            "event_uuid must be a JSON string, got a number"
+        );
+    }
+
+    #[test]
+    fn event_name_parts_give_type_and_subtype() {
+        let parts = |name: &str| {
+            let input = format!(
+                r#"{{"event_uuid":"{UUID}","event_name":{},"created_at":1}}"#,
+                serde_json::json!(name)
+            );
+            let event = Event::parse(input.as_bytes()).unwrap();
+            (event.event_type().to_owned(), event.event_subtype().map(str::to_owned))
+        };
+        assert_eq!(parts("payment:order:completed"), ("payment".into(), Some("order".into())));
+        assert_eq!(parts("payment"), ("payment".into(), None));
+        assert_eq!(parts("payment:"), ("payment".into(), None));
+        assert_eq!(parts("payment::completed"), ("payment".into(), None));
+        assert_eq!(parts("a.B-9_z:sub type é:x:y"), ("a.B-9_z".into(), Some("sub type é".into())));
+        assert_eq!(parts(&"t".repeat(128)).0.len(), 128);
+    }
+
+    #[test]
+    fn escaped_names_and_keys_are_read_unescaped() {
+        let input =
+            format!(r#"{{"event\u005fuuid":"{UUID}","event_name":"pay\u006dent:\u00e9","created_at":1}}"#);
+        let event = Event::parse(input.as_bytes()).unwrap();
+        assert_eq!(event.event_type(), "payment");
+        assert_eq!(event.event_subtype(), Some("é"));
+        assert!(enriched(&input)
+            .starts_with(&format!(r#"{{"event_uuid":"{UUID}","event_name":"pay\u006dent:\u00e9""#)));
+    }
+
+    #[test]
+    fn bad_event_types_are_rejected() {
+        let check = |name: &str, expected: &str| {
+            let input = format!(
+                r#"{{"event_uuid":"{UUID}","event_name":{},"created_at":1}}"#,
+                serde_json::json!(name)
+            );
+            assert_eq!(reason(input.as_bytes()), expected, "{name}");
+        };
+        check("", r#"event_name "" has an empty event type before the first ':'"#);
+        check(":a", r#"event_name ":a" has an empty event type before the first ':'"#);
+        check("a/b:c", r#"event type of event_name "a/b:c" has '/': only A-Z a-z 0-9 _ - . are allowed"#);
+        check("é:c", r#"event type of event_name "é:c" has 'é': only A-Z a-z 0-9 _ - . are allowed"#);
+        check("a b", r#"event type of event_name "a b" has ' ': only A-Z a-z 0-9 _ - . are allowed"#);
+        let long = "t".repeat(129);
+        check(
+            &long,
+            &format!(
+                "event type of event_name {:?} is 129 characters, at most 128 allowed",
+                json::excerpt(&long)
+            ),
+        );
+        assert_eq!(
+            reason(format!(r#"{{"event_uuid":"{UUID}","event_name":null,"created_at":1}}"#).as_bytes()),
+            "event_name must be a JSON string, got null"
+        );
+    }
+
+    #[test]
+    fn created_at_must_be_an_in_range_number() {
+        let check = |raw: &str, expected: &str| {
+            let input = format!(r#"{{"event_uuid":"{UUID}","event_name":"a","created_at":{raw}}}"#);
+            assert_eq!(reason(input.as_bytes()), expected, "{raw}");
+        };
+        check(r#""1710689696""#, "created_at must be a JSON number, got a string");
+        check("true", "created_at must be a JSON number, got a boolean");
+        check("null", "created_at must be a JSON number, got null");
+        check("[1]", "created_at must be a JSON number, got an array");
+        check("-1", "created_at is negative: -1");
+        check(
+            "1710689696123",
+            "created_at out of range: 1710689696123 looks like milliseconds: send Unix seconds",
+        );
+        check(
+            "253402300800",
+            "created_at out of range: 253402300800 is past 9999-12-31T23:59:59Z: send Unix seconds",
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        for field in ["event_uuid", "event_name", "created_at"] {
+            let mut value: serde_json::Value = serde_json::from_str(&record("")).unwrap();
+            value.as_object_mut().unwrap().remove(field);
+            assert_eq!(reason(value.to_string().as_bytes()), format!("missing required field {field}"));
+        }
+    }
+
+    #[test]
+    fn malformed_records_are_rejected_with_reasons() {
+        assert_eq!(reason(b""), "record is empty: expected one JSON object");
+        assert_eq!(reason(b" \n\t"), "record is empty: expected one JSON object");
+        assert_eq!(reason(b"[1]"), "record is an array, expected one JSON object");
+        assert_eq!(reason(b"\"x\""), "record is a string, expected one JSON object");
+        assert_eq!(reason(b"12"), "record is a number, expected one JSON object");
+        assert_eq!(reason(b"nul"), "record is not valid JSON: EOF while parsing a value at line 1 column 3");
+        assert_eq!(
+            reason(b"\xEF\xBB\xBF{}"),
+            "record starts with a byte-order mark: remove the leading EF BB BF bytes"
+        );
+        assert_eq!(reason(b"{\"a\":\"\xC3\x28\"}"), "record is not valid UTF-8 (first bad byte at offset 6)");
+        assert_eq!(
+            reason(format!("{} {{}}", record("")).as_bytes()),
+            "record is not valid JSON: a second value follows the object at line 1 column 118: send one object per record"
+        );
+        assert_eq!(
+            reason(format!("{}\n{}", record(""), record("")).as_bytes()),
+            "record is not valid JSON: a second value follows the object at line 2 column 1: send one object per record"
+        );
+        assert_eq!(
+            reason(record(r#","x":NaN"#).as_bytes()),
+            "record is not valid JSON: expected value at line 1 column 121"
+        );
+        assert_eq!(
+            reason(record(r#","x":Infinity"#).as_bytes()),
+            "record is not valid JSON: expected value at line 1 column 121"
+        );
+        assert_eq!(
+            reason(b"{\"a\":1"),
+            "record is not valid JSON: EOF while parsing an object at line 1 column 6"
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_anywhere_are_rejected() {
+        let nested = record(r#","p":{"deep":["\udc00"]}"#);
+        assert_eq!(
+            reason(nested.as_bytes()),
+            "record has a lone surrogate escape at byte 130: escape both halves of the pair or the character itself"
+        );
+        let in_key = record(r#","\ud800":1"#);
+        assert_eq!(Event::parse(in_key.as_bytes()).unwrap_err(), Rejection::LoneSurrogate { offset: 117 });
+        assert!(Event::parse(record(r#","p":"\ud83d\ude00""#).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn duplicate_top_level_fields_are_rejected() {
+        assert_eq!(reason(record(r#","a":1,"a":2"#).as_bytes()), r#"field "a" appears more than once"#);
+        assert_eq!(
+            reason(record(r#","event_uuid":"x""#).as_bytes()),
+            r#"field "event_uuid" appears more than once"#
+        );
+        // Nested objects are payload: kept exactly as sent.
+        assert!(Event::parse(record(r#","p":{"a":1,"a":2}"#).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn dedupe_key_is_canonical_uuid_and_rounded_millis() {
+        let base = record("");
+        let a = Event::parse(base.as_bytes()).unwrap();
+        let upper = format!(
+            r#"{{"event_uuid":"{}","event_name":"b","created_at":1710689696.0004}}"#,
+            UUID.to_uppercase()
+        );
+        let b = Event::parse(upper.as_bytes()).unwrap();
+        assert_eq!(a.dedupe_key(), b.dedupe_key());
+        let shifted = base.replace("1710689696", "1710689696.001");
+        let later = Event::parse(shifted.as_bytes()).unwrap();
+        assert_ne!(a.dedupe_key(), later.dedupe_key());
+    }
+
+    #[test]
+    fn partition_keys_are_type_and_utc_date() {
+        let input = record("");
+        let event = Event::parse(input.as_bytes()).unwrap();
+        let keys = event.partition_keys();
+        assert_eq!(keys.event_type, "payment");
+        assert_eq!(keys.created_date.to_string(), "2024-03-17");
+    }
+
+    #[test]
+    fn enriching_an_enriched_line_gives_the_same_bytes() {
+        let once = enriched(&record(r#","p":{ "k" : 1 }"#));
+        assert_eq!(enriched(&once), once);
+    }
+
+    #[test]
+    fn every_rejection_has_a_code() {
+        let codes = [
+            reason_code(b""),
+            reason_code(b"\xFF"),
+            reason_code(b"\xEF\xBB\xBF{}"),
+            reason_code(b"[]"),
+            reason_code(b"{"),
+        ];
+        assert_eq!(codes, ["empty", "invalid_utf8", "byte_order_mark", "not_an_object", "invalid_json"]);
+    }
+
+    fn reason_code(input: &[u8]) -> &'static str {
+        Event::parse(input).unwrap_err().code()
+    }
 }

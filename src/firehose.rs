@@ -144,11 +144,7 @@ struct PartitionKeys<'a> {
 
 /// Where one record's output lives in the shared text arena.
 enum Slot {
-    Ok {
-        data: Range<usize>,
-        event_type: Range<usize>,
-        created_date: Range<usize>,
-    },
+    Ok { data: Range<usize>, event_type: Range<usize>, created_date: Range<usize> },
     Dropped,
     Failed,
 }
@@ -156,10 +152,7 @@ enum Slot {
 /// Transforms one request (pure: no clock, no I/O, no logging).
 pub fn transform(request: &str) -> Result<Transformed, RequestError> {
     let request: Request = serde_json::from_str(request)?;
-    let mut stats = Stats {
-        records: request.records.len(),
-        ..Stats::default()
-    };
+    let mut stats = Stats { records: request.records.len(), ..Stats::default() };
     let mut failures = Vec::new();
     let mut seen = Seen::with_capacity(request.records.len());
     // Every output string goes into one arena, so the loop allocates nothing per record.
@@ -214,17 +207,10 @@ pub fn transform(request: &str) -> Result<Transformed, RequestError> {
         .collect();
     let response = serde_json::to_vec(&Response { records })?;
     if response.len() > MAX_RESPONSE_BYTES {
-        return Err(RequestError::ResponseTooLarge {
-            bytes: response.len(),
-            records: stats.records,
-        });
+        return Err(RequestError::ResponseTooLarge { bytes: response.len(), records: stats.records });
     }
     stats.response_bytes = response.len();
-    Ok(Transformed {
-        response,
-        stats,
-        failures,
-    })
+    Ok(Transformed { response, stats, failures })
 }
 
 fn append(arena: &mut String, write: impl FnOnce(&mut String)) -> Range<usize> {
@@ -233,36 +219,19 @@ fn append(arena: &mut String, write: impl FnOnce(&mut String)) -> Range<usize> {
     start..arena.len()
 }
 
-fn response_record<'a>(
-    record: &'a RequestRecord<'a>,
-    slot: &Slot,
-    arena: &'a str,
-) -> ResponseRecord<'a> {
+fn response_record<'a>(record: &'a RequestRecord<'a>, slot: &Slot, arena: &'a str) -> ResponseRecord<'a> {
     let (result, data, metadata) = match slot {
-        Slot::Ok {
-            data,
-            event_type,
-            created_date,
-        } => {
+        Slot::Ok { data, event_type, created_date } => {
             let partition_keys = PartitionKeys {
                 event_type: &arena[event_type.clone()],
                 created_date: &arena[created_date.clone()],
             };
-            (
-                Outcome::Ok,
-                &arena[data.clone()],
-                Some(Metadata { partition_keys }),
-            )
+            (Outcome::Ok, &arena[data.clone()], Some(Metadata { partition_keys }))
         }
         Slot::Dropped => (Outcome::Dropped, record.data.as_ref(), None),
         Slot::Failed => (Outcome::ProcessingFailed, record.data.as_ref(), None),
     };
-    ResponseRecord {
-        record_id: &record.record_id,
-        result,
-        data,
-        metadata,
-    }
+    ResponseRecord { record_id: &record.record_id, result, data, metadata }
 }
 
 /// Runs one invocation as the Lambda and the CLI both do: transform, then log every

@@ -101,8 +101,8 @@ const DOMAINS: [&str; 50] = [
     "booking",
 ];
 const ENTITIES: [&str; 12] = [
-    "order", "intent", "card", "item", "link", "profile", "request", "job", "token", "plan",
-    "batch", "message",
+    "order", "intent", "card", "item", "link", "profile", "request", "job", "token", "plan", "batch",
+    "message",
 ];
 const ACTIONS: [&str; 10] = [
     "created",
@@ -168,15 +168,8 @@ pub struct Generator {
 impl Generator {
     pub fn new(options: Options) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        let catalog = (0..options.types.max(1))
-            .map(|index| kind(index, &mut rng))
-            .collect();
-        let start_seconds = options
-            .start
-            .and_hms_opt(0, 0, 0)
-            .unwrap_or_default()
-            .and_utc()
-            .timestamp();
+        let catalog = (0..options.types.max(1)).map(|index| kind(index, &mut rng)).collect();
+        let start_seconds = options.start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp();
         Generator {
             rng,
             options,
@@ -195,36 +188,21 @@ impl Generator {
             let kind = self.invalid_sequence % kinds;
             self.invalid_sequence += 1;
             return match kind {
-                INVALID_KINDS => Sample {
-                    data: Vec::new(),
-                    not_base64: false,
-                },
-                kind if kind > INVALID_KINDS => Sample {
-                    data: self.valid(),
-                    not_base64: true,
-                },
-                kind => Sample {
-                    data: self.invalid(kind),
-                    not_base64: false,
-                },
+                INVALID_KINDS => Sample { data: Vec::new(), not_base64: false },
+                kind if kind > INVALID_KINDS => Sample { data: self.valid(), not_base64: true },
+                kind => Sample { data: self.invalid(kind), not_base64: false },
             };
         }
         if roll < self.options.invalid + self.options.duplicates && !self.recent.is_empty() {
             let index = self.rng.random_range(0..self.recent.len());
-            return Sample {
-                data: self.recent[index].clone(),
-                not_base64: false,
-            };
+            return Sample { data: self.recent[index].clone(), not_base64: false };
         }
         let record = self.valid();
         if self.recent.len() == DUPLICATE_WINDOW {
             self.recent.pop_front();
         }
         self.recent.push_back(record.clone());
-        Sample {
-            data: record,
-            not_base64: false,
-        }
+        Sample { data: record, not_base64: false }
     }
 
     fn uuid(&mut self) -> Uuid {
@@ -269,10 +247,7 @@ impl Generator {
         fields.set("event_uuid", json!(uuid).to_string());
         fields.set("event_name", json!(name).to_string());
         fields.set("created_at", self.created_at());
-        fields.set(
-            "user_id",
-            json!(format!("u_{:06}", self.rng.random_range(0..200_000))).to_string(),
-        );
+        fields.set("user_id", json!(format!("u_{:06}", self.rng.random_range(0..200_000))).to_string());
         self.payload(kind.shape, &mut fields);
         fields
     }
@@ -282,20 +257,14 @@ impl Generator {
         if shape & 1 != 0 {
             let cents: u64 = rng.random_range(100..1_000_000);
             fields.set("amount", format!("{}.{:02}", cents / 100, cents % 100));
-            fields.set(
-                "currency",
-                json!(CURRENCIES[rng.random_range(0..CURRENCIES.len())]).to_string(),
-            );
+            fields.set("currency", json!(CURRENCIES[rng.random_range(0..CURRENCIES.len())]).to_string());
         }
         if shape & 2 != 0 {
             let items: Vec<String> = (0..rng.random_range(1..4))
                 .map(|_| {
                     let sku = format!("SKU-{:05}", rng.random_range(0..99_999));
-                    let (qty, euros, cents) = (
-                        rng.random_range(1..5),
-                        rng.random_range(1..500),
-                        rng.random_range(0..100),
-                    );
+                    let (qty, euros, cents) =
+                        (rng.random_range(1..5), rng.random_range(1..500), rng.random_range(0..100));
                     format!(r#"{{"sku":"{sku}","qty":{qty},"price":{euros}.{cents:02}}}"#)
                 })
                 .collect();
@@ -304,12 +273,8 @@ impl Generator {
         if shape & 4 != 0 {
             let os = ["ios", "android", "web"][rng.random_range(0..3)];
             let locale = ["en-US", "de-DE", "ja-JP", "pt-BR"][rng.random_range(0..4)];
-            let version = format!(
-                "{}.{}.{}",
-                rng.random_range(1..6),
-                rng.random_range(0..20),
-                rng.random_range(0..10)
-            );
+            let version =
+                format!("{}.{}.{}", rng.random_range(1..6), rng.random_range(0..20), rng.random_range(0..10));
             let context = json!({
                 "app_version": version,
                 "device": {"os": os, "model": null},
@@ -318,27 +283,18 @@ impl Generator {
             fields.set("context", context.to_string());
         }
         if shape & 8 != 0 {
-            fields.set(
-                "comment",
-                json!(TEXTS[rng.random_range(0..TEXTS.len())]).to_string(),
-            );
+            fields.set("comment", json!(TEXTS[rng.random_range(0..TEXTS.len())]).to_string());
         }
         if shape & 16 != 0 {
             // Beyond 64 bits and beyond f64 precision: must come out digit for digit.
             let high: u64 = rng.random_range(100_000_000_000..999_999_999_999);
-            fields.set(
-                "ledger_id",
-                format!("{high}{:018}", rng.random_range(0..u64::MAX / 100)),
-            );
+            fields.set("ledger_id", format!("{high}{:018}", rng.random_range(0..u64::MAX / 100)));
             fields.set("ratio", format!("0.{:023}", rng.random_range(0..u64::MAX)));
         }
         if shape & 32 != 0 {
             let flags = json!({"first_time": rng.random_bool(0.2), "beta": rng.random_bool(0.5)});
             fields.set("flags", flags.to_string());
-            fields.set(
-                "tags",
-                json!(["a", "b", "c"][..rng.random_range(0..4)]).to_string(),
-            );
+            fields.set("tags", json!(["a", "b", "c"][..rng.random_range(0..4)]).to_string());
         }
     }
 
@@ -357,11 +313,7 @@ impl Generator {
             3 => [b"\xFF".as_slice(), &valid].concat(),
             4 => [valid.as_slice(), b" {}"].concat(),
             5 => with("note", r#""\ud800""#),
-            6 => [
-                &valid[..valid.len() - 1],
-                br#","user_id":"again"}"#.as_slice(),
-            ]
-            .concat(),
+            6 => [&valid[..valid.len() - 1], br#","user_id":"again"}"#.as_slice()].concat(),
             7 => fields.without("event_uuid"),
             8 => fields.without("event_name"),
             9 => fields.without("created_at"),
@@ -418,14 +370,8 @@ fn kind(index: usize, rng: &mut ChaCha8Rng) -> Kind {
         round => format!("{}_{domain}", QUALIFIERS[(round - 1) % QUALIFIERS.len()]),
     };
     let count = rng.random_range(1..4);
-    let subtypes = (0..count)
-        .map(|_| ENTITIES[rng.random_range(0..ENTITIES.len())])
-        .collect();
-    Kind {
-        event_type,
-        subtypes,
-        shape: rng.random_range(0..64),
-    }
+    let subtypes = (0..count).map(|_| ENTITIES[rng.random_range(0..ENTITIES.len())]).collect();
+    Kind { event_type, subtypes, shape: rng.random_range(0..64) }
 }
 
 /// Groups records into Firehose transformation requests the way Firehose's default
@@ -453,17 +399,12 @@ impl FirehoseBatcher {
     /// Adds a record; returns a full request when this record did not fit.
     pub fn push(&mut self, sample: &Sample) -> Option<String> {
         let record = &sample.data;
-        let full = (!self.records.is_empty()
-            && self.pending_bytes + record.len() > self.buffer_bytes)
+        let full = (!self.records.is_empty() && self.pending_bytes + record.len() > self.buffer_bytes)
             .then(|| self.finish())
             .flatten();
         self.sequence += 1;
         let arrival: i64 = 1_710_689_700_000 + self.sequence as i64;
-        let data = if sample.not_base64 {
-            "not base64!".to_owned()
-        } else {
-            BASE64.encode(record)
-        };
+        let data = if sample.not_base64 { "not base64!".to_owned() } else { BASE64.encode(record) };
         self.records.push(json!({
             "recordId": format!("49546986683135544286507457936321625675700192471156785154{:010}", self.sequence),
             "approximateArrivalTimestamp": arrival,

@@ -124,10 +124,7 @@ mod tests {
     #[test]
     fn compact_keeps_scalars_and_escapes_verbatim() {
         assert_eq!(compact(r#""a  \\""#), r#""a  \\""#);
-        assert_eq!(
-            compact("0.12345678901234567890123"),
-            "0.12345678901234567890123"
-        );
+        assert_eq!(compact("0.12345678901234567890123"), "0.12345678901234567890123");
         assert_eq!(compact(r#"["\\", " "]"#), r#"["\\"," "]"#);
     }
 

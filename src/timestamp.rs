@@ -35,10 +35,7 @@ impl EventTime {
     pub fn from_json_number(text: &str) -> Result<Self, TimeError> {
         let number = Decimal::parse(text);
         if number.is_zero() {
-            return Ok(EventTime {
-                millis: 0,
-                whole_seconds: true,
-            });
+            return Ok(EventTime { millis: 0, whole_seconds: true });
         }
         if number.negative {
             return Err(TimeError::Negative);
@@ -52,18 +49,12 @@ impl EventTime {
         if millis >= END_MILLIS {
             return Err(out_of_range(text));
         }
-        Ok(EventTime {
-            millis,
-            whole_seconds: number.exponent >= 0,
-        })
+        Ok(EventTime { millis, whole_seconds: number.exponent >= 0 })
     }
 
     /// Builds a time from milliseconds, as stored in a dedupe key.
     pub fn from_millis(millis: i64) -> Option<Self> {
-        (0..END_MILLIS).contains(&millis).then_some(EventTime {
-            millis,
-            whole_seconds: millis % 1000 == 0,
-        })
+        (0..END_MILLIS).contains(&millis).then_some(EventTime { millis, whole_seconds: millis % 1000 == 0 })
     }
 
     /// Unix time in whole milliseconds, rounded to nearest (halves up).
@@ -84,11 +75,7 @@ impl EventTime {
     /// RFC 3339 in UTC: `2024-03-17T15:34:56Z`, or `…56.123Z` when the input had a
     /// fraction of a second.
     pub fn created_datetime(self) -> String {
-        let format = if self.whole_seconds {
-            SecondsFormat::Secs
-        } else {
-            SecondsFormat::Millis
-        };
+        let format = if self.whole_seconds { SecondsFormat::Secs } else { SecondsFormat::Millis };
         self.datetime().to_rfc3339_opts(format, true)
     }
 
@@ -105,28 +92,19 @@ pub struct CreatedDate(chrono::NaiveDate);
 impl fmt::Display for CreatedDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use chrono::Datelike;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}",
-            self.0.year(),
-            self.0.month(),
-            self.0.day()
-        )
+        write!(f, "{:04}-{:02}-{:02}", self.0.year(), self.0.month(), self.0.day())
     }
 }
 
 fn out_of_range(text: &str) -> TimeError {
-    // A float is good enough to guess the unit the producer used.
+    // A float is good enough to guess the unit the producer used; only guess when the
+    // converted value is a recent time (after 2000-01-01), where a guess is credible.
+    const Y2000: f64 = 946_684_800.0;
     let value: f64 = text.parse().unwrap_or(f64::INFINITY);
-    let end = END_SECONDS as f64;
-    let unit = [
-        ("milliseconds", 1e3),
-        ("microseconds", 1e6),
-        ("nanoseconds", 1e9),
-    ]
-    .into_iter()
-    .find(|(_, per_second)| value / per_second < end)
-    .map(|(unit, _)| unit);
+    let unit = [("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)]
+        .into_iter()
+        .find(|(_, per_second)| (Y2000..END_SECONDS as f64).contains(&(value / per_second)))
+        .map(|(unit, _)| unit);
     TimeError::OutOfRange { unit }
 }
 
@@ -153,31 +131,18 @@ impl Decimal {
             Some(at) => (&text[..at], parse_exponent(&text[at + 1..])),
             None => (text, 0),
         };
-        let fraction_len = mantissa
-            .split_once('.')
-            .map_or(0, |(_, fraction)| fraction.len());
+        let fraction_len = mantissa.split_once('.').map_or(0, |(_, fraction)| fraction.len());
         let digits = || mantissa.bytes().filter(|&b| b != b'.');
         let total = digits().count();
         let leading = digits().take_while(|&d| d == b'0').count();
-        let trailing = if leading == total {
-            0
-        } else {
-            digits().rev().take_while(|&d| d == b'0').count()
-        };
+        let trailing = if leading == total { 0 } else { digits().rev().take_while(|&d| d == b'0').count() };
         let len = total - leading - trailing;
         let mut head = [b'0'; 16];
         for (slot, digit) in head.iter_mut().zip(digits().skip(leading).take(len)) {
             *slot = digit;
         }
-        let exponent = exponent
-            .saturating_sub(fraction_len as i64)
-            .saturating_add(trailing as i64);
-        Decimal {
-            negative,
-            head,
-            len,
-            exponent,
-        }
+        let exponent = exponent.saturating_sub(fraction_len as i64).saturating_add(trailing as i64);
+        Decimal { negative, head, len, exponent }
     }
 
     fn is_zero(&self) -> bool {
@@ -210,9 +175,7 @@ fn parse_exponent(text: &str) -> i64 {
     // Saturate: an exponent past a few thousand already decides the range check.
     let magnitude = digits
         .bytes()
-        .fold(0_i64, |acc, d| {
-            acc.saturating_mul(10).saturating_add(i64::from(d - b'0'))
-        })
+        .fold(0_i64, |acc, d| acc.saturating_mul(10).saturating_add(i64::from(d - b'0')))
         .min(1 << 40);
     if negative {
         -magnitude
@@ -222,9 +185,7 @@ fn parse_exponent(text: &str) -> i64 {
 }
 
 fn digits_value(digits: &[u8]) -> i64 {
-    digits
-        .iter()
-        .fold(0, |acc, &d| acc * 10 + i64::from(d - b'0'))
+    digits.iter().fold(0, |acc, &d| acc * 10 + i64::from(d - b'0'))
 }
 
 #[cfg(test)]
@@ -237,13 +198,7 @@ mod tests {
 
     #[test]
     fn whole_seconds_format_without_fraction() {
-        for text in [
-            "1710689696",
-            "1710689696.0",
-            "1710689696.000",
-            "1.710689696e9",
-            "17106896960E-1",
-        ] {
+        for text in ["1710689696", "1710689696.0", "1710689696.000", "1.710689696e9", "17106896960E-1"] {
             let t = time(text);
             assert_eq!(t.created_datetime(), "2024-03-17T15:34:56Z", "{text}");
             assert_eq!(t.seconds(), 1_710_689_696);
@@ -252,17 +207,11 @@ mod tests {
 
     #[test]
     fn fractions_round_to_nearest_millisecond_halves_up() {
-        assert_eq!(
-            time("1710689696.123").created_datetime(),
-            "2024-03-17T15:34:56.123Z"
-        );
+        assert_eq!(time("1710689696.123").created_datetime(), "2024-03-17T15:34:56.123Z");
         assert_eq!(time("1710689696.1234").millis(), 1_710_689_696_123);
         assert_eq!(time("1710689696.1235").millis(), 1_710_689_696_124);
         assert_eq!(time("1710689696.0005").millis(), 1_710_689_696_001);
-        assert_eq!(
-            time("1710689696.00049999999999999999").millis(),
-            1_710_689_696_000
-        );
+        assert_eq!(time("1710689696.00049999999999999999").millis(), 1_710_689_696_000);
         assert_eq!(time("1.7106896961235e9").millis(), 1_710_689_696_124);
     }
 
@@ -271,10 +220,7 @@ mod tests {
         let t = time("1710689696.9999");
         assert_eq!(t.created_datetime(), "2024-03-17T15:34:57.000Z");
         assert_eq!(t.seconds(), 1_710_689_697);
-        assert_eq!(
-            time("1710689696.0001").created_datetime(),
-            "2024-03-17T15:34:56.000Z"
-        );
+        assert_eq!(time("1710689696.0001").created_datetime(), "2024-03-17T15:34:56.000Z");
     }
 
     #[test]
@@ -286,26 +232,16 @@ mod tests {
     #[test]
     fn zero_and_negative_zero_are_the_epoch() {
         for text in ["0", "-0", "0.0", "-0.0e5", "0e-7"] {
-            assert_eq!(
-                time(text).created_datetime(),
-                "1970-01-01T00:00:00Z",
-                "{text}"
-            );
+            assert_eq!(time(text).created_datetime(), "1970-01-01T00:00:00Z", "{text}");
         }
-        assert_eq!(
-            time("0.0004").created_datetime(),
-            "1970-01-01T00:00:00.000Z"
-        );
+        assert_eq!(time("0.0004").created_datetime(), "1970-01-01T00:00:00.000Z");
         assert_eq!(time("1e-30").millis(), 0);
     }
 
     #[test]
     fn negative_values_are_rejected() {
         assert_eq!(EventTime::from_json_number("-1"), Err(TimeError::Negative));
-        assert_eq!(
-            EventTime::from_json_number("-0.001"),
-            Err(TimeError::Negative)
-        );
+        assert_eq!(EventTime::from_json_number("-0.001"), Err(TimeError::Negative));
     }
 
     #[test]
@@ -313,53 +249,26 @@ mod tests {
         let t = time("253402300799.999");
         assert_eq!(t.created_datetime(), "9999-12-31T23:59:59.999Z");
         assert_eq!(t.created_date().to_string(), "9999-12-31");
-        assert_eq!(
-            time("253402300799").created_datetime(),
-            "9999-12-31T23:59:59Z"
-        );
+        assert_eq!(time("253402300799").created_datetime(), "9999-12-31T23:59:59Z");
     }
 
     #[test]
     fn year_10000_and_later_is_out_of_range_with_a_unit_guess() {
         let err = |text| EventTime::from_json_number(text).unwrap_err();
         assert_eq!(err("253402300800"), TimeError::OutOfRange { unit: None });
-        assert_eq!(
-            err("253402300799.9995"),
-            TimeError::OutOfRange { unit: None }
-        );
-        assert_eq!(
-            err("1710689696123"),
-            TimeError::OutOfRange {
-                unit: Some("milliseconds")
-            }
-        );
-        assert_eq!(
-            err("1710689696123456"),
-            TimeError::OutOfRange {
-                unit: Some("microseconds")
-            }
-        );
-        assert_eq!(
-            err("1710689696123456789"),
-            TimeError::OutOfRange {
-                unit: Some("nanoseconds")
-            }
-        );
+        assert_eq!(err("253402300799.9995"), TimeError::OutOfRange { unit: None });
+        assert_eq!(err("1710689696123"), TimeError::OutOfRange { unit: Some("milliseconds") });
+        assert_eq!(err("1710689696123456"), TimeError::OutOfRange { unit: Some("microseconds") });
+        assert_eq!(err("1710689696123456789"), TimeError::OutOfRange { unit: Some("nanoseconds") });
         assert_eq!(err("1e400"), TimeError::OutOfRange { unit: None });
-        assert_eq!(
-            err("1e99999999999999999999"),
-            TimeError::OutOfRange { unit: None }
-        );
+        assert_eq!(err("1e99999999999999999999"), TimeError::OutOfRange { unit: None });
     }
 
     #[test]
     fn many_digits_keep_exact_rounding() {
         let t = time("1710689696.12350000000000000000000000000000000000000000001");
         assert_eq!(t.millis(), 1_710_689_696_124);
-        assert_eq!(
-            time("0.00000000000000000000000000000000000000001e40").millis(),
-            10
-        );
+        assert_eq!(time("0.00000000000000000000000000000000000000001e40").millis(), 100);
     }
 
     #[test]
@@ -371,10 +280,7 @@ mod tests {
     #[test]
     fn from_millis_round_trips() {
         let t = time("1710689696.5");
-        assert_eq!(
-            EventTime::from_millis(t.millis()).unwrap().millis(),
-            t.millis()
-        );
+        assert_eq!(EventTime::from_millis(t.millis()).unwrap().millis(), t.millis());
         assert!(EventTime::from_millis(END_MILLIS).is_none());
         assert!(EventTime::from_millis(-1).is_none());
     }

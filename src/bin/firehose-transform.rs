@@ -12,25 +12,14 @@ async fn main() -> Result<(), Error> {
     // Set by the Lambda service; absent only when run by hand.
     let function_name =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "firehose-transform".into());
-    run(service_fn(|event: LambdaEvent<Box<RawValue>>| {
-        handle(event, &function_name)
-    }))
-    .await
+    run(service_fn(|event: LambdaEvent<Box<RawValue>>| handle(event, &function_name))).await
 }
 
-async fn handle(
-    event: LambdaEvent<Box<RawValue>>,
-    function_name: &str,
-) -> Result<Box<RawValue>, Error> {
+async fn handle(event: LambdaEvent<Box<RawValue>>, function_name: &str) -> Result<Box<RawValue>, Error> {
     let transformed = firehose::handle(event.payload.get())?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
     for document in metrics::transform_documents(&transformed.stats, function_name, now) {
         println!("{document}");
     }
-    Ok(RawValue::from_string(String::from_utf8(
-        transformed.response,
-    )?)?)
+    Ok(RawValue::from_string(String::from_utf8(transformed.response)?)?)
 }

@@ -42,20 +42,12 @@ pub struct Args {
 }
 
 fn rate(text: &str) -> Result<f64, String> {
-    let value: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number"))?;
-    (0.0..=1.0)
-        .contains(&value)
-        .then_some(value)
-        .ok_or_else(|| format!("{value} is not between 0 and 1"))
+    let value: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    (0.0..=1.0).contains(&value).then_some(value).ok_or_else(|| format!("{value} is not between 0 and 1"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.duplicates + args.invalid <= 1.0,
-        "--duplicates plus --invalid must not exceed 1"
-    );
+    anyhow::ensure!(args.duplicates + args.invalid <= 1.0, "--duplicates plus --invalid must not exceed 1");
     let options = Options {
         seed: args.seed,
         types: args.types as usize,
@@ -67,9 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut generator = Generator::new(options);
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    let mut batcher = args
-        .firehose
-        .then(|| FirehoseBatcher::new(args.seed, FIREHOSE_BUFFER_BYTES));
+    let mut batcher = args.firehose.then(|| FirehoseBatcher::new(args.seed, FIREHOSE_BUFFER_BYTES));
     for _ in 0..args.events {
         let sample = generator.next_record();
         match &mut batcher {

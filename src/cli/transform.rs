@@ -25,25 +25,17 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let input = match &args.input {
-        Some(path) => {
-            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
-        }
+        Some(path) => fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         None => {
             let mut text = String::new();
-            io::stdin()
-                .read_to_string(&mut text)
-                .context("reading stdin")?;
+            io::stdin().read_to_string(&mut text).context("reading stdin")?;
             text
         }
     };
     let mut stdout = io::BufWriter::new(io::stdout().lock());
     let mut requests = 0;
-    for (index, request) in serde_json::Deserializer::from_str(&input)
-        .into_iter::<&RawValue>()
-        .enumerate()
-    {
-        let request =
-            request.with_context(|| format!("request {} is not valid JSON", index + 1))?;
+    for (index, request) in serde_json::Deserializer::from_str(&input).into_iter::<&RawValue>().enumerate() {
+        let request = request.with_context(|| format!("request {} is not valid JSON", index + 1))?;
         let transformed =
             firehose::handle(request.get()).with_context(|| format!("request {}", index + 1))?;
         stdout.write_all(&transformed.response)?;
@@ -51,9 +43,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         requests += 1;
     }
     stdout.flush()?;
-    anyhow::ensure!(
-        requests > 0,
-        "no request in the input: expected Firehose transformation request JSON"
-    );
+    anyhow::ensure!(requests > 0, "no request in the input: expected Firehose transformation request JSON");
     Ok(ExitCode::SUCCESS)
 }
