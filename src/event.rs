@@ -195,7 +195,6 @@ impl<'a> Event<'a> {
     /// ending in `\n`. Input keys keep their order; enriched fields overwrite
     /// same-named fields in place and are appended when absent.
     pub fn write_enriched_line(&self, out: &mut Vec<u8>) {
-        let datetime = self.time.created_datetime();
         let mut present = [false; ENRICHED.len()];
         out.push(b'{');
         for (index, (key, value)) in self.fields.iter().enumerate() {
@@ -208,7 +207,7 @@ impl<'a> Event<'a> {
                 name => match ENRICHED.iter().position(|&field| field == name) {
                     Some(slot) => {
                         present[slot] = true;
-                        self.write_enriched_value(slot, &datetime, out);
+                        self.write_enriched_value(slot, out);
                     }
                     None => json::write_compact(value.get(), out),
                 },
@@ -216,15 +215,19 @@ impl<'a> Event<'a> {
         }
         for (slot, field) in ENRICHED.iter().enumerate().filter(|(slot, _)| !present[*slot]) {
             out.push(b',');
-            write_key(field, out);
-            self.write_enriched_value(slot, &datetime, out);
+            write_key(&Cow::Borrowed(field), out);
+            self.write_enriched_value(slot, out);
         }
         out.extend_from_slice(b"}\n");
     }
 
-    fn write_enriched_value(&self, slot: usize, datetime: &str, out: &mut Vec<u8>) {
+    fn write_enriched_value(&self, slot: usize, out: &mut Vec<u8>) {
         match slot {
-            0 => json::write_string(datetime, out),
+            0 => {
+                out.push(b'"');
+                self.time.write_created_datetime(out);
+                out.push(b'"');
+            }
             1 => json::write_string(self.event_type(), out),
             _ => match self.event_subtype() {
                 Some(subtype) => json::write_string(subtype, out),
@@ -261,8 +264,16 @@ impl<'a> Event<'a> {
     }
 }
 
-fn write_key(key: &str, out: &mut Vec<u8>) {
-    json::write_string(key, out);
+fn write_key(key: &Cow<'_, str>, out: &mut Vec<u8>) {
+    match key {
+        // Borrowed means the input held no escapes: the text is a valid string body.
+        Cow::Borrowed(text) => {
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+        Cow::Owned(text) => json::write_string(text, out),
+    }
     out.push(b':');
 }
 
@@ -311,10 +322,38 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
-        while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-            fields.push(entry);
+        while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+            fields.push((key, value));
         }
         Ok(fields)
+    }
+}
+
+/// A key that borrows from the input unless it holds escapes (serde's own `Cow`
+/// implementation always allocates).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(key)))
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(key.to_owned())))
     }
 }
 

@@ -7,8 +7,6 @@
 
 use std::collections::VecDeque;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use chrono::NaiveDate;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -404,7 +402,11 @@ impl FirehoseBatcher {
             .flatten();
         self.sequence += 1;
         let arrival: i64 = 1_710_689_700_000 + self.sequence as i64;
-        let data = if sample.not_base64 { "not base64!".to_owned() } else { BASE64.encode(record) };
+        let data = if sample.not_base64 {
+            "not base64!".to_owned()
+        } else {
+            base64_simd::STANDARD.encode_to_string(record)
+        };
         self.records.push(json!({
             "recordId": format!("49546986683135544286507457936321625675700192471156785154{:010}", self.sequence),
             "approximateArrivalTimestamp": arrival,

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 /// First instant that is not allowed: 10000-01-01T00:00:00Z, in milliseconds.
 pub const END_MILLIS: i64 = 253_402_300_800_000;
@@ -75,8 +75,30 @@ impl EventTime {
     /// RFC 3339 in UTC: `2024-03-17T15:34:56Z`, or `…56.123Z` when the input had a
     /// fraction of a second.
     pub fn created_datetime(self) -> String {
-        let format = if self.whole_seconds { SecondsFormat::Secs } else { SecondsFormat::Millis };
-        self.datetime().to_rfc3339_opts(format, true)
+        let mut out = Vec::with_capacity(24);
+        self.write_created_datetime(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends [`created_datetime`](Self::created_datetime) to `out`, without allocating.
+    pub fn write_created_datetime(self, out: &mut Vec<u8>) {
+        use chrono::{Datelike, Timelike};
+        let datetime = self.datetime();
+        let (date, time) = (datetime.date_naive(), datetime.time());
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        put_digits(&mut text[0..4], date.year() as u32);
+        put_digits(&mut text[5..7], date.month());
+        put_digits(&mut text[8..10], date.day());
+        put_digits(&mut text[11..13], time.hour());
+        put_digits(&mut text[14..16], time.minute());
+        put_digits(&mut text[17..19], time.second());
+        if self.whole_seconds {
+            out.extend_from_slice(&text[..19]);
+            out.push(b'Z');
+        } else {
+            put_digits(&mut text[20..23], (self.millis % 1000) as u32);
+            out.extend_from_slice(&text);
+        }
     }
 
     /// The UTC date, `YYYY-MM-DD`: the `created_date` partition value.
@@ -93,6 +115,14 @@ impl fmt::Display for CreatedDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use chrono::Datelike;
         write!(f, "{:04}-{:02}-{:02}", self.0.year(), self.0.month(), self.0.day())
+    }
+}
+
+/// Writes `value` as zero-padded decimal digits filling `slot`.
+fn put_digits(slot: &mut [u8], mut value: u32) {
+    for digit in slot.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
