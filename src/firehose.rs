@@ -304,7 +304,8 @@ fn write_unchanged(outcome: Outcome, data: &str, response: &mut Vec<u8>) {
     };
     response.extend_from_slice(result);
     json::write_string(data, response);
-    response.push(b'}');
+    // aws_lambda_events requires metadata on every record; Firehose ignores it here.
+    response.extend_from_slice(b",\"metadata\":{\"partitionKeys\":{}}}");
 }
 
 fn encode_base64(bytes: &[u8], out: &mut Vec<u8>) {

@@ -416,7 +416,7 @@ impl FirehoseBatcher {
                 "partitionKey": format!("{:08x}", self.rng.random::<u32>()),
                 "approximateArrivalTimestamp": arrival,
                 "sequenceNumber": format!("4954698668313554428650745793632162567570019247115678{:04}", self.sequence % 10_000),
-                "subsequenceNumber": "",
+                "subsequenceNumber": 0,
             },
         }));
         self.pending_bytes += record.len();

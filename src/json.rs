@@ -41,11 +41,12 @@ fn has_whitespace(bytes: &[u8]) -> bool {
 }
 
 /// Byte offset of the first `\uXXXX` escape that is half of a surrogate pair without
-/// its other half. `text` must be valid JSON, so every backslash starts an escape.
+/// its other half. In valid JSON every backslash starts an escape; on other text
+/// (an error message is being chosen) the answer is a best guess, never a panic.
 pub fn find_lone_surrogate(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut at = 0;
-    while let Some(found) = memchr(b'\\', &bytes[at..]) {
+    while let Some(found) = memchr(b'\\', bytes.get(at..)?) {
         let start = at + found;
         if bytes.get(start + 1) != Some(&b'u') {
             at = start + 2;
@@ -145,6 +146,14 @@ mod tests {
         assert_eq!(find_lone_surrogate(r#"{"a":"\ud83d\ude00"}"#), None);
         assert_eq!(find_lone_surrogate(r#"{"a":"\\ud800"}"#), None);
         assert_eq!(find_lone_surrogate(r#"{"a":"\u00e9\n"}"#), None);
+    }
+
+    #[test]
+    fn lone_surrogate_scan_survives_broken_text() {
+        for text in ["\\", "x\\", "\\u", "\\ud800\\", "\\ud800\\u", "\\ud8"] {
+            let _ = find_lone_surrogate(text);
+        }
+        assert_eq!(find_lone_surrogate("\\ud800\\"), Some(0));
     }
 
     #[test]
