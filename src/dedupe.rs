@@ -2,18 +2,23 @@
 
 use std::collections::HashSet;
 
+use foldhash::fast::RandomState;
+
 use crate::event::DedupeKey;
 
 /// The keys seen so far in a batch (the Lambda) or a run (`eventlake ingest`).
+///
+/// foldhash is several times faster than SipHash on these 24-byte keys, and its
+/// per-process random seed keeps crafted UUIDs from forcing collisions.
 #[derive(Debug, Default)]
 pub struct Seen {
-    keys: HashSet<DedupeKey>,
+    keys: HashSet<DedupeKey, RandomState>,
 }
 
 impl Seen {
     /// An empty set with room for `capacity` keys.
     pub fn with_capacity(capacity: usize) -> Self {
-        Seen { keys: HashSet::with_capacity(capacity) }
+        Seen { keys: HashSet::with_capacity_and_hasher(capacity, RandomState::default()) }
     }
 
     /// Records `key`; true when it was not seen before, so the event is kept.

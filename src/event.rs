@@ -120,10 +120,13 @@ pub struct PartitionKeys<'a> {
     pub created_date: CreatedDate,
 }
 
+/// Top-level fields in input order, values as raw JSON text.
+type Fields<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
 /// A valid event: the parsed record and its interpreted contract fields.
 #[derive(Debug)]
 pub struct Event<'a> {
-    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    fields: Fields<'a>,
     uuid: Uuid,
     name: Cow<'a, str>,
     /// Byte length of the event type at the start of `name`.
@@ -264,7 +267,10 @@ impl<'a> Event<'a> {
     }
 }
 
-#[expect(clippy::ptr_arg, reason = "whether the key is borrowed is the point: it says the input held no escapes")]
+#[expect(
+    clippy::ptr_arg,
+    reason = "whether the key is borrowed is the point: it says the input held no escapes"
+)]
 fn write_key(key: &Cow<'_, str>, out: &mut Vec<u8>) {
     match key {
         // Borrowed means the input held no escapes: the text is a valid string body.
@@ -279,7 +285,7 @@ fn write_key(key: &Cow<'_, str>, out: &mut Vec<u8>) {
 }
 
 /// Parses the record as one JSON object into its top-level fields, in order.
-fn parse_object(text: &str) -> Result<Vec<(Cow<'_, str>, &RawValue)>, Rejection> {
+fn parse_object(text: &str) -> Result<Fields<'_>, Rejection> {
     let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r']);
     match trimmed.as_bytes().first() {
         None => return Err(Rejection::Empty),
@@ -315,14 +321,14 @@ fn invalid_json(error: serde_json::Error) -> Rejection {
 struct FieldsVisitor;
 
 impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+    type Value = Fields<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        let mut fields = Fields::with_capacity(map.size_hint().unwrap_or(16));
         while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
             fields.push((key, value));
         }

@@ -172,6 +172,12 @@ impl Transformer {
         self.stats.records += 1;
         self.response.extend_from_slice(b"{\"recordId\":");
         json::write_string(&record.record_id, &mut self.response);
+        self.transform_data(record);
+        self.check_size()
+    }
+
+    /// Decodes, validates, dedupes and enriches one record, appending its result.
+    fn transform_data(&mut self, record: RequestRecord<'_>) {
         let decoded = &mut self.decoded;
         let bytes_in = &mut self.stats.bytes_in;
         let parsed =
@@ -197,7 +203,6 @@ impl Transformer {
                 self.failures.push(FailedRecord { record_id: record.record_id.into_owned(), failure });
             }
         }
-        self.check_size()
     }
 
     fn check_size(&mut self) -> bool {

@@ -1,0 +1,77 @@
+# eventlake: build, test, run and deploy. `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+VENV ?= .venv
+PYTHON ?= python3
+# Lambda CPU architecture: x86_64 (default) or arm64 (needs the aarch64 Rust target).
+ARCH ?= x86_64
+LAMBDAS := firehose-transform
+CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
+EVENTLAKE := $(TARGET_DIR)/release/eventlake
+DEMO := $(TARGET_DIR)/demo
+# Property-test cases per property for `make fuzz`.
+FUZZ_CASES ?= 20000
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(CARGO_LAMBDA):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda
+
+.PHONY: tools
+tools: $(CARGO_LAMBDA) ## Install the test and build tools into $(VENV) (cargo-lambda)
+
+.PHONY: build
+build: $(CARGO_LAMBDA) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (ARCH=x86_64|arm64)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO_LAMBDA) lambda build --release --output-format zip \
+		$(if $(filter arm64,$(ARCH)),--arm64,--x86-64) $(addprefix --bin ,$(LAMBDAS))
+	@for name in $(LAMBDAS); do ls -l $(TARGET_DIR)/lambda/$$name/bootstrap.zip; done
+
+.PHONY: test
+test: $(CARGO_LAMBDA) ## Run every test a contributor must pass
+	CARGO_LAMBDA="$(abspath $(CARGO_LAMBDA))" cargo test --all-targets
+	cargo test --doc
+
+.PHONY: lint
+lint: ## Format check and clippy -D warnings
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+.PHONY: check
+check: lint test ## lint, then the tests
+
+.PHONY: fmt
+fmt: ## Format the code
+	cargo fmt --all
+
+.PHONY: run
+run: ## Run the local pipeline on generated events and show what it did
+	cargo build --release --quiet --bin eventlake
+	mkdir -p $(DEMO)
+	$(EVENTLAKE) generate --events 50000 --duplicates 0.02 --invalid 0.01 --firehose > $(DEMO)/requests.ndjson
+	$(EVENTLAKE) transform --input $(DEMO)/requests.ndjson > $(DEMO)/responses.ndjson 2> $(DEMO)/transform.log
+	@echo "--- three rejected records and why:"
+	@grep -m 3 '"record rejected"' $(DEMO)/transform.log
+	@echo "--- one enriched event:"
+	@head -n 1 $(DEMO)/responses.ndjson | $(PYTHON) -c 'import base64, json, sys; r = next(r for r in json.load(sys.stdin)["records"] if r["result"] == "Ok"); print(base64.b64decode(r["data"]).decode(), end=""); print("partition keys:", r["metadata"]["partitionKeys"])'
+	@echo "--- summary:"
+	@grep '"transform finished"' $(DEMO)/transform.log
+
+.PHONY: bench
+bench: ## Benchmark the transform (criterion; 3 MB and 20 MB requests)
+	cargo bench --bench transform
+
+.PHONY: fuzz
+fuzz: ## Long property-test run of the transform and record parser (FUZZ_CASES=20000 each)
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test it properties -- --nocapture
+
+.PHONY: clean
+clean: ## Remove build outputs and the tool venv
+	cargo clean
+	rm -rf $(VENV)
