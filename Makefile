@@ -13,8 +13,9 @@ LAMBDAS := firehose-transform
 CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
 EVENTLAKE := $(TARGET_DIR)/release/eventlake
 DEMO := $(TARGET_DIR)/demo
-# Property-test cases per property for `make fuzz`.
+# Property-test cases per property for `make fuzz`; seconds per target for `make fuzz-libfuzzer`.
 FUZZ_CASES ?= 20000
+FUZZ_SECONDS ?= 300
 
 .PHONY: help
 help: ## List the targets
@@ -70,6 +71,16 @@ bench: ## Benchmark the transform (criterion; 3 MB and 20 MB requests)
 .PHONY: fuzz
 fuzz: ## Long property-test run of the transform and record parser (FUZZ_CASES=20000 each)
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test it properties -- --nocapture
+
+.PHONY: fuzz-libfuzzer
+fuzz-libfuzzer: ## libFuzzer (cargo-fuzz) on the record parser and the request transform (FUZZ_SECONDS=300 each)
+	command -v cargo-fuzz > /dev/null || cargo install cargo-fuzz --locked
+	# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+	cd fuzz && for target in record request; do \
+		mkdir -p corpus/$$target && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$target corpus/$$target seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=65536; \
+	done
 
 .PHONY: clean
 clean: ## Remove build outputs and the tool venv

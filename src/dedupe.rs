@@ -1,4 +1,9 @@
 //! Deduplication: the first record seen with a [`DedupeKey`] wins.
+//!
+//! The set keeps a 128-bit xxh3 digest of each key rather than the 24-byte key: a
+//! whole-run dedupe of millions of events then fits the writer's memory budget, and
+//! the chance that two distinct keys share a digest (about n²/2¹²⁹, 10⁻²⁶ for ten
+//! million events) is far below that of a hardware memory error.
 
 use std::collections::HashSet;
 
@@ -12,7 +17,7 @@ use crate::event::DedupeKey;
 /// per-process random seed keeps crafted UUIDs from forcing collisions.
 #[derive(Debug, Default)]
 pub struct Seen {
-    keys: HashSet<DedupeKey, RandomState>,
+    keys: HashSet<u128, RandomState>,
 }
 
 impl Seen {
@@ -23,7 +28,10 @@ impl Seen {
 
     /// Records `key`; true when it was not seen before, so the event is kept.
     pub fn first_time(&mut self, key: DedupeKey) -> bool {
-        self.keys.insert(key)
+        let mut bytes = [0_u8; 24];
+        bytes[..16].copy_from_slice(key.uuid.as_bytes());
+        bytes[16..].copy_from_slice(&key.created_at_millis.to_le_bytes());
+        self.keys.insert(xxhash_rust::xxh3::xxh3_128(&bytes))
     }
 
     /// How many distinct keys were seen.

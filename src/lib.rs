@@ -10,6 +10,10 @@
 //! - [`firehose`]: the Firehose transformation request and response.
 //! - [`metrics`]: CloudWatch Embedded Metric Format documents.
 //! - [`generate`]: deterministic sample events.
+//! - [`schema`]: the lake's one schema and the forms derived from it.
+//! - [`parquet_file`]: Parquet encoding of one partition's rows.
+//! - [`lake`]: the lake writer: partition buffers, part files, rejected records.
+//! - [`storage`]: local directory and S3 behind one trait.
 //! - [`cli`]: the `eventlake` command line.
 
 pub mod cli;
@@ -18,5 +22,9 @@ pub mod event;
 pub mod firehose;
 pub mod generate;
 pub mod json;
+pub mod lake;
 pub mod metrics;
+pub mod parquet_file;
+pub mod schema;
+pub mod storage;
 pub mod timestamp;

@@ -1,0 +1,314 @@
+//! Where the lake's objects live: a local directory or an S3 prefix, behind one
+//! small trait, so the CLI, the Lambda and the tests run the same writer.
+//!
+//! Every write is whole or nothing: a local file is written beside its final name
+//! and renamed into place; an S3 object is one PUT, or a multipart upload that is
+//! completed only when every part is in (and aborted otherwise). Only this module
+//! talks to S3.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+/// Objects at or above this size go up as multipart uploads.
+const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
+/// Size of each multipart part (S3's minimum is 5 MiB).
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// A storage failure: the write did not happen and may be retried.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A key that could escape the storage root or is not a plain relative path.
+    #[error("refusing object key {key:?}: {why}")]
+    InvalidKey { key: String, why: &'static str },
+    /// A local file operation failed.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// An S3 call failed after the SDK's retries.
+    #[error("{operation} s3://{bucket}/{key}: {message}")]
+    S3 { operation: &'static str, bucket: String, key: String, message: String },
+}
+
+/// A place that stores whole objects under relative keys (`events/…/x.parquet`).
+pub trait Storage: Send + Sync {
+    /// Stores `bytes` at `key`, replacing any object there, whole or not at all.
+    fn put(&self, key: &str, bytes: Vec<u8>) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Where `key` is, for messages: a path or an `s3://` URL.
+    fn describe(&self, key: &str) -> String;
+}
+
+/// Checks that `key` is a plain relative path: no empty, `.` or `..` segments, no
+/// leading slash, no backslash or NUL. Keys are built from validated values; this
+/// is the last line of defence before the file system or S3.
+pub fn validate_key(key: &str) -> Result<(), StorageError> {
+    let invalid = |why| Err(StorageError::InvalidKey { key: key.to_owned(), why });
+    if key.is_empty() {
+        return invalid("empty");
+    }
+    if key.contains(['\\', '\0']) {
+        return invalid("backslash or NUL");
+    }
+    if key.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return invalid("empty, '.' or '..' path segment (or a leading '/')");
+    }
+    Ok(())
+}
+
+/// The root of a lake: a local directory or `s3://bucket/prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    /// Reads `DIR` or `s3://bucket[/prefix]`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some(rest) = text.strip_prefix("s3://") else {
+            return Ok(Location::Local(PathBuf::from(text)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("{text:?} has no bucket name"));
+        }
+        let prefix = prefix.trim_end_matches('/');
+        if !prefix.is_empty() {
+            validate_key(prefix).map_err(|e| e.to_string())?;
+        }
+        Ok(Location::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
+    }
+}
+
+/// A directory on the local file system.
+#[derive(Debug, Clone)]
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn put_sync(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        validate_key(key)?;
+        let path = self.root.join(key);
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StorageError::Io { path, source }
+        };
+        let parent = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        // Write beside the final name, then rename: readers never see half a file.
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let temporary = parent.join(format!(".{name}.{}.tmp", std::process::id()));
+        std::fs::write(&temporary, bytes).map_err(io(&temporary))?;
+        std::fs::rename(&temporary, &path).map_err(io(&path))
+    }
+}
+
+impl Storage for LocalDir {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.put_sync(key, &bytes)
+    }
+
+    fn describe(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+}
+
+/// A prefix in an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+}
+
+/// Builds the S3 client once per process: region, credentials and endpoint from the
+/// environment, the SDK's standard retries with backoff (5 attempts). Path-style
+/// addressing when an endpoint is set (an emulator or a private endpoint).
+pub async fn s3_client() -> aws_sdk_s3::Client {
+    let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(5);
+    let config =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retries).load().await;
+    let custom_endpoint =
+        std::env::var_os("AWS_ENDPOINT_URL_S3").or_else(|| std::env::var_os("AWS_ENDPOINT_URL"));
+    let s3_config =
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(custom_endpoint.is_some()).build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into().trim_end_matches('/').to_owned();
+        S3Store { client, bucket: bucket.into(), prefix }
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    fn error(&self, operation: &'static str, key: &str, error: impl std::error::Error) -> StorageError {
+        StorageError::S3 {
+            operation,
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            message: DisplayErrorContext(error).to_string(),
+        }
+    }
+
+    /// Reads a whole object (`key` relative to the bucket, not the prefix).
+    pub async fn get_object(&self, key: &str) -> Result<(Vec<u8>, Option<String>), StorageError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("GetObject", key, e))?;
+        let encoding = object.content_encoding().map(str::to_owned);
+        let body = object.body.collect().await.map_err(|e| self.error("GetObject", key, e))?;
+        Ok((body.into_bytes().to_vec(), encoding))
+    }
+
+    async fn put_multipart(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_parts(key, &upload_id, &bytes).await;
+        if result.is_err() {
+            // Without the abort, S3 would keep (and bill) the parts already sent.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn upload_parts(&self, key: &str, upload_id: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut parts = Vec::new();
+        for (index, chunk) in bytes.chunks(PART_SIZE).enumerate() {
+            let number = index as i32 + 1;
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| self.error("UploadPart", key, e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .set_e_tag(part.e_tag().map(str::to_owned))
+                    .part_number(number)
+                    .build(),
+            );
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| self.error("CompleteMultipartUpload", key, e))?;
+        Ok(())
+    }
+}
+
+impl Storage for S3Store {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        validate_key(key)?;
+        let key = self.full_key(key);
+        if bytes.len() >= MULTIPART_THRESHOLD {
+            return self.put_multipart(&key, bytes).await;
+        }
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| self.error("PutObject", &key, e))?;
+        Ok(())
+    }
+
+    fn describe(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.full_key(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_could_escape_the_root_are_refused() {
+        for key in ["", "/etc/passwd", "a/../b", "a//b", "./a", "a/.", "a\\b", "a\0b", "a/"] {
+            assert!(validate_key(key).is_err(), "{key:?}");
+        }
+        for key in
+            ["events/event_type=a.b/created_date=2024-03-17/x.parquet", "_rejected/x.ndjson", "a/..b/c"]
+        {
+            assert!(validate_key(key).is_ok(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(Location::parse("./lake").unwrap(), Location::Local("./lake".into()));
+        assert_eq!(
+            Location::parse("s3://bucket/some/prefix/").unwrap(),
+            Location::S3 { bucket: "bucket".into(), prefix: "some/prefix".into() }
+        );
+        assert_eq!(
+            Location::parse("s3://bucket").unwrap(),
+            Location::S3 { bucket: "bucket".into(), prefix: "".into() }
+        );
+        assert!(Location::parse("s3:///x").is_err());
+        assert!(Location::parse("s3://b/../x").is_err());
+    }
+
+    #[tokio::test]
+    async fn local_writes_are_atomic_and_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path());
+        store.put("a/b/c.txt", b"one".to_vec()).await.unwrap();
+        store.put("a/b/c.txt", b"two".to_vec()).await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a/b/c.txt")).unwrap(), b"two");
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path().join("a/b")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["c.txt"], "no temporary file left behind");
+        assert!(store.put("../escape", b"x".to_vec()).await.is_err());
+    }
+}
