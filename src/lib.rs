@@ -12,6 +12,7 @@
 //! - [`generate`]: deterministic sample events.
 //! - [`schema`]: the lake's one schema and the forms derived from it.
 //! - [`parquet_file`]: Parquet encoding of one partition's rows.
+//! - [`ingest`]: NDJSON (plain or gzip) into the lake writer, line by line.
 //! - [`lake`]: the lake writer: partition buffers, part files, rejected records.
 //! - [`storage`]: local directory and S3 behind one trait.
 //! - [`cli`]: the `eventlake` command line.
@@ -21,6 +22,7 @@ pub mod dedupe;
 pub mod event;
 pub mod firehose;
 pub mod generate;
+pub mod ingest;
 pub mod json;
 pub mod lake;
 pub mod metrics;

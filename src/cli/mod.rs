@@ -4,6 +4,8 @@
 //! their causes; every rule lives in the library modules the verbs call.
 
 mod generate;
+mod ingest;
+mod schema;
 mod transform;
 
 use std::io::Write;
@@ -25,6 +27,8 @@ pub struct Cli {
 enum Command {
     Transform(transform::Args),
     Generate(generate::Args),
+    Ingest(ingest::Args),
+    Schema(schema::Args),
 }
 
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
@@ -34,6 +38,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Transform(args) => transform::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Ingest(args) => ingest::run(args),
+        Command::Schema(args) => schema::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,210 @@
+//! `eventlake ingest`: the whole pipeline on local NDJSON: validate, enrich, dedupe
+//! across the run, write the Parquet lake, keep rejected records with reasons.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::ingest::{self, ContentDigest, Fed};
+use crate::lake::{LakeWriter, Limits, SourceId, Summary};
+use crate::storage::{self, LocalDir, Location, S3Store, Storage};
+
+/// Ingest NDJSON events into a Parquet lake (a directory or s3://bucket/prefix).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Lake root: a local directory or s3://bucket/prefix.
+    #[arg(long, value_name = "DIR|s3://bucket/prefix")]
+    lake: String,
+    /// NDJSON inputs, `-` for stdin; gzip is detected and read transparently.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Write a partition as a part file once this many MiB of rows are buffered.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    partition_mib: usize,
+    /// Write the largest partition once all buffers hold this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 96)]
+    buffer_mib: usize,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// One input, opened for reading.
+struct Input {
+    name: String,
+    path: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
+    let location = Location::parse(&args.lake).map_err(anyhow::Error::msg).context("--lake")?;
+    anyhow::ensure!(
+        args.partition_mib > 0 && args.buffer_mib >= args.partition_mib,
+        "need 0 < --partition-mib <= --buffer-mib"
+    );
+    let limits = Limits {
+        partition_bytes: args.partition_mib << 20,
+        total_bytes: args.buffer_mib << 20,
+        ..Limits::default()
+    };
+    // Standard input is kept in a temporary file: the run's output names come from
+    // a digest of its whole input, taken before the first file is written.
+    let mut spool = None;
+    let mut inputs = Vec::new();
+    for path in &args.files {
+        if path.as_os_str() == "-" {
+            let mut file = tempfile::NamedTempFile::new().context("creating a temporary file for stdin")?;
+            io::copy(&mut io::stdin().lock(), &mut file).context("reading stdin")?;
+            inputs.push(Input { name: "-".into(), path: file.path().to_owned() });
+            spool = Some(file);
+        } else {
+            inputs.push(Input { name: path.display().to_string(), path: path.clone() });
+        }
+    }
+    let mut digest = ContentDigest::default();
+    let mut total_bytes = 0;
+    for input in &inputs {
+        total_bytes += digest.add(open(&input.path)?).with_context(|| format!("reading {}", input.name))?;
+    }
+    let source = SourceId::from_digest(digest.finish());
+    let progress = (!args.quiet && io::stderr().is_terminal()).then(|| progress_bar(total_bytes));
+    let started = Instant::now();
+    let (summary, fed) = match &location {
+        Location::Local(dir) => {
+            ingest(LocalDir::new(dir), source, limits, &inputs, progress.as_ref()).await?
+        }
+        Location::S3 { bucket, prefix } => {
+            let store = S3Store::new(storage::s3_client().await, bucket, prefix);
+            ingest(store, source, limits, &inputs, progress.as_ref()).await?
+        }
+    };
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    drop(spool);
+    print!("{}", report(&summary, fed, total_bytes, started.elapsed(), &args.lake));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(path: &Path) -> anyhow::Result<File> {
+    File::open(path).with_context(|| format!("opening {}", path.display()))
+}
+
+async fn ingest<S: Storage>(
+    storage: S,
+    source: SourceId,
+    limits: Limits,
+    inputs: &[Input],
+    progress: Option<&ProgressBar>,
+) -> anyhow::Result<(Summary, Fed)> {
+    let mut writer = LakeWriter::new(storage, source, limits);
+    let mut fed = Fed::default();
+    for input in inputs {
+        let file = Progress { inner: open(&input.path)?, bar: progress };
+        let reader = ingest::decompressing_reader(file).with_context(|| format!("reading {}", input.name))?;
+        let this = ingest::feed(&mut writer, reader, &input.name).await?;
+        fed.lines += this.lines;
+        fed.blank += this.blank;
+    }
+    Ok((writer.finish().await?, fed))
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let style = ProgressStyle::with_template(
+        "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(total).with_style(style)
+}
+
+/// Counts bytes read (before decompression) on the progress bar.
+struct Progress<'b, R> {
+    inner: R,
+    bar: Option<&'b ProgressBar>,
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        if let Some(bar) = self.bar {
+            bar.inc(read as u64);
+        }
+        Ok(read)
+    }
+}
+
+/// The end-of-run table.
+fn report(summary: &Summary, fed: Fed, input_bytes: u64, elapsed: Duration, lake: &str) -> String {
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    let mut rows: Vec<(String, String)> = vec![
+        ("events read".into(), count(summary.records)),
+        ("written".into(), count(summary.written)),
+        ("duplicates".into(), count(summary.duplicates)),
+        ("rejected".into(), count(summary.rejected_total())),
+    ];
+    rows.extend(summary.rejected.iter().map(|(code, n)| (format!("  {code}"), count(*n))));
+    rows.extend([
+        ("blank lines".into(), count(fed.blank)),
+        ("partitions".into(), count(summary.partitions as u64)),
+        ("files".into(), count(summary.files as u64)),
+        ("bytes in".into(), bytes(input_bytes)),
+        ("bytes out".into(), bytes(summary.bytes_out)),
+        ("elapsed".into(), format!("{seconds:.2} s")),
+        (
+            "throughput".into(),
+            format!(
+                "{}/s, {} events/s",
+                bytes((input_bytes as f64 / seconds) as u64),
+                count((summary.records as f64 / seconds) as u64)
+            ),
+        ),
+        ("lake".into(), lake.to_owned()),
+    ]);
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    rows.iter().map(|(name, value)| format!("{name:<width$}  {value}\n")).collect()
+}
+
+/// 1234567 → "1,234,567".
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_readable() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+    }
+}
