@@ -9,8 +9,12 @@ VENV ?= .venv
 PYTHON ?= python3
 # Lambda CPU architecture: x86_64 (default) or arm64 (needs the aarch64 Rust target).
 ARCH ?= x86_64
-LAMBDAS := firehose-transform
+LAMBDAS := firehose-transform parquet-writer
 CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
+# Python tools the tests use: cargo-lambda, DuckDB and pyarrow (independent Parquet
+# readers), and moto's server when the machine does not already have one.
+TOOLS := $(VENV)/.tools-installed
+MOTO_SERVER = $(or $(shell command -v moto_server),$(abspath $(VENV))/bin/moto_server)
 EVENTLAKE := $(TARGET_DIR)/release/eventlake
 DEMO := $(TARGET_DIR)/demo
 # Property-test cases per property for `make fuzz`; seconds per target for `make fuzz-libfuzzer`.
@@ -21,22 +25,25 @@ FUZZ_SECONDS ?= 300
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(CARGO_LAMBDA):
+$(TOOLS):
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda duckdb pyarrow
+	command -v moto_server > /dev/null || $(VENV)/bin/pip install --quiet --disable-pip-version-check "moto[server]"
+	touch $@
 
 .PHONY: tools
-tools: $(CARGO_LAMBDA) ## Install the test and build tools into $(VENV) (cargo-lambda)
+tools: $(TOOLS) ## Install the test and build tools into $(VENV) (cargo-lambda, duckdb, pyarrow, moto)
 
 .PHONY: build
-build: $(CARGO_LAMBDA) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (ARCH=x86_64|arm64)
+build: $(TOOLS) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (ARCH=x86_64|arm64)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO_LAMBDA) lambda build --release --output-format zip \
 		$(if $(filter arm64,$(ARCH)),--arm64,--x86-64) $(addprefix --bin ,$(LAMBDAS))
 	@for name in $(LAMBDAS); do ls -l $(TARGET_DIR)/lambda/$$name/bootstrap.zip; done
 
 .PHONY: test
-test: $(CARGO_LAMBDA) ## Run every test a contributor must pass
-	CARGO_LAMBDA="$(abspath $(CARGO_LAMBDA))" cargo test --all-targets
+test: $(TOOLS) ## Run every test a contributor must pass
+	CARGO_LAMBDA="$(abspath $(CARGO_LAMBDA))" EVENTLAKE_PYTHON="$(abspath $(VENV))/bin/python" \
+		MOTO_SERVER="$(MOTO_SERVER)" cargo test --all-targets
 	cargo test --doc
 
 .PHONY: lint

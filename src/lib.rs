@@ -15,6 +15,7 @@
 //! - [`ingest`]: NDJSON (plain or gzip) into the lake writer, line by line.
 //! - [`lake`]: the lake writer: partition buffers, part files, rejected records.
 //! - [`storage`]: local directory and S3 behind one trait.
+//! - [`staged`]: the parquet-writer Lambda's work on S3 notifications.
 //! - [`cli`]: the `eventlake` command line.
 
 pub mod cli;
@@ -28,5 +29,6 @@ pub mod lake;
 pub mod metrics;
 pub mod parquet_file;
 pub mod schema;
+pub mod staged;
 pub mod storage;
 pub mod timestamp;

@@ -70,3 +70,103 @@ pub fn log_lines(stderr: &[u8], message: &str) -> Vec<serde_json::Value> {
         .filter(|line| line["message"] == message)
         .collect()
 }
+
+/// A tool the Makefile provides: `$VAR`, the Makefile's venv, or the PATH.
+pub fn tool(var: &str, venv_name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(var) {
+        return path.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(venv_name);
+    if venv.exists() {
+        return venv;
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(venv_name)).find(|p| p.exists()))
+        .unwrap_or_else(|| {
+            panic!("{venv_name} not found: run `make test` (it installs the test tools) or set {var}")
+        })
+}
+
+/// Runs a Python snippet (with DuckDB and pyarrow available) that prints one JSON
+/// value; `args` become `sys.argv[1:]`.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(tool("EVENTLAKE_PYTHON", "python"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python");
+    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("python printed JSON")
+}
+
+/// DuckDB's view of a local lake: every row with its Hive partition columns, in a
+/// stable order.
+pub fn duckdb_rows(lake: &std::path::Path) -> serde_json::Value {
+    const SCRIPT: &str = r#"
+import duckdb, json, sys
+rows = duckdb.sql(f"""
+    SELECT event_type, created_date, event_uuid, event_name, event_subtype, created_at, created_datetime, payload
+    FROM read_parquet('{sys.argv[1]}/events/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
+    ORDER BY event_type, created_date, created_at, event_uuid
+""")
+names = [c[0] for c in rows.description]
+print(json.dumps([dict(zip(names, r)) for r in rows.fetchall()]))
+"#;
+    python_json(SCRIPT, &[lake.to_str().expect("utf-8 path")])
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &std::path::Path) -> Vec<String> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A moto server on 127.0.0.1, stopped with the test.
+pub struct Moto {
+    pub port: u16,
+    _server: Background,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let port = free_port();
+        let server = Command::new(tool("MOTO_SERVER", "moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let server = Background(server);
+        wait_for_port(port, Duration::from_secs(60));
+        Moto { port, _server: server }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An S3 client for this server (static test credentials, path-style).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "moto"))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}

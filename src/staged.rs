@@ -1,0 +1,234 @@
+//! The `parquet-writer` Lambda's work: S3 notifications for objects Firehose staged
+//! (through SQS, or sent directly), each object turned into Parquet by the lake
+//! writer.
+//!
+//! Each staged object is one run of the writer: its rows are deduped within the
+//! object, its output names derive from its bucket, key and ETag, so a retried or
+//! replayed notification overwrites its own files. Through SQS, a message that fails
+//! is reported in `batchItemFailures` and retried alone, reaching the DLQ after the
+//! queue's `maxReceiveCount`; its neighbours are not retried.
+
+use aws_lambda_events::s3::S3Event;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde_json::Value;
+
+use crate::ingest::{self, IngestError};
+use crate::lake::{LakeWriter, Limits, SourceId, Summary};
+use crate::storage::{S3Store, StorageError};
+
+/// A problem with the whole invocation's configuration or payload.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// A required environment variable is missing or empty.
+    #[error("environment variable {0} must be set")]
+    MissingSetting(&'static str),
+    /// The payload is neither an SQS nor an S3 event.
+    #[error("payload is neither an SQS event nor an S3 event: {0}")]
+    UnknownPayload(String),
+    /// A direct S3 event had objects that failed (Lambda retries the event).
+    #[error("{failed} of {total} objects failed; first: {first}")]
+    ObjectsFailed { failed: usize, total: usize, first: String },
+}
+
+/// Why one staged object could not be turned into Parquet.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("message body is not an S3 event: {0}")]
+    NotAnS3Event(serde_json::Error),
+    #[error("S3 record has no {0}")]
+    MissingField(&'static str),
+    #[error("object key is not valid URL encoding: {0}")]
+    BadKey(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// Settings, read once per container.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Bucket of the lake.
+    pub lake_bucket: String,
+    /// Prefix of the lake in the bucket (`events/` and `_rejected/` go under it).
+    pub lake_prefix: String,
+    /// Only objects under this prefix are processed; others are logged and skipped.
+    pub staging_prefix: String,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// `LAKE_BUCKET` (required), `LAKE_PREFIX` (default empty), `STAGING_PREFIX`
+    /// (default `staging/`).
+    pub fn from_env() -> Result<Self, HandlerError> {
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Ok(Config {
+            lake_bucket: var("LAKE_BUCKET").ok_or(HandlerError::MissingSetting("LAKE_BUCKET"))?,
+            lake_prefix: var("LAKE_PREFIX").unwrap_or_default(),
+            staging_prefix: var("STAGING_PREFIX").unwrap_or_else(|| "staging/".into()),
+            limits: Limits::default(),
+        })
+    }
+}
+
+/// The handler state: built once per container, shared by every invocation.
+pub struct Handler {
+    client: aws_sdk_s3::Client,
+    config: Config,
+}
+
+/// A staged object named by a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedObject {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+}
+
+impl Handler {
+    pub fn new(client: aws_sdk_s3::Client, config: Config) -> Self {
+        Handler { client, config }
+    }
+
+    /// Handles one invocation: an SQS batch (partial failures reported) or a direct
+    /// S3 event (any failure fails the invocation).
+    pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
+        let source = payload["Records"][0]["eventSource"].as_str().unwrap_or_default();
+        match source {
+            "aws:sqs" => {
+                let event: SqsEvent = serde_json::from_value(payload)
+                    .map_err(|e| HandlerError::UnknownPayload(e.to_string()))?;
+                let response = self.handle_sqs(event).await;
+                Ok(serde_json::to_value(response).unwrap_or_default())
+            }
+            "aws:s3" => {
+                let body = payload.to_string();
+                let outcomes = self
+                    .handle_s3_body(&body)
+                    .await
+                    .map_err(|e| HandlerError::UnknownPayload(e.to_string()))?;
+                let total = outcomes.len();
+                let failures: Vec<String> =
+                    outcomes.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+                match failures.first() {
+                    None => Ok(Value::Null),
+                    Some(first) => Err(HandlerError::ObjectsFailed {
+                        failed: failures.len(),
+                        total,
+                        first: first.clone(),
+                    }),
+                }
+            }
+            other => Err(HandlerError::UnknownPayload(format!("eventSource {other:?}"))),
+        }
+    }
+
+    /// Processes every message; a message whose objects fail is reported for retry.
+    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in event.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let body = message.body.as_deref().unwrap_or_default();
+            let failed = match self.handle_s3_body(body).await {
+                Ok(outcomes) => outcomes.into_iter().find_map(Result::err),
+                Err(error) => Some(error),
+            };
+            if let Some(error) = failed {
+                tracing::error!(messageId = %id, error = %error, "message failed; SQS will retry it");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// Processes the objects of one S3 notification body. `s3:TestEvent` (sent when a
+    /// notification is configured) holds no object and is ignored.
+    pub async fn handle_s3_body(&self, body: &str) -> Result<Vec<Result<Summary, ObjectError>>, ObjectError> {
+        if is_test_event(body) {
+            tracing::info!("ignoring s3:TestEvent");
+            return Ok(Vec::new());
+        }
+        let event: S3Event = serde_json::from_str(body).map_err(ObjectError::NotAnS3Event)?;
+        let mut outcomes = Vec::new();
+        for record in event.records {
+            let object = staged_object(&record)?;
+            outcomes.push(self.process(&object).await);
+        }
+        Ok(outcomes)
+    }
+
+    /// Turns one staged object into Parquet files in the lake.
+    pub async fn process(&self, object: &StagedObject) -> Result<Summary, ObjectError> {
+        if !object.key.starts_with(&self.config.staging_prefix) {
+            tracing::warn!(bucket = %object.bucket, key = %object.key, "object is outside the staging prefix; skipped");
+            return Ok(Summary::default());
+        }
+        let source_store = S3Store::new(self.client.clone(), &object.bucket, "");
+        let (body, _) = source_store.get_object(&object.key).await?;
+        let lake = S3Store::new(self.client.clone(), &self.config.lake_bucket, &self.config.lake_prefix);
+        let identity = format!("s3://{}/{}@{}", object.bucket, object.key, object.etag);
+        let mut writer =
+            LakeWriter::new(lake, SourceId::from_identity(identity.as_bytes()), self.config.limits);
+        let source_name = format!("s3://{}/{}", object.bucket, object.key);
+        let reader = ingest::decompressing_reader(&body[..])
+            .map_err(|error| IngestError::Read { source_name: source_name.clone(), error })?;
+        ingest::feed(&mut writer, reader, &source_name).await?;
+        let summary = writer.finish().await.map_err(IngestError::from)?;
+        tracing::info!(
+            source = %source_name,
+            records = summary.records,
+            written = summary.written,
+            duplicates = summary.duplicates,
+            rejected = summary.rejected_total(),
+            files = summary.files,
+            "staged object written to the lake"
+        );
+        Ok(summary)
+    }
+}
+
+fn is_test_event(body: &str) -> bool {
+    serde_json::from_str::<Value>(body).is_ok_and(|value| value["Event"] == "s3:TestEvent")
+}
+
+fn staged_object(record: &aws_lambda_events::s3::S3EventRecord) -> Result<StagedObject, ObjectError> {
+    let bucket = record.s3.bucket.name.clone().ok_or(ObjectError::MissingField("bucket name"))?;
+    let raw_key = record.s3.object.key.as_deref().ok_or(ObjectError::MissingField("object key"))?;
+    let key = decode_key(raw_key)?;
+    let etag = record.s3.object.e_tag.clone().unwrap_or_default();
+    Ok(StagedObject { bucket, key, etag })
+}
+
+/// Object keys in S3 notifications are URL-encoded with `+` for a space.
+pub fn decode_key(raw: &str) -> Result<String, ObjectError> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| ObjectError::BadKey(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_url_decoded_with_plus_as_space() {
+        assert_eq!(
+            decode_key("staging/event_type%3Dpayment/created_date%3D2024-03-17/a+b%2Bc.gz").unwrap(),
+            "staging/event_type=payment/created_date=2024-03-17/a b+c.gz"
+        );
+        assert!(decode_key("bad%FF").is_err());
+    }
+
+    #[test]
+    fn test_events_are_recognised() {
+        assert!(is_test_event(
+            r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2024-03-17T00:00:00.000Z","Bucket":"b"}"#
+        ));
+        assert!(!is_test_event(r#"{"Records":[]}"#));
+        assert!(!is_test_event("not json"));
+    }
+}

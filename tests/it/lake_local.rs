@@ -1,0 +1,132 @@
+//! `eventlake ingest` into a local lake, read back by DuckDB with Hive partitioning.
+
+use std::io::Write;
+
+use crate::support::{duckdb_rows, eventlake, files_under, fixture, run_with_input, success};
+
+/// The numeric rows of ingest's summary table, by name.
+fn summary_table(stdout: &[u8]) -> std::collections::BTreeMap<String, u64> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().rsplit_once("  ")?;
+            Some((name.trim().to_owned(), value.trim().replace(',', "").parse().ok()?))
+        })
+        .collect()
+}
+
+fn expected() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("lake-expected.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn duckdb_reads_exactly_the_rows_the_contract_expects() {
+    let lake = tempfile::tempdir().unwrap();
+    success(eventlake().args(["ingest", "--lake"]).arg(lake.path()).arg(fixture("lake-input.ndjson")));
+    assert_eq!(duckdb_rows(lake.path()), expected()["rows"]);
+}
+
+#[test]
+fn rejected_records_are_kept_with_their_reasons_for_replay() {
+    let lake = tempfile::tempdir().unwrap();
+    let output =
+        success(eventlake().args(["ingest", "--lake"]).arg(lake.path()).arg(fixture("lake-input.ndjson")));
+    let summary = summary_table(&output.stdout);
+    assert_eq!((summary["duplicates"], summary["blank lines"], summary["written"]), (1, 1, 7));
+    let rejected: Vec<String> =
+        files_under(lake.path()).into_iter().filter(|f| f.starts_with("_rejected/")).collect();
+    assert_eq!(rejected.len(), 1);
+    let text = std::fs::read_to_string(lake.path().join(&rejected[0])).unwrap();
+    let entries: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let want = expected()["rejected"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), want.len());
+    for (entry, want) in entries.iter().zip(&want) {
+        assert_eq!(entry["line"], want["line"]);
+        assert_eq!(entry["code"], want["code"]);
+        assert_eq!(entry["record"], want["record"]);
+        assert_eq!(entry["record_base64"], want["record_base64"]);
+        assert!(entry["reason"].as_str().unwrap().len() > 10);
+        assert!(entry["source"].as_str().unwrap().ends_with("lake-input.ndjson"));
+    }
+}
+
+#[test]
+fn ingesting_the_same_input_again_changes_nothing() {
+    let lake = tempfile::tempdir().unwrap();
+    let input = fixture("lake-input.ndjson");
+    success(eventlake().args(["ingest", "--lake"]).arg(lake.path()).arg(&input));
+    let first = files_under(lake.path());
+    let bytes: Vec<Vec<u8>> = first.iter().map(|f| std::fs::read(lake.path().join(f)).unwrap()).collect();
+    success(eventlake().args(["ingest", "--lake"]).arg(lake.path()).arg(&input));
+    assert_eq!(files_under(lake.path()), first);
+    for (file, before) in first.iter().zip(&bytes) {
+        assert_eq!(&std::fs::read(lake.path().join(file)).unwrap(), before, "{file} changed");
+    }
+    assert_eq!(duckdb_rows(lake.path()), expected()["rows"]);
+}
+
+#[test]
+fn gzip_and_stdin_inputs_give_the_same_lake() {
+    let plain = std::fs::read(fixture("lake-input.ndjson")).unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&plain).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gz_path = dir.path().join("events.ndjson.gz");
+    std::fs::write(&gz_path, gzip.finish().unwrap()).unwrap();
+    let from_gzip = dir.path().join("lake-gz");
+    success(eventlake().args(["ingest", "--lake"]).arg(&from_gzip).arg(&gz_path));
+    assert_eq!(duckdb_rows(&from_gzip), expected()["rows"]);
+
+    let from_stdin = dir.path().join("lake-stdin");
+    let mut command = eventlake();
+    command.args(["ingest", "--lake"]).arg(&from_stdin).arg("-");
+    let output = run_with_input(command, &plain);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(duckdb_rows(&from_stdin), expected()["rows"]);
+}
+
+#[test]
+fn generated_events_are_deduped_across_the_whole_run_and_partitioned_by_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let events =
+        success(eventlake().args(["generate", "--events", "20000", "--days", "3", "--duplicates", "0.05"]))
+            .stdout;
+    // Two files sharing duplicates: the run dedupes across both.
+    let half = events.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(10_000).unwrap().0 + 1;
+    std::fs::write(dir.path().join("a.ndjson"), &events[..half]).unwrap();
+    std::fs::write(dir.path().join("b.ndjson"), &events[half..]).unwrap();
+    let lake = dir.path().join("lake");
+    // Small buffers, so partitions are written as several parts.
+    let output = success(
+        eventlake()
+            .args(["ingest", "--partition-mib", "1", "--buffer-mib", "2", "--lake"])
+            .arg(&lake)
+            .arg(dir.path().join("a.ndjson"))
+            .arg(dir.path().join("b.ndjson")),
+    );
+    let summary = summary_table(&output.stdout);
+    const CHECK: &str = r#"
+import duckdb, json, sys
+con = duckdb.connect()
+con.sql(f"CREATE VIEW e AS SELECT * FROM read_parquet('{sys.argv[1]}/events/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)")
+one = lambda q: con.execute(q).fetchall()[0][0]
+print(json.dumps({
+    "rows": one("SELECT count(*) FROM e"),
+    "distinct_keys": one("SELECT count(DISTINCT (event_uuid, created_datetime)) FROM e"),
+    "type_mismatch": one("SELECT count(*) FROM e WHERE event_type <> split_part(event_name, ':', 1)"),
+    "date_mismatch": one("SELECT count(*) FROM e WHERE created_date <> substr(created_datetime, 1, 10)"),
+    "days": one("SELECT count(DISTINCT created_date) FROM e"),
+    "unsorted_files": one("SELECT count(*) FROM (SELECT filename, created_at < lag(created_at) OVER (PARTITION BY filename ORDER BY file_row_number) AS back FROM read_parquet('" + sys.argv[1] + "/events/*/*/*.parquet', filename = true, file_row_number = true)) WHERE back"),
+}))
+"#;
+    let facts = crate::support::python_json(CHECK, &[lake.to_str().unwrap()]);
+    assert_eq!(facts["rows"], summary["written"]);
+    assert!(summary["duplicates"] > 500, "{summary:?}");
+    assert_eq!(facts["distinct_keys"], facts["rows"], "a duplicate survived");
+    assert_eq!(facts["type_mismatch"], 0);
+    assert_eq!(facts["date_mismatch"], 0);
+    assert_eq!(facts["days"], 3);
+    assert_eq!(facts["unsorted_files"], 0, "rows not sorted by created_at within a file");
+    let parts = files_under(&lake).iter().filter(|f| f.ends_with("-00001.parquet")).count();
+    assert!(parts > 0, "expected some partitions written in several parts: {summary:?}");
+}
