@@ -11,24 +11,24 @@ PYTHON ?= python3
 ARCH ?= x86_64
 LAMBDAS := firehose-transform parquet-writer
 CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
-# Python tools the tests use: cargo-lambda, DuckDB and pyarrow (independent Parquet
-# readers), and moto's server when the machine does not already have one.
+# Python tools the tests use, pinned in requirements-test.txt: cargo-lambda, DuckDB
+# and pyarrow (independent Parquet readers), moto's server (S3, Glue, SQS emulator).
 TOOLS := $(VENV)/.tools-installed
-MOTO_SERVER = $(or $(shell command -v moto_server),$(abspath $(VENV))/bin/moto_server)
 EVENTLAKE := $(TARGET_DIR)/release/eventlake
 DEMO := $(TARGET_DIR)/demo
 # Property-test cases per property for `make fuzz`; seconds per target for `make fuzz-libfuzzer`.
 FUZZ_CASES ?= 20000
 FUZZ_SECONDS ?= 300
+# Input size of the ingest benchmark.
+BENCH_MIB ?= 1024
 
 .PHONY: help
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(TOOLS):
+$(TOOLS): requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda duckdb pyarrow
-	command -v moto_server > /dev/null || $(VENV)/bin/pip install --quiet --disable-pip-version-check "moto[server]"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
 .PHONY: tools
@@ -43,7 +43,7 @@ build: $(TOOLS) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (AR
 .PHONY: test
 test: $(TOOLS) ## Run every test a contributor must pass
 	CARGO_LAMBDA="$(abspath $(CARGO_LAMBDA))" EVENTLAKE_PYTHON="$(abspath $(VENV))/bin/python" \
-		MOTO_SERVER="$(MOTO_SERVER)" cargo test --all-targets
+		MOTO_SERVER="$(abspath $(VENV))/bin/moto_server" cargo test --all-targets
 	cargo test --doc
 
 .PHONY: lint
@@ -58,8 +58,21 @@ check: lint test ## lint, then the tests
 fmt: ## Format the code
 	cargo fmt --all
 
+LAKE ?= lake
+
 .PHONY: run
-run: ## Run the local pipeline on generated events and show what it did
+run: ## Run the local pipeline: generate events, ingest them into ./lake, print the summary
+	cargo build --release --quiet --bin eventlake
+	mkdir -p $(DEMO)
+	$(EVENTLAKE) generate --events 200000 --days 3 --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
+	$(EVENTLAKE) ingest --lake $(LAKE) $(DEMO)/events.ndjson
+	@echo "--- a few of the $$(find $(LAKE)/events -name '*.parquet' | wc -l) Parquet files:"
+	@find $(LAKE)/events -name '*.parquet' | sort | head -n 3
+	@echo "--- first rejected record and why:"
+	@head -q -n 1 $(LAKE)/_rejected/*.ndjson | head -n 1
+
+.PHONY: run-transform
+run-transform: ## Run the Firehose transform locally on generated requests and show what it did
 	cargo build --release --quiet --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 50000 --duplicates 0.02 --invalid 0.01 --firehose > $(DEMO)/requests.ndjson
@@ -72,8 +85,12 @@ run: ## Run the local pipeline on generated events and show what it did
 	@grep '"transform finished"' $(DEMO)/transform.log
 
 .PHONY: bench
-bench: ## Benchmark the transform (criterion; 3 MB and 20 MB requests)
+bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline, ingest vs pyarrow (1 GiB)
 	cargo bench --bench transform
+	cargo build --release --quiet --bin eventlake
+	$(EVENTLAKE) generate --events 2900 --firehose > $(DEMO)/bench-request.json
+	$(PYTHON) benches/python_transform.py $(DEMO)/bench-request.json
+	$(VENV)/bin/python benches/ingest.py $(EVENTLAKE) $(BENCH_MIB)
 
 .PHONY: fuzz
 fuzz: ## Long property-test run of the transform and record parser (FUZZ_CASES=20000 each)

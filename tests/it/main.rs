@@ -1,7 +1,10 @@
 //! Integration tests: the built binaries run as processes, against real components.
 
+mod docs;
+mod faults;
 mod generate_cli;
 mod lake_local;
+mod lake_s3;
 mod lambda_runtime;
 mod properties;
 mod support;

@@ -1,0 +1,18 @@
+//! The docs agree with the one schema source.
+
+use eventlake::schema;
+
+#[test]
+fn readme_schema_table_matches_the_schema() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let arrow = schema::arrow_schema();
+    for (column, field) in schema::columns().iter().zip(arrow.fields()) {
+        let kind = match (column.athena_type, field.is_nullable()) {
+            ("bigint", _) => "int64 / bigint".to_owned(),
+            (kind, true) => format!("{kind}, nullable"),
+            (kind, false) => kind.to_owned(),
+        };
+        let row = format!("| `{}` | {kind} | {} |", column.name, column.comment);
+        assert!(readme.contains(&row), "README lacks the row:\n{row}");
+    }
+}

@@ -1,0 +1,246 @@
+//! The parquet-writer handler against a real S3 API (moto on 127.0.0.1): staged
+//! objects named the way Firehose names them, real SQS/S3 notification JSON,
+//! Parquet read back from the emulator.
+
+use std::io::Write;
+
+use aws_sdk_s3::primitives::ByteStream;
+use eventlake::lake::Limits;
+use eventlake::staged::{Config, Handler};
+use serde_json::{json, Value};
+
+use crate::support::{fixture, python_json, Moto};
+
+const BUCKET: &str = "eventlake-test";
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The enriched lines the transform fixture produces: what Firehose stages.
+fn staged_lines() -> Vec<u8> {
+    let response: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("firehose-response.json")).unwrap()).unwrap();
+    let mut lines = Vec::new();
+    for record in response["records"].as_array().unwrap() {
+        if record["result"] == "Ok" {
+            use base64::Engine as _;
+            lines.extend(
+                base64::engine::general_purpose::STANDARD.decode(record["data"].as_str().unwrap()).unwrap(),
+            );
+        }
+    }
+    lines
+}
+
+fn s3_event(key: &str, size: usize, etag: &str) -> Value {
+    let encoded: String = url_encode(key);
+    json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2024-03-17T15:40:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:FIREHOSE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "r", "x-amz-id-2": "i"},
+        "s3": {
+            "s3SchemaVersion": "1.0", "configurationId": "staged",
+            "bucket": {"name": BUCKET, "ownerIdentity": {"principalId": "o"}, "arn": format!("arn:aws:s3:::{BUCKET}")},
+            "object": {"key": encoded, "size": size, "eTag": etag, "sequencer": "0065F70F6A"}
+        }
+    }]})
+}
+
+/// URL-encodes a key the way S3 notifications do (space as `+`).
+fn url_encode(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn sqs_event(messages: &[(&str, String)]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            json!({
+                "messageId": id, "receiptHandle": "handle", "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1710690000000",
+                               "SenderId": "s3", "ApproximateFirstReceiveTimestamp": "1710690000001"},
+                "messageAttributes": {}, "md5OfBody": "0", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:eventlake-staged", "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+struct Lake {
+    moto: Moto,
+    client: aws_sdk_s3::Client,
+    handler: Handler,
+}
+
+impl Lake {
+    async fn new() -> Self {
+        let moto = Moto::start();
+        let client = moto.s3();
+        client.create_bucket().bucket(BUCKET).send().await.unwrap();
+        let config = Config {
+            lake_bucket: BUCKET.into(),
+            lake_prefix: "lake".into(),
+            staging_prefix: "staging/".into(),
+            limits: Limits::default(),
+        };
+        let handler = Handler::new(client.clone(), config);
+        Lake { moto, client, handler }
+    }
+
+    /// Stages `body` at `key`; returns the notification body for it.
+    async fn stage(&self, key: &str, body: Vec<u8>) -> String {
+        let size = body.len();
+        let put = self
+            .client
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+        s3_event(key, size, put.e_tag().unwrap().trim_matches('"')).to_string()
+    }
+
+    /// Every object under `prefix` with its bytes, sorted by key.
+    async fn objects(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let listing = self.client.list_objects_v2().bucket(BUCKET).prefix(prefix).send().await.unwrap();
+        let mut objects = Vec::new();
+        for object in listing.contents() {
+            let key = object.key().unwrap().to_owned();
+            let body = self
+                .client
+                .get_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap();
+            objects.push((key, body.into_bytes().to_vec()));
+        }
+        objects.sort();
+        objects
+    }
+}
+
+/// Reads Parquet files with pyarrow (an independent reader), rows as JSON.
+fn pyarrow_rows(files: &[(String, Vec<u8>)]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, bytes) in files {
+        let path = dir.path().join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    const SCRIPT: &str = r#"
+import json, sys, pyarrow.dataset as ds
+table = ds.dataset(sys.argv[1] + "/lake/events", format="parquet", partitioning="hive").to_table()
+rows = sorted(table.to_pylist(), key=lambda r: (r["event_uuid"], r["created_at"]))
+print(json.dumps(rows, default=str))
+"#;
+    python_json(SCRIPT, &[dir.path().to_str().unwrap()]).as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staged_objects_become_parquet_and_a_second_delivery_changes_nothing() {
+    let lake = Lake::new().await;
+    let lines = staged_lines();
+    let key = "staging/event_type=payment/created_date=2024-03-17/eventlake-local-1-2024-03-17-15-35-00-4f1c a+b.gz";
+    let body = lake.stage(key, gzip(&lines)).await;
+    let event = sqs_event(&[("m1", body)]);
+
+    let response = lake.handler.handle(event.clone()).await.unwrap();
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let written = lake.objects("lake/events/").await;
+    assert!(!written.is_empty());
+    assert!(written.iter().all(|(key, _)| key.ends_with(".parquet") && key.contains("/created_date=")));
+
+    // Every staged line is a row, with the contract's values, read by pyarrow.
+    let rows = pyarrow_rows(&written);
+    let mut expected: Vec<Value> = String::from_utf8(lines)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .collect();
+    // The fixture's Ok records are distinct events, so each staged line is one row.
+    assert_eq!(rows.len(), expected.len());
+    expected.sort_by_key(|e| {
+        (e["event_uuid"].as_str().unwrap().to_owned(), e["created_datetime"].as_str().unwrap().to_owned())
+    });
+    for row in &rows {
+        let event = expected
+            .iter()
+            .find(|e| {
+                e["event_uuid"] == row["event_uuid"] && e["created_datetime"] == row["created_datetime"]
+            })
+            .unwrap_or_else(|| panic!("no staged event for row {row}"));
+        assert_eq!(row["event_name"], event["event_name"]);
+        assert_eq!(row["event_subtype"], event["event_subtype"]);
+        assert_eq!(row["event_type"], event["event_type"]);
+        assert_eq!(row["created_date"].as_str(), event["created_datetime"].as_str().map(|d| &d[..10]));
+    }
+
+    // The same message again (SQS delivers at least once): same keys, same bytes.
+    let response = lake.handler.handle(event).await.unwrap();
+    assert_eq!(response["batchItemFailures"], json!([]));
+    assert_eq!(lake.objects("lake/events/").await, written);
+    drop(lake.moto);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_object_fails_alone_and_test_events_are_ignored() {
+    let lake = Lake::new().await;
+    let good =
+        lake.stage("staging/event_type=a/created_date=2024-03-17/good.gz", gzip(&staged_lines())).await;
+    let mut corrupt = gzip(&staged_lines());
+    let middle = corrupt.len() / 2;
+    corrupt[middle..].fill(0x55);
+    let bad = lake.stage("staging/event_type=a/created_date=2024-03-17/corrupt.gz", corrupt).await;
+    let test_event = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2024-03-17T15:00:00.000Z","Bucket":"eventlake-test","RequestId":"r","HostId":"h"}"#;
+    let event = sqs_event(&[
+        ("good", good),
+        ("bad", bad),
+        ("test", test_event.to_owned()),
+        ("junk", "not json".to_owned()),
+    ]);
+
+    let response = lake.handler.handle(event).await.unwrap();
+    assert_eq!(response["batchItemFailures"], json!([{"itemIdentifier": "bad"}, {"itemIdentifier": "junk"}]));
+    let written = lake.objects("lake/events/").await;
+    assert_eq!(pyarrow_rows(&written).len(), 15, "the good object's rows are all there");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_lines_go_to_the_rejected_prefix_with_reasons() {
+    let lake = Lake::new().await;
+    let mut body = staged_lines();
+    body.extend_from_slice(b"{\"event_uuid\":\"nope\",\"event_name\":\"a\",\"created_at\":1}\n");
+    let notification = lake.stage("staging/event_type=a/created_date=2024-03-17/mixed", body).await;
+    // A direct S3 event (no SQS) works too.
+    let direct: Value = serde_json::from_str(&notification).unwrap();
+    lake.handler.handle(direct).await.unwrap();
+    let rejected = lake.objects("lake/_rejected/").await;
+    assert_eq!(rejected.len(), 1);
+    let entry: Value = serde_json::from_slice(rejected[0].1.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(entry["code"], "invalid_uuid");
+    assert_eq!(entry["line"], 16);
+    assert_eq!(entry["record"], "{\"event_uuid\":\"nope\",\"event_name\":\"a\",\"created_at\":1}");
+    assert_eq!(entry["source"], format!("s3://{BUCKET}/staging/event_type=a/created_date=2024-03-17/mixed"));
+}
