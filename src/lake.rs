@@ -1,30 +1,32 @@
 //! The lake writer (CONTRACT section 4): records in, Parquet files out, one
 //! partition per file, rejected records kept beside the lake with their reasons.
 //!
-//! Memory is bounded by the row buffers, not by the input: a partition is flushed
-//! to a new part file when its buffer fills, and the largest partition is flushed
-//! when all buffers together reach the total limit. Object names depend only on
+//! Memory is bounded by the row buffers, not by the input: a partition is written
+//! as a new part file when its buffer fills, and when all buffers together reach
+//! the total limit the largest is spilled to local disk (see [`row_buffer`]), to be
+//! written at the end in full-size parts rather than as many small files. Object
+//! names depend only on
 //! the input (its [`SourceId`]), the partition and the part number, so running the
 //! same input again overwrites its own files instead of adding duplicates.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::dedupe::Seen;
 use crate::event::Event;
-use crate::parquet_file::{self, EncodeError, Row};
+use crate::parquet_file::{self, EncodeError};
+use crate::row_buffer::{Buffer, Spill};
 use crate::storage::{Storage, StorageError};
-use crate::timestamp::{CreatedDate, EventTime};
+use crate::timestamp::CreatedDate;
 
 /// Buffer sizes of a writer.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// A partition's buffered row bytes that trigger writing it as a part file.
+    /// A partition's buffered row bytes that trigger writing it as a part file;
+    /// also the size of the parts written from spilled rows.
     pub partition_bytes: usize,
-    /// All partitions' buffered row bytes that trigger writing the largest one.
+    /// All partitions' buffered row bytes that trigger spilling the largest one.
     pub total_bytes: usize,
     /// Buffered rejected-record bytes that trigger writing them as a part file.
     pub rejected_bytes: usize,
@@ -43,6 +45,9 @@ pub enum LakeError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The local spill directory could not be written or read.
+    #[error("spilling rows to local disk: {0}")]
+    Spill(#[from] std::io::Error),
 }
 
 /// Names the input a run reads, so its outputs get stable names: a digest of the
@@ -87,6 +92,11 @@ pub fn part_key(partition: &Partition, source: &SourceId, part: u32) -> String {
     format!("{}/{}-{part:05}.parquet", partition.directory(), source.as_str())
 }
 
+/// The spill file name of a partition (its values are file-name safe).
+fn spill_name(partition: &Partition) -> String {
+    format!("{}.{}", partition.event_type, partition.created_date)
+}
+
 /// Key of part `part` of the rejected records of `source`.
 pub fn rejected_key(source: &SourceId, part: u32) -> String {
     format!("_rejected/{}-{part:05}.ndjson", source.as_str())
@@ -110,6 +120,8 @@ pub struct Summary {
     pub files: usize,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Row bytes that went through the spill directory.
+    pub spilled_bytes: u64,
     /// Keys of the Parquet files written, in order.
     pub keys: Vec<String>,
     /// Partitions that received at least one file.
@@ -120,41 +132,6 @@ pub struct Summary {
 impl Summary {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
-    }
-}
-
-/// A row kept until its partition is written: text lives in the partition's arena.
-#[derive(Debug, Clone)]
-struct BufferedRow {
-    uuid: Uuid,
-    time: EventTime,
-    name: Range<usize>,
-    subtype: Option<Range<usize>>,
-    payload: Range<usize>,
-}
-
-#[derive(Debug, Default)]
-struct Buffer {
-    rows: Vec<BufferedRow>,
-    text: String,
-}
-
-impl Buffer {
-    fn bytes(&self) -> usize {
-        self.text.len() + self.rows.len() * std::mem::size_of::<BufferedRow>()
-    }
-
-    fn push(&mut self, event: &Event<'_>, payload: &[u8]) {
-        let mut append = |text: &str| {
-            let start = self.text.len();
-            self.text.push_str(text);
-            start..self.text.len()
-        };
-        let name = append(event.name());
-        let subtype = event.event_subtype().map(&mut append);
-        // The payload was written by the event's own serializer: valid UTF-8 JSON.
-        let payload = append(std::str::from_utf8(payload).unwrap_or_default());
-        self.rows.push(BufferedRow { uuid: event.uuid(), time: event.time(), name, subtype, payload });
     }
 }
 
@@ -183,6 +160,8 @@ pub struct LakeWriter<S> {
     buffers: HashMap<Partition, Buffer>,
     buffered: usize,
     parts: HashMap<Partition, u32>,
+    spill: Option<Spill>,
+    spilled: BTreeSet<Partition>,
     rejected: Vec<u8>,
     rejected_parts: u32,
     payload: Vec<u8>,
@@ -199,6 +178,8 @@ impl<S: Storage> LakeWriter<S> {
             buffers: HashMap::new(),
             buffered: 0,
             parts: HashMap::new(),
+            spill: None,
+            spilled: BTreeSet::new(),
             rejected: Vec::new(),
             rejected_parts: 0,
             payload: Vec::new(),
@@ -232,20 +213,34 @@ impl<S: Storage> LakeWriter<S> {
         let partition = Partition { event_type: keys.event_type.to_owned(), created_date: keys.created_date };
         let buffer = self.buffers.entry(partition.clone()).or_default();
         let before = buffer.bytes();
-        buffer.push(&event, &self.payload);
+        // The payload was written by the event's own serializer: UTF-8 JSON.
+        buffer.push_event(&event, std::str::from_utf8(&self.payload).unwrap_or_default());
         let after = buffer.bytes();
         self.buffered += after - before;
         if after >= self.limits.partition_bytes {
-            self.flush(&partition).await?;
+            let buffer = self.take_buffer(&partition);
+            self.write_part(&partition, buffer).await?;
         }
         while self.buffered >= self.limits.total_bytes {
             let Some(largest) = self.buffers.iter().max_by_key(|(_, b)| b.bytes()).map(|(p, _)| p.clone())
             else {
                 break;
             };
-            self.flush(&largest).await?;
+            let buffer = self.take_buffer(&largest);
+            let spill = match &mut self.spill {
+                Some(spill) => spill,
+                None => self.spill.insert(Spill::new()?),
+            };
+            spill.append(&spill_name(&largest), &buffer)?;
+            self.spilled.insert(largest);
         }
         Ok(())
+    }
+
+    fn take_buffer(&mut self, partition: &Partition) -> Buffer {
+        let buffer = self.buffers.remove(partition).unwrap_or_default();
+        self.buffered -= buffer.bytes();
+        buffer
     }
 
     async fn reject(
@@ -274,21 +269,12 @@ impl<S: Storage> LakeWriter<S> {
         Ok(())
     }
 
-    async fn flush(&mut self, partition: &Partition) -> Result<(), LakeError> {
-        let Some(buffer) = self.buffers.remove(partition) else { return Ok(()) };
-        self.buffered -= buffer.bytes();
-        let text = buffer.text.as_str();
-        let mut rows: Vec<Row<'_>> = buffer
-            .rows
-            .iter()
-            .map(|row| Row {
-                uuid: row.uuid,
-                name: &text[row.name.clone()],
-                subtype: row.subtype.clone().map(|range| &text[range]),
-                time: row.time,
-                payload: &text[row.payload.clone()],
-            })
-            .collect();
+    /// Encodes `buffer` as the partition's next part file and stores it.
+    async fn write_part(&mut self, partition: &Partition, buffer: Buffer) -> Result<(), LakeError> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let mut rows = buffer.rows();
         let bytes = parquet_file::encode(&mut rows)?;
         let part = self.parts.entry(partition.clone()).or_default();
         let key = part_key(partition, &self.source, *part);
@@ -305,6 +291,26 @@ impl<S: Storage> LakeWriter<S> {
         Ok(())
     }
 
+    /// Writes a partition's remaining rows, from memory and from its spill file,
+    /// in parts of up to the partition limit.
+    async fn finish_partition(&mut self, partition: &Partition) -> Result<(), LakeError> {
+        let mut chunk = self.take_buffer(partition);
+        let mut reader = match &self.spill {
+            Some(spill) => spill.reader(&spill_name(partition))?,
+            None => None,
+        };
+        loop {
+            let more = match &mut reader {
+                Some(reader) => reader.fill(&mut chunk, self.limits.partition_bytes)?,
+                None => false,
+            };
+            if chunk.is_empty() && !more {
+                return Ok(());
+            }
+            self.write_part(partition, std::mem::take(&mut chunk)).await?;
+        }
+    }
+
     async fn flush_rejected(&mut self) -> Result<(), LakeError> {
         if self.rejected.is_empty() {
             return Ok(());
@@ -318,14 +324,16 @@ impl<S: Storage> LakeWriter<S> {
 
     /// Writes everything still buffered and returns what the run did.
     pub async fn finish(mut self) -> Result<Summary, LakeError> {
-        let mut pending: Vec<Partition> = self.buffers.keys().cloned().collect();
-        // Sorted, so a run writes its files in the same order every time.
-        pending.sort();
-        for partition in pending {
-            self.flush(&partition).await?;
+        // Every partition with rows in memory or on disk, sorted, so a run writes
+        // its files in the same order every time.
+        let mut pending: BTreeSet<Partition> = self.buffers.keys().cloned().collect();
+        pending.extend(self.spilled.iter().cloned());
+        for partition in &pending {
+            self.finish_partition(partition).await?;
         }
         self.flush_rejected().await?;
         self.summary.partitions = self.summary.touched.len();
+        self.summary.spilled_bytes = self.spill.as_ref().map_or(0, Spill::bytes);
         Ok(self.summary)
     }
 }
@@ -333,6 +341,7 @@ impl<S: Storage> LakeWriter<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timestamp::EventTime;
 
     #[test]
     fn keys_are_deterministic_and_inside_their_partition() {

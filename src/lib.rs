@@ -14,6 +14,7 @@
 //! - [`parquet_file`]: Parquet encoding of one partition's rows.
 //! - [`ingest`]: NDJSON (plain or gzip) into the lake writer, line by line.
 //! - [`lake`]: the lake writer: partition buffers, part files, rejected records.
+//! - [`row_buffer`]: a partition's rows in memory, and spilled to local disk.
 //! - [`storage`]: local directory and S3 behind one trait.
 //! - [`staged`]: the parquet-writer Lambda's work on S3 notifications.
 //! - [`cli`]: the `eventlake` command line.
@@ -28,6 +29,7 @@ pub mod json;
 pub mod lake;
 pub mod metrics;
 pub mod parquet_file;
+pub mod row_buffer;
 pub mod schema;
 pub mod staged;
 pub mod storage;

@@ -54,7 +54,21 @@ impl EventTime {
 
     /// Builds a time from milliseconds, as stored in a dedupe key.
     pub fn from_millis(millis: i64) -> Option<Self> {
-        (0..END_MILLIS).contains(&millis).then_some(EventTime { millis, whole_seconds: millis % 1000 == 0 })
+        Self::from_parts(millis, millis % 1000 != 0)
+    }
+
+    /// Rebuilds a time from [`millis`](Self::millis) and
+    /// [`has_fraction`](Self::has_fraction), as the lake writer spills it.
+    pub fn from_parts(millis: i64, has_fraction: bool) -> Option<Self> {
+        let whole_seconds = !has_fraction;
+        let consistent = !whole_seconds || millis % 1000 == 0;
+        ((0..END_MILLIS).contains(&millis) && consistent).then_some(EventTime { millis, whole_seconds })
+    }
+
+    /// True when `created_at` had a fraction of a second (so the datetime shows
+    /// milliseconds).
+    pub fn has_fraction(self) -> bool {
+        !self.whole_seconds
     }
 
     /// Unix time in whole milliseconds, rounded to nearest (halves up).

@@ -158,6 +158,7 @@ fn report(summary: &Summary, fed: Fed, input_bytes: u64, elapsed: Duration, lake
         ("files".into(), count(summary.files as u64)),
         ("bytes in".into(), bytes(input_bytes)),
         ("bytes out".into(), bytes(summary.bytes_out)),
+        ("spilled".into(), bytes(summary.spilled_bytes)),
         ("elapsed".into(), format!("{seconds:.2} s")),
         (
             "throughput".into(),
