@@ -37,9 +37,10 @@ pub struct Buffer {
 }
 
 impl Buffer {
-    /// Memory the rows take, as counted against the writer's limits.
+    /// Memory the rows take, as counted against the writer's limits: allocated
+    /// capacity, not length, since growth by doubling can leave half unused.
     pub fn bytes(&self) -> usize {
-        self.text.len() + self.rows.len() * std::mem::size_of::<BufferedRow>()
+        self.text.capacity() + self.rows.capacity() * std::mem::size_of::<BufferedRow>()
     }
 
     pub fn len(&self) -> usize {
@@ -146,14 +147,15 @@ impl Spill {
             .entry(name.to_owned())
             .or_insert_with(|| self.dir.path().join(format!("{name}.spill")));
         let file = OpenOptions::new().create(true).append(true).open(&*path)?;
+        let before = file.metadata()?.len();
         let mut out = BufWriter::with_capacity(1 << 20, file);
         buffer.write_to(&mut out)?;
-        out.flush()?;
-        self.bytes += buffer.bytes() as u64;
+        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        self.bytes += file.metadata()?.len() - before;
         Ok(())
     }
 
-    /// Total bytes spilled (as buffer bytes).
+    /// Total bytes written to spill files.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
