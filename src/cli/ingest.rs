@@ -115,6 +115,15 @@ async fn ingest<S: Storage>(
         fed.lines += this.lines;
         fed.blank += this.blank;
     }
+    if let Some(bar) = progress {
+        // Input is read; the partitions still in memory or spilled are written now.
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message("writing partitions");
+        bar.enable_steady_tick(Duration::from_millis(100));
+    }
     Ok((writer.finish().await?, fed))
 }
 
