@@ -6,23 +6,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{fixture, free_port, wait_for_port, Background};
+use crate::support::{fixture, free_port, tool, wait_for_port, Background};
 
 /// cargo-lambda: `$CARGO_LAMBDA`, the Makefile's venv, or the PATH.
 fn cargo_lambda() -> PathBuf {
-    if let Some(path) = std::env::var_os("CARGO_LAMBDA") {
-        return path.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/cargo-lambda");
-    if venv.exists() {
-        return venv;
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|dir| dir.join("cargo-lambda")).find(|p| p.exists())
-    });
-    on_path.expect(
-        "cargo-lambda not found: run `make test` (it installs it into .venv) or `pip install cargo-lambda`",
-    )
+    tool("CARGO_LAMBDA", "cargo-lambda")
 }
 
 struct Emulator {
