@@ -179,3 +179,29 @@ proptest! {
         let _ = eventlake::event::Event::parse(&bytes);
     }
 }
+
+proptest! {
+    #[test]
+    fn no_record_can_name_a_path_outside_its_partition(data in data()) {
+        let bytes = match data {
+            Data::Encoded(bytes) => bytes,
+            Data::NotBase64(text) => text.into_bytes(),
+        };
+        if let Ok(event) = eventlake::event::Event::parse(&bytes) {
+            let keys = event.partition_keys();
+            let partition = eventlake::lake::Partition {
+                event_type: keys.event_type.to_owned(),
+                created_date: keys.created_date,
+            };
+            let source = eventlake::lake::SourceId::from_identity(&bytes);
+            let key = eventlake::lake::part_key(&partition, &source, 0);
+            prop_assert!(eventlake::storage::validate_key(&key).is_ok(), "{}", key);
+            let segments: Vec<&str> = key.split('/').collect();
+            prop_assert_eq!(segments.len(), 4, "{}", key);
+            prop_assert_eq!(segments[0], "events");
+            prop_assert_eq!(segments[1].strip_prefix("event_type="), Some(keys.event_type));
+            let date = keys.created_date.to_string();
+            prop_assert_eq!(segments[2].strip_prefix("created_date="), Some(date.as_str()));
+        }
+    }
+}
