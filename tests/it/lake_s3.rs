@@ -244,3 +244,26 @@ async fn invalid_lines_go_to_the_rejected_prefix_with_reasons() {
     assert_eq!(entry["record"], "{\"event_uuid\":\"nope\",\"event_name\":\"a\",\"created_at\":1}");
     assert_eq!(entry["source"], format!("s3://{BUCKET}/staging/event_type=a/created_date=2024-03-17/mixed"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_ingests_into_an_s3_lake_configured_from_the_environment() {
+    let lake = Lake::new().await;
+    let output = crate::support::eventlake()
+        .args(["ingest", "--quiet", "--lake", &format!("s3://{BUCKET}/cli-lake/")])
+        .arg(fixture("lake-input.ndjson"))
+        .env("AWS_ENDPOINT_URL", lake.moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let written = lake.objects("cli-lake/events/").await;
+    let keys: Vec<&str> = written.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys
+        .iter()
+        .any(|k| k.starts_with("cli-lake/events/event_type=session/created_date=1970-01-01/")));
+    assert_eq!(lake.objects("cli-lake/_rejected/").await.len(), 1);
+}
