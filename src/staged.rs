@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::ingest::{self, IngestError};
 use crate::lake::{LakeWriter, Limits, SourceId, Summary};
-use crate::storage::{S3Store, StorageError};
+use crate::storage::{S3Client, S3Store, StorageError};
 
 /// A problem with the whole invocation's configuration or payload.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,7 @@ impl Config {
 
 /// The handler state: built once per container, shared by every invocation.
 pub struct Handler {
-    client: aws_sdk_s3::Client,
+    client: S3Client,
     config: Config,
 }
 
@@ -86,7 +86,7 @@ pub struct StagedObject {
 }
 
 impl Handler {
-    pub fn new(client: aws_sdk_s3::Client, config: Config) -> Self {
+    pub fn new(client: S3Client, config: Config) -> Self {
         Handler { client, config }
     }
 

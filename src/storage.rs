@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+/// The S3 client type, for callers that build an [`S3Store`] (only this module
+/// depends on the SDK crate directly).
+pub use aws_sdk_s3::Client as S3Client;
 
 /// Objects at or above this size go up as multipart uploads.
 const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
