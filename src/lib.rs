@@ -4,6 +4,7 @@
 //! `firehose-transform` Lambda and the `eventlake` CLI) that adapt it to the world.
 //!
 //! - [`event`]: the event contract: validate, enrich, dedupe key, partition keys.
+//! - [`rejection`]: why a record was rejected, for people and for metrics.
 //! - [`timestamp`]: exact reading of `created_at`.
 //! - [`json`]: byte-level helpers over validated JSON text.
 //! - [`dedupe`]: first-seen-wins deduplication.
@@ -29,6 +30,7 @@ pub mod json;
 pub mod lake;
 pub mod metrics;
 pub mod parquet_file;
+pub mod rejection;
 pub mod row_buffer;
 pub mod schema;
 pub mod staged;
