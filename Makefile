@@ -37,7 +37,7 @@ tools: $(TOOLS) ## Install the test and build tools into $(VENV) (cargo-lambda, 
 .PHONY: build
 build: $(TOOLS) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (ARCH=x86_64|arm64)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO_LAMBDA) lambda build --release --output-format zip \
-		$(if $(filter arm64,$(ARCH)),--arm64,--x86-64) $(addprefix --bin ,$(LAMBDAS))
+		$(if $(filter arm64,$(ARCH)),--arm64,--x86-64) --no-default-features $(addprefix --bin ,$(LAMBDAS))
 	@for name in $(LAMBDAS); do ls -l $(TARGET_DIR)/lambda/$$name/bootstrap.zip; done
 
 .PHONY: test
@@ -61,15 +61,25 @@ fmt: ## Format the code
 LAKE ?= lake
 
 .PHONY: run
-run: ## Run the local pipeline: generate events, ingest them into ./lake, print the summary
+run: ## Run the local pipeline: generate a week of events, ingest them into ./lake, query it
 	cargo build --release --quiet --bin eventlake
 	mkdir -p $(DEMO)
-	$(EVENTLAKE) generate --events 200000 --days 3 --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
+	$(EVENTLAKE) generate --events 200000 --start today-6 --days 7 --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
 	$(EVENTLAKE) ingest --lake $(LAKE) $(DEMO)/events.ndjson
 	@echo "--- a few of the $$(find $(LAKE)/events -name '*.parquet' | wc -l) Parquet files:"
 	@find $(LAKE)/events -name '*.parquet' | sort | head -n 3
 	@echo "--- first rejected record and why:"
 	@head -q -n 1 $(LAKE)/_rejected/*.ndjson | head -n 1
+	@echo "--- eventlake query: events per day (events_unique, the deduplicated view):"
+	$(EVENTLAKE) query --lake $(LAKE) "SELECT created_date, count(*) AS events, count(DISTINCT event_type) AS event_types FROM events_unique GROUP BY created_date ORDER BY created_date"
+	@echo "--- more: make query Q=funnel (any file in athena/queries/)"
+
+Q ?= events_per_type_per_day
+
+.PHONY: query
+query: ## Run athena/queries/$(Q).sql on ./lake (make query Q=freshness)
+	cargo build --release --quiet --bin eventlake
+	$(EVENTLAKE) query --lake $(LAKE) --file athena/queries/$(Q).sql
 
 .PHONY: run-transform
 run-transform: ## Run the Firehose transform locally on generated requests and show what it did

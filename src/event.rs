@@ -317,6 +317,12 @@ fn parse_uuid(value: &RawValue) -> Result<Uuid, Rejection> {
 }
 
 /// Checks the event type (the first part of `event_name`); returns its byte length.
+/// Whether `text` is a whole valid event type (a partition value read back from a
+/// path): non-empty, at most [`MAX_EVENT_TYPE_LEN`] bytes of `A-Z a-z 0-9 _ - .`.
+pub fn is_valid_event_type(text: &str) -> bool {
+    check_event_type(text).is_ok_and(|len| len == text.len())
+}
+
 fn check_event_type(name: &str) -> Result<usize, Rejection> {
     let event_type = name.split(':').next().unwrap_or_default();
     if event_type.is_empty() {

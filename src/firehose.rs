@@ -338,7 +338,7 @@ fn describe_bad_base64(text: &[u8]) -> String {
     let padding = text[body..].iter().take_while(|&&b| b == b'=').count();
     match text.get(body + padding) {
         Some(&byte) => format!("unexpected byte {:?} at offset {}", char::from(byte), body + padding),
-        None if text.len() % 4 != 0 => {
+        None if !text.len().is_multiple_of(4) => {
             format!("length {} is not a multiple of 4 (missing '=' padding?)", text.len())
         }
         None => "the last group's unused bits are not zero".to_owned(),

@@ -85,6 +85,16 @@ impl Partition {
     pub fn directory(&self) -> String {
         format!("events/event_type={}/created_date={}", self.event_type, self.created_date)
     }
+
+    /// The partition named by the two directory names under `events/`
+    /// (`event_type=<t>`, `created_date=<d>`); `None` for anything the writer
+    /// would not have written.
+    pub fn from_directories(event_type_dir: &str, created_date_dir: &str) -> Option<Self> {
+        let event_type = event_type_dir.strip_prefix("event_type=")?;
+        let created_date = CreatedDate::parse(created_date_dir.strip_prefix("created_date=")?)?;
+        crate::event::is_valid_event_type(event_type)
+            .then(|| Partition { event_type: event_type.to_owned(), created_date })
+    }
 }
 
 /// Key of part `part` of `partition` written for `source`.
@@ -358,5 +368,25 @@ mod tests {
             format!("events/event_type=payment/created_date=2024-03-17/{}-00003.parquet", source.as_str())
         );
         assert_eq!(rejected_key(&source, 0), format!("_rejected/{}-00000.ndjson", source.as_str()));
+    }
+
+    #[test]
+    fn partitions_are_read_back_only_from_names_the_writer_writes() {
+        let partition =
+            Partition::from_directories("event_type=pay.ment-2", "created_date=2024-03-17").unwrap();
+        assert_eq!(partition.directory(), "events/event_type=pay.ment-2/created_date=2024-03-17");
+        for (t, d) in [
+            ("event_type=", "created_date=2024-03-17"),
+            ("event_type=a:b", "created_date=2024-03-17"),
+            ("event_type=a b", "created_date=2024-03-17"),
+            ("type=a", "created_date=2024-03-17"),
+            ("event_type=a", "created_date=2024-3-17"),
+            ("event_type=a", "created_date=2024-02-30"),
+            ("event_type=a", "created_date=1969-12-31"),
+            ("event_type=a", "created_date=+2024-03-17"),
+            ("event_type=a", "created_date=2024-03-17x"),
+        ] {
+            assert_eq!(Partition::from_directories(t, d), None, "{t}/{d}");
+        }
     }
 }

@@ -17,9 +17,12 @@
 //! - [`lake`]: the lake writer: partition buffers, part files, rejected records.
 //! - [`row_buffer`]: a partition's rows in memory, and spilled to local disk.
 //! - [`storage`]: local directory and S3 behind one trait.
+//! - [`catalog`]: partitions registered in the Glue table.
+//! - [`query`]: SQL over a local lake with Athena's functions (feature `query`).
 //! - [`staged`]: the parquet-writer Lambda's work on S3 notifications.
 //! - [`cli`]: the `eventlake` command line.
 
+pub mod catalog;
 pub mod cli;
 pub mod dedupe;
 pub mod event;
@@ -30,6 +33,8 @@ pub mod json;
 pub mod lake;
 pub mod metrics;
 pub mod parquet_file;
+#[cfg(feature = "query")]
+pub mod query;
 pub mod rejection;
 pub mod row_buffer;
 pub mod schema;

@@ -7,11 +7,16 @@
 //! replayed notification overwrites its own files. Through SQS, a message that fails
 //! is reported in `batchItemFailures` and retried alone, reaching the DLQ after the
 //! queue's `maxReceiveCount`; its neighbours are not retried.
+//!
+//! After its files are written, the partitions an object touched are registered in
+//! the Glue table; a registration failure fails the object, so the retry rewrites
+//! the same files and registers again.
 
 use aws_lambda_events::s3::S3Event;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
+use crate::catalog::{Catalog, CatalogError};
 use crate::ingest::{self, IngestError};
 use crate::lake::{LakeWriter, Limits, SourceId, Summary};
 use crate::storage::{S3Client, S3Store, StorageError};
@@ -43,6 +48,8 @@ pub enum ObjectError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error("files written, partitions not registered: {0}")]
+    Catalog(#[from] CatalogError),
 }
 
 /// Settings, read once per container.
@@ -54,18 +61,25 @@ pub struct Config {
     pub lake_prefix: String,
     /// Only objects under this prefix are processed; others are logged and skipped.
     pub staging_prefix: String,
+    /// Glue database whose table gets the new partitions; none: no registration.
+    pub glue_database: Option<String>,
+    /// Glue table of the lake.
+    pub glue_table: String,
     pub limits: Limits,
 }
 
 impl Config {
     /// `LAKE_BUCKET` (required), `LAKE_PREFIX` (default empty), `STAGING_PREFIX`
-    /// (default `staging/`).
+    /// (default `staging/`), `GLUE_DATABASE` (default: no registration),
+    /// `GLUE_TABLE` (default `events`).
     pub fn from_env() -> Result<Self, HandlerError> {
         let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
         Ok(Config {
             lake_bucket: var("LAKE_BUCKET").ok_or(HandlerError::MissingSetting("LAKE_BUCKET"))?,
             lake_prefix: var("LAKE_PREFIX").unwrap_or_default(),
             staging_prefix: var("STAGING_PREFIX").unwrap_or_else(|| "staging/".into()),
+            glue_database: var("GLUE_DATABASE"),
+            glue_table: var("GLUE_TABLE").unwrap_or_else(|| "events".into()),
             limits: Limits::default(),
         })
     }
@@ -75,6 +89,7 @@ impl Config {
 pub struct Handler {
     client: S3Client,
     config: Config,
+    catalog: Option<Catalog>,
 }
 
 /// A staged object named by a notification.
@@ -86,8 +101,12 @@ pub struct StagedObject {
 }
 
 impl Handler {
-    pub fn new(client: S3Client, config: Config) -> Self {
-        Handler { client, config }
+    /// `catalog`: where new partitions are registered (see [`Config::glue_database`]).
+    pub fn new(client: S3Client, config: Config, catalog: Option<Catalog>) -> Self {
+        if catalog.is_none() {
+            tracing::warn!("GLUE_DATABASE is not set: new partitions will not be registered in Glue");
+        }
+        Handler { client, config, catalog }
     }
 
     /// Handles one invocation: an SQS batch (partial failures reported) or a direct
@@ -176,6 +195,10 @@ impl Handler {
             .map_err(|error| IngestError::Read { source_name: source_name.clone(), error })?;
         ingest::feed(&mut writer, reader, &source_name).await?;
         let summary = writer.finish().await.map_err(IngestError::from)?;
+        let registration = match &self.catalog {
+            Some(catalog) => catalog.register(&summary.touched).await?,
+            None => Default::default(),
+        };
         tracing::info!(
             source = %source_name,
             records = summary.records,
@@ -183,6 +206,7 @@ impl Handler {
             duplicates = summary.duplicates,
             rejected = summary.rejected_total(),
             files = summary.files,
+            partitions_created = registration.created,
             "staged object written to the lake"
         );
         Ok(summary)

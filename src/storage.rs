@@ -188,6 +188,36 @@ impl S3Store {
         Ok((body.into_bytes().to_vec(), encoding))
     }
 
+    /// The names of the "directories" (common prefixes) directly under `dir`, a path
+    /// relative to the store's prefix: `list_directories("events")` gives
+    /// `["event_type=a", …]`. Pages through any number of entries.
+    pub async fn list_directories(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        let parent = format!("{}/", self.full_key(dir.trim_end_matches('/')));
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&parent)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
+            for common in page.common_prefixes() {
+                let name =
+                    common.prefix().and_then(|p| p.strip_prefix(&parent)).map(|p| p.trim_end_matches('/'));
+                names.extend(name.filter(|n| !n.is_empty()).map(str::to_owned));
+            }
+        }
+        Ok(names)
+    }
+
+    /// `s3://bucket/prefix/` followed by `key`: the URL of a directory in the store.
+    pub fn url(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.full_key(key))
+    }
+
     async fn put_multipart(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         let upload = self
             .client
@@ -267,7 +297,7 @@ impl Storage for S3Store {
     }
 
     fn describe(&self, key: &str) -> String {
-        format!("s3://{}/{}", self.bucket, self.full_key(key))
+        self.url(key)
     }
 }
 

@@ -125,6 +125,20 @@ impl EventTime {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CreatedDate(chrono::NaiveDate);
 
+impl CreatedDate {
+    /// Parses a partition value: exactly `YYYY-MM-DD`, years 1970 to 9999.
+    pub fn parse(text: &str) -> Option<Self> {
+        use chrono::Datelike;
+        let shape_ok = text.len() == 10
+            && text
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().filter(|_| shape_ok)?;
+        (1970..=9999).contains(&date.year()).then_some(CreatedDate(date))
+    }
+}
+
 impl fmt::Display for CreatedDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use chrono::Datelike;

@@ -1,6 +1,7 @@
 //! The `parquet-writer` Lambda: staged NDJSON objects (S3 notifications through SQS)
 //! become Parquet files in the lake.
 
+use eventlake::catalog::{self, Catalog};
 use eventlake::staged::{Config, Handler};
 use eventlake::storage;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -10,7 +11,11 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     eventlake::cli::init_json_logs(std::io::stderr);
     let config = Config::from_env()?;
-    let handler = Handler::new(storage::s3_client().await, config);
+    let catalog = match &config.glue_database {
+        Some(database) => Some(Catalog::new(catalog::glue_client().await, database, &config.glue_table)),
+        None => None,
+    };
+    let handler = Handler::new(storage::s3_client().await, config, catalog);
     let handler = &handler;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         handler.handle(event.payload).await.map_err(Error::from)

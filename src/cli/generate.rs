@@ -29,8 +29,9 @@ pub struct Args {
     /// Share of invalid records, cycling through every rejection class (0 to 1).
     #[arg(long, value_name = "RATE", default_value_t = 0.005, value_parser = rate)]
     invalid: f64,
-    /// First UTC day of created_at (YYYY-MM-DD).
-    #[arg(long, value_name = "DATE", default_value = "2024-03-17")]
+    /// First UTC day of created_at: YYYY-MM-DD, `today`, or `today-N` (N days
+    /// before today, UTC; the output then depends on the date).
+    #[arg(long, value_name = "DATE", default_value = "2024-03-17", value_parser = start_date)]
     start: NaiveDate,
     /// Number of days created_at spreads over.
     #[arg(long, value_name = "D", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -44,6 +45,19 @@ pub struct Args {
 fn rate(text: &str) -> Result<f64, String> {
     let value: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
     (0.0..=1.0).contains(&value).then_some(value).ok_or_else(|| format!("{value} is not between 0 and 1"))
+}
+
+fn start_date(text: &str) -> Result<NaiveDate, String> {
+    let today = || chrono::Utc::now().date_naive();
+    let date = match text.strip_prefix("today") {
+        Some("") => Some(today()),
+        Some(days) => days
+            .strip_prefix('-')
+            .and_then(|n| n.parse().ok())
+            .and_then(|n| today().checked_sub_days(chrono::Days::new(n))),
+        None => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok(),
+    };
+    date.ok_or_else(|| format!("{text:?} is not YYYY-MM-DD, today or today-N"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

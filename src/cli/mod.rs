@@ -3,8 +3,11 @@
 //! This is the program's edge: errors become `anyhow` here and are printed with
 //! their causes; every rule lives in the library modules the verbs call.
 
+mod catalog;
 mod generate;
 mod ingest;
+#[cfg(feature = "query")]
+mod query;
 mod schema;
 mod transform;
 
@@ -28,6 +31,9 @@ enum Command {
     Transform(transform::Args),
     Generate(generate::Args),
     Ingest(ingest::Args),
+    #[cfg(feature = "query")]
+    Query(query::Args),
+    Catalog(catalog::Args),
     Schema(schema::Args),
 }
 
@@ -39,6 +45,9 @@ pub fn main() -> ExitCode {
         Command::Transform(args) => transform::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Ingest(args) => ingest::run(args),
+        #[cfg(feature = "query")]
+        Command::Query(args) => query::run(args),
+        Command::Catalog(args) => catalog::run(args),
         Command::Schema(args) => schema::run(args),
     };
     match result {

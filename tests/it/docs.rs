@@ -16,3 +16,18 @@ fn readme_schema_table_matches_the_schema() {
         assert!(readme.contains(&row), "README lacks the row:\n{row}");
     }
 }
+
+#[test]
+fn athena_table_ddl_is_the_generated_one() {
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/athena/ddl/create_table_events.sql"))
+            .unwrap();
+    let statement: String =
+        file.lines().filter(|line| !line.starts_with("--")).map(|line| format!("{line}\n")).collect();
+    assert_eq!(
+        statement,
+        schema::athena_ddl("events", "s3://LAKE_BUCKET/events/"),
+        "athena/ddl/create_table_events.sql drifted from the schema: regenerate it with \
+         `eventlake schema --format athena-ddl`"
+    );
+}

@@ -5,22 +5,23 @@
 use std::io::Write;
 
 use aws_sdk_s3::primitives::ByteStream;
+use eventlake::catalog::Catalog;
 use eventlake::lake::Limits;
 use eventlake::staged::{Config, Handler};
 use serde_json::{json, Value};
 
 use crate::support::{fixture, python_json, Moto};
 
-const BUCKET: &str = "eventlake-test";
+pub const BUCKET: &str = "eventlake-test";
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
 }
 
 /// The enriched lines the transform fixture produces: what Firehose stages.
-fn staged_lines() -> Vec<u8> {
+pub fn staged_lines() -> Vec<u8> {
     let response: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("firehose-response.json")).unwrap()).unwrap();
     let mut lines = Vec::new();
@@ -64,7 +65,7 @@ fn url_encode(key: &str) -> String {
         .collect()
 }
 
-fn sqs_event(messages: &[(&str, String)]) -> Value {
+pub fn sqs_event(messages: &[(&str, String)]) -> Value {
     let records: Vec<Value> = messages
         .iter()
         .map(|(id, body)| {
@@ -80,14 +81,19 @@ fn sqs_event(messages: &[(&str, String)]) -> Value {
     json!({ "Records": records })
 }
 
-struct Lake {
-    moto: Moto,
-    client: aws_sdk_s3::Client,
-    handler: Handler,
+pub struct Lake {
+    pub moto: Moto,
+    pub client: aws_sdk_s3::Client,
+    pub handler: Handler,
 }
 
 impl Lake {
     async fn new() -> Self {
+        Self::with_catalog(|_| None).await
+    }
+
+    /// A lake whose handler registers partitions in the catalog `catalog` builds.
+    pub async fn with_catalog(catalog: impl FnOnce(&Moto) -> Option<Catalog>) -> Self {
         let moto = Moto::start();
         let client = moto.s3();
         client.create_bucket().bucket(BUCKET).send().await.unwrap();
@@ -95,14 +101,16 @@ impl Lake {
             lake_bucket: BUCKET.into(),
             lake_prefix: "lake".into(),
             staging_prefix: "staging/".into(),
+            glue_database: None,
+            glue_table: "events".into(),
             limits: Limits::default(),
         };
-        let handler = Handler::new(client.clone(), config);
+        let handler = Handler::new(client.clone(), config, catalog(&moto));
         Lake { moto, client, handler }
     }
 
     /// Stages `body` at `key`; returns the notification body for it.
-    async fn stage(&self, key: &str, body: Vec<u8>) -> String {
+    pub async fn stage(&self, key: &str, body: Vec<u8>) -> String {
         let size = body.len();
         let put = self
             .client
@@ -117,7 +125,7 @@ impl Lake {
     }
 
     /// Every object under `prefix` with its bytes, sorted by key.
-    async fn objects(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    pub async fn objects(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
         let listing = self.client.list_objects_v2().bucket(BUCKET).prefix(prefix).send().await.unwrap();
         let mut objects = Vec::new();
         for object in listing.contents() {
@@ -142,7 +150,7 @@ impl Lake {
 }
 
 /// Reads Parquet files with pyarrow (an independent reader), rows as JSON.
-fn pyarrow_rows(files: &[(String, Vec<u8>)]) -> Vec<Value> {
+pub fn pyarrow_rows(files: &[(String, Vec<u8>)]) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     for (key, bytes) in files {
         let path = dir.path().join(key);

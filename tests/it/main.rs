@@ -1,5 +1,6 @@
 //! Integration tests: the built binaries run as processes, against real components.
 
+mod catalog_glue;
 mod docs;
 mod faults;
 mod generate_cli;
@@ -7,5 +8,6 @@ mod lake_local;
 mod lake_s3;
 mod lambda_runtime;
 mod properties;
+mod queries;
 mod support;
 mod transform_cli;

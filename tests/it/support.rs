@@ -169,4 +169,25 @@ impl Moto {
             .build();
         aws_sdk_s3::Client::from_conf(config)
     }
+
+    /// A Glue client for this server.
+    pub fn glue(&self) -> aws_sdk_glue::Client {
+        let config = aws_sdk_glue::Config::builder()
+            .behavior_version(aws_sdk_glue::config::BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(aws_sdk_glue::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_glue::config::Credentials::new("test", "test", None, None, "moto"))
+            .build();
+        aws_sdk_glue::Client::from_conf(config)
+    }
+
+    /// Environment for a process that talks to this server.
+    pub fn env(&self, command: &mut Command) {
+        command
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE");
+    }
 }

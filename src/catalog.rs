@@ -1,0 +1,317 @@
+//! The Glue Data Catalog: the lake's partitions registered in the `events` table as
+//! they appear, so Athena sees new data without `MSCK REPAIR TABLE`. Only this
+//! module talks to Glue.
+//!
+//! A partition is created with the table's own storage descriptor (format, SerDe,
+//! columns) and the partition's location, in `BatchCreatePartition` calls of at most
+//! 100. A partition that already exists is a success; one Glue refuses for another
+//! reason is retried with backoff and, if it is still refused, reported as an error
+//! so the caller fails and the notification is retried. Nothing is skipped silently.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_glue::error::DisplayErrorContext;
+use aws_sdk_glue::types::{PartitionInput, StorageDescriptor};
+/// The Glue client type, for callers that build a [`Catalog`] (only this module
+/// depends on the SDK crate directly).
+pub use aws_sdk_glue::Client as GlueClient;
+
+use crate::lake::Partition;
+
+/// `BatchCreatePartition` accepts at most 100 partitions per call.
+const BATCH_SIZE: usize = 100;
+/// Attempts for partitions Glue refuses inside a successful call (the SDK already
+/// retries whole calls that fail with throttling or server errors).
+const ATTEMPTS: u32 = 4;
+/// Backoff before the second attempt; doubled for each attempt after it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const ALREADY_EXISTS: &str = "AlreadyExistsException";
+
+/// A catalog failure: the partitions named were not all registered.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A Glue call failed after the SDK's retries.
+    #[error("Glue {operation} on {table}: {message}")]
+    Glue { operation: &'static str, table: String, message: String },
+    /// The table has no storage location to derive partition locations from.
+    #[error("Glue table {table} has no storage location; create it with terraform/ or athena/ddl/")]
+    NoLocation { table: String },
+    /// The table does not sit on the lake being repaired.
+    #[error("Glue table {table} is located at {table_location}, not at the lake's {expected}")]
+    WrongLocation { table: String, table_location: String, expected: String },
+    /// Glue still refused some partitions after every attempt.
+    #[error("Glue refused {count} partition(s) of {table} after {ATTEMPTS} attempts; first: {first}")]
+    Refused { table: String, count: usize, first: String },
+}
+
+/// Builds the Glue client once per process: region, credentials and endpoint from
+/// the environment, standard retries with backoff (5 attempts).
+pub async fn glue_client() -> GlueClient {
+    let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(5);
+    let config =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retries).load().await;
+    GlueClient::new(&config)
+}
+
+/// What a registration did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    /// Partitions created by this call.
+    pub created: usize,
+    /// Partitions that were already in the table (counted as success).
+    pub existing: usize,
+}
+
+impl std::ops::AddAssign for Registration {
+    fn add_assign(&mut self, other: Self) {
+        self.created += other.created;
+        self.existing += other.existing;
+    }
+}
+
+/// One partition Glue did not create, with Glue's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub values: Vec<String>,
+    pub code: String,
+    pub message: String,
+}
+
+/// The `events` table of a Glue database.
+pub struct Catalog {
+    client: GlueClient,
+    database: String,
+    table: String,
+    /// Partitions this process has registered: a warm Lambda container skips them.
+    registered: Mutex<HashSet<Partition>>,
+}
+
+impl Catalog {
+    pub fn new(client: GlueClient, database: impl Into<String>, table: impl Into<String>) -> Self {
+        Catalog { client, database: database.into(), table: table.into(), registered: Mutex::default() }
+    }
+
+    /// `database.table`, for messages.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.database, self.table)
+    }
+
+    fn error(&self, operation: &'static str, error: impl std::error::Error) -> CatalogError {
+        CatalogError::Glue { operation, table: self.name(), message: DisplayErrorContext(error).to_string() }
+    }
+
+    /// Registers `partitions` (those this process has not registered before).
+    pub async fn register(&self, partitions: &[Partition]) -> Result<Registration, CatalogError> {
+        let fresh: Vec<&Partition> = {
+            let registered = self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut fresh: Vec<&Partition> = partitions.iter().filter(|p| !registered.contains(p)).collect();
+            fresh.sort();
+            fresh.dedup();
+            fresh
+        };
+        if fresh.is_empty() {
+            return Ok(Registration::default());
+        }
+        let template = self.table_descriptor().await?;
+        let mut total = Registration::default();
+        for chunk in fresh.chunks(BATCH_SIZE) {
+            total += retry_refused(&self.name(), chunk, |pending| {
+                let template = &template;
+                async move { self.create_batch(template, &pending).await }
+            })
+            .await?;
+            let mut registered = self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            registered.extend(chunk.iter().map(|&p| p.clone()));
+        }
+        Ok(total)
+    }
+
+    /// The table's storage descriptor, the template of every partition's.
+    async fn table_descriptor(&self) -> Result<StorageDescriptor, CatalogError> {
+        let output = self
+            .client
+            .get_table()
+            .database_name(&self.database)
+            .name(&self.table)
+            .send()
+            .await
+            .map_err(|e| self.error("GetTable", e))?;
+        output
+            .table
+            .and_then(|table| table.storage_descriptor)
+            .filter(|descriptor| descriptor.location.as_deref().is_some_and(|l| !l.is_empty()))
+            .ok_or_else(|| CatalogError::NoLocation { table: self.name() })
+    }
+
+    /// The table's location (`s3://bucket/prefix/events/`).
+    pub async fn table_location(&self) -> Result<String, CatalogError> {
+        Ok(self.table_descriptor().await?.location.unwrap_or_default())
+    }
+
+    /// One `BatchCreatePartition` call; returns the partitions Glue refused.
+    async fn create_batch(
+        &self,
+        template: &StorageDescriptor,
+        partitions: &[&Partition],
+    ) -> Result<Vec<Refusal>, CatalogError> {
+        let table_location = template.location.as_deref().unwrap_or_default();
+        let inputs = partitions
+            .iter()
+            .map(|partition| {
+                let mut descriptor = template.clone();
+                descriptor.location = Some(partition_location(table_location, partition));
+                PartitionInput::builder()
+                    .set_values(Some(partition_values(partition)))
+                    .storage_descriptor(descriptor)
+                    .build()
+            })
+            .collect();
+        let output = self
+            .client
+            .batch_create_partition()
+            .database_name(&self.database)
+            .table_name(&self.table)
+            .set_partition_input_list(Some(inputs))
+            .send()
+            .await
+            .map_err(|e| self.error("BatchCreatePartition", e))?;
+        Ok(output
+            .errors()
+            .iter()
+            .map(|error| {
+                let detail = error.error_detail();
+                Refusal {
+                    values: error.partition_values().to_vec(),
+                    code: detail.and_then(|d| d.error_code()).unwrap_or("UnknownError").to_owned(),
+                    message: detail.and_then(|d| d.error_message()).unwrap_or_default().to_owned(),
+                }
+            })
+            .collect())
+    }
+
+    /// The partition values (`[event_type, created_date]`) the table has.
+    pub async fn existing_partitions(&self) -> Result<HashSet<Vec<String>>, CatalogError> {
+        let mut pages = self
+            .client
+            .get_partitions()
+            .database_name(&self.database)
+            .table_name(&self.table)
+            .into_paginator()
+            .send();
+        let mut existing = HashSet::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("GetPartitions", e))?;
+            existing.extend(page.partitions().iter().map(|p| p.values().to_vec()));
+        }
+        Ok(existing)
+    }
+}
+
+/// The Glue partition values of a partition, in partition-key order.
+pub fn partition_values(partition: &Partition) -> Vec<String> {
+    vec![partition.event_type.clone(), partition.created_date.to_string()]
+}
+
+/// The partition's location under the table's location.
+fn partition_location(table_location: &str, partition: &Partition) -> String {
+    format!(
+        "{}/event_type={}/created_date={}/",
+        table_location.trim_end_matches('/'),
+        partition.event_type,
+        partition.created_date
+    )
+}
+
+/// Runs `attempt` on `partitions`, then again (with backoff) on the ones refused for
+/// a reason other than "already exists", up to [`ATTEMPTS`] times.
+async fn retry_refused<'p, F, Fut>(
+    table: &str,
+    partitions: &[&'p Partition],
+    mut attempt: F,
+) -> Result<Registration, CatalogError>
+where
+    F: FnMut(Vec<&'p Partition>) -> Fut,
+    Fut: Future<Output = Result<Vec<Refusal>, CatalogError>>,
+{
+    let mut registration = Registration::default();
+    let mut pending: Vec<&Partition> = partitions.to_vec();
+    let mut backoff = FIRST_BACKOFF;
+    for number in 1..=ATTEMPTS {
+        let refusals = attempt(pending.clone()).await?;
+        let (existing, refused): (Vec<Refusal>, Vec<Refusal>) =
+            refusals.into_iter().partition(|r| r.code == ALREADY_EXISTS);
+        registration.existing += existing.len();
+        let is_refused = |p: &&Partition| refused.iter().any(|r| r.values == partition_values(p));
+        registration.created += pending.iter().filter(|p| !is_refused(p)).count() - existing.len();
+        pending.retain(is_refused);
+        let Some(last) = refused.last() else { return Ok(registration) };
+        let first = format!("{:?}: {} {}", last.values, last.code, last.message);
+        if number == ATTEMPTS {
+            return Err(CatalogError::Refused { table: table.to_owned(), count: pending.len(), first });
+        }
+        tracing::warn!(attempt = number, refused = pending.len(), first = %first, "Glue refused partitions; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+    Ok(registration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(event_type: &str) -> Partition {
+        Partition::from_directories(&format!("event_type={event_type}"), "created_date=2024-03-17").unwrap()
+    }
+
+    fn refusal(p: &Partition, code: &str) -> Refusal {
+        Refusal { values: partition_values(p), code: code.into(), message: "no".into() }
+    }
+
+    #[test]
+    fn locations_sit_under_the_table_location() {
+        let p = partition("payment");
+        for table in ["s3://b/lake/events/", "s3://b/lake/events"] {
+            assert_eq!(
+                partition_location(table, &p),
+                "s3://b/lake/events/event_type=payment/created_date=2024-03-17/"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn already_existing_counts_as_success_and_refusals_are_retried() {
+        let (a, b, c) = (partition("a"), partition("b"), partition("c"));
+        let mut calls = Vec::new();
+        let result = retry_refused("db.t", &[&a, &b, &c], |pending| {
+            calls.push(pending.iter().map(|p| p.event_type.clone()).collect::<Vec<_>>());
+            let refusals = match calls.len() {
+                1 => vec![refusal(&a, ALREADY_EXISTS), refusal(&b, "InternalServiceException")],
+                _ => vec![],
+            };
+            async move { Ok(refusals) }
+        })
+        .await;
+        assert_eq!(result.unwrap(), Registration { created: 2, existing: 1 });
+        assert_eq!(calls, [vec!["a", "b", "c"], vec!["b"]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partitions_refused_every_time_are_reported() {
+        let (a, b) = (partition("a"), partition("b"));
+        let mut calls = 0;
+        let result = retry_refused("db.t", &[&a, &b], |_| {
+            calls += 1;
+            let refusals = vec![refusal(&b, "ResourceNumberLimitExceededException")];
+            async move { Ok(refusals) }
+        })
+        .await;
+        let error = result.unwrap_err().to_string();
+        assert_eq!(calls, ATTEMPTS);
+        assert!(error.starts_with("Glue refused 1 partition(s) of db.t after 4 attempts"), "{error}");
+        assert!(error.contains("ResourceNumberLimitExceededException"), "{error}");
+    }
+}

@@ -1,0 +1,103 @@
+//! `eventlake catalog repair`: registers in Glue every partition the S3 lake holds
+//! and the table lacks (what `MSCK REPAIR TABLE` does, without its time-outs).
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::catalog::{self, Catalog};
+use crate::lake::Partition;
+use crate::storage::{self, Location, S3Store};
+
+/// Keep the Glue catalog in step with the lake.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// List the lake's partitions and register the ones missing from the table.
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RepairArgs {
+    /// The lake root in S3 (the table's location is its `events/` prefix).
+    #[arg(long, value_name = "s3://bucket/prefix")]
+    lake: String,
+    /// Glue database.
+    #[arg(long)]
+    database: String,
+    /// Glue table.
+    #[arg(long, default_value = "events")]
+    table: String,
+    /// Print the missing partitions; register nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match args.command {
+        Command::Repair(args) => runtime.block_on(repair(args)),
+    }
+}
+
+async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
+    let location = Location::parse(&args.lake).map_err(anyhow::Error::msg).context("--lake")?;
+    let Location::S3 { bucket, prefix } = location else {
+        anyhow::bail!("--lake must be s3://bucket/prefix: Glue partitions point at S3 locations");
+    };
+    let store = S3Store::new(storage::s3_client().await, bucket, prefix);
+    let catalog = Catalog::new(catalog::glue_client().await, &args.database, &args.table);
+
+    let table_location = catalog.table_location().await?;
+    let expected = store.url("events/");
+    if table_location.trim_end_matches('/') != expected.trim_end_matches('/') {
+        return Err(
+            catalog::CatalogError::WrongLocation { table: catalog.name(), table_location, expected }.into()
+        );
+    }
+    let (in_lake, ignored) = lake_partitions(&store).await?;
+    for name in &ignored {
+        tracing::warn!(directory = %name, "not a partition the writer makes; ignored");
+    }
+    let existing = catalog.existing_partitions().await?;
+    let missing: Vec<Partition> =
+        in_lake.iter().filter(|p| !existing.contains(&catalog::partition_values(p))).cloned().collect();
+    if args.dry_run {
+        for partition in &missing {
+            println!("{}", partition.directory());
+        }
+    }
+    let registration = if args.dry_run { Default::default() } else { catalog.register(&missing).await? };
+    eprintln!(
+        "{}: {} partitions in the lake, {} in {} before, {} missing, {} registered{}",
+        expected,
+        in_lake.len(),
+        existing.len(),
+        catalog.name(),
+        missing.len(),
+        registration.created,
+        if args.dry_run { " (dry run)" } else { "" },
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The partitions under the lake's `events/`, and directory names that are not
+/// partitions.
+async fn lake_partitions(store: &S3Store) -> anyhow::Result<(Vec<Partition>, Vec<String>)> {
+    let (mut partitions, mut ignored) = (Vec::new(), Vec::new());
+    for type_dir in store.list_directories("events").await? {
+        for date_dir in store.list_directories(&format!("events/{type_dir}")).await? {
+            match Partition::from_directories(&type_dir, &date_dir) {
+                Some(partition) => partitions.push(partition),
+                None => ignored.push(format!("events/{type_dir}/{date_dir}")),
+            }
+        }
+    }
+    partitions.sort();
+    Ok((partitions, ignored))
+}

@@ -1,0 +1,425 @@
+//! Athena (Trino) functions DataFusion lacks, or has with another meaning,
+//! registered under Athena's names so `athena/queries/` runs unchanged.
+//!
+//! Timestamps are `Timestamp(Millisecond, "UTC")`: Athena's
+//! `timestamp(3) with time zone` for the UTC zone the lake uses.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::{exec_err, plan_err, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use serde_json::value::RawValue;
+
+/// Every function this module adds, ready for `SessionContext::register_udf`.
+pub fn all() -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::from(Function::new(Kind::JsonExtractScalar)),
+        ScalarUDF::from(Function::new(Kind::JsonExtract)),
+        ScalarUDF::from(Function::new(Kind::FromIso8601Timestamp)),
+        ScalarUDF::from(Function::new(Kind::FromUnixtime)),
+        ScalarUDF::from(Function::new(Kind::ToUnixtime)),
+        ScalarUDF::from(Function::new(Kind::DateFormat)),
+    ]
+}
+
+/// The zone-aware millisecond timestamp type the functions use.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    JsonExtractScalar,
+    JsonExtract,
+    FromIso8601Timestamp,
+    FromUnixtime,
+    ToUnixtime,
+    DateFormat,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Function {
+    kind: Kind,
+    signature: Signature,
+}
+
+impl Function {
+    fn new(kind: Kind) -> Self {
+        Function { kind, signature: Signature::user_defined(Volatility::Immutable) }
+    }
+
+    /// Argument types after coercion.
+    fn parameters(&self) -> Vec<DataType> {
+        match self.kind {
+            Kind::JsonExtractScalar | Kind::JsonExtract => vec![DataType::Utf8, DataType::Utf8],
+            Kind::FromIso8601Timestamp => vec![DataType::Utf8],
+            Kind::FromUnixtime => vec![DataType::Float64],
+            Kind::ToUnixtime => vec![timestamp_type()],
+            Kind::DateFormat => vec![timestamp_type(), DataType::Utf8],
+        }
+    }
+}
+
+impl ScalarUDFImpl for Function {
+    fn name(&self) -> &str {
+        match self.kind {
+            Kind::JsonExtractScalar => "json_extract_scalar",
+            Kind::JsonExtract => "json_extract",
+            Kind::FromIso8601Timestamp => "from_iso8601_timestamp",
+            Kind::FromUnixtime => "from_unixtime",
+            Kind::ToUnixtime => "to_unixtime",
+            Kind::DateFormat => "date_format",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let parameters = self.parameters();
+        if arg_types.len() != parameters.len() {
+            return plan_err!(
+                "{} takes {} argument(s), got {}",
+                self.name(),
+                parameters.len(),
+                arg_types.len()
+            );
+        }
+        for (given, wanted) in arg_types.iter().zip(&parameters) {
+            if !coercible(given, wanted) {
+                return plan_err!("{}: cannot use {given} where {wanted} is expected", self.name());
+            }
+        }
+        Ok(parameters)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.kind {
+            Kind::JsonExtractScalar | Kind::JsonExtract | Kind::DateFormat => DataType::Utf8,
+            Kind::FromIso8601Timestamp | Kind::FromUnixtime => timestamp_type(),
+            Kind::ToUnixtime => DataType::Float64,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let result: ArrayRef = match self.kind {
+            Kind::JsonExtractScalar => Arc::new(json_extract(&arrays, Extract::Scalar)?),
+            Kind::JsonExtract => Arc::new(json_extract(&arrays, Extract::Json)?),
+            Kind::FromIso8601Timestamp => Arc::new(from_iso8601(&arrays[0])?),
+            Kind::FromUnixtime => Arc::new(from_unixtime(&arrays[0])),
+            Kind::ToUnixtime => Arc::new(to_unixtime(&arrays[0])),
+            Kind::DateFormat => Arc::new(date_format(&arrays)?),
+        };
+        Ok(ColumnarValue::Array(result))
+    }
+}
+
+/// Whether DataFusion can cast `given` to `wanted` the way Athena would accept it.
+fn coercible(given: &DataType, wanted: &DataType) -> bool {
+    let is_string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    match wanted {
+        DataType::Utf8 => is_string(given) || given.is_null(),
+        DataType::Float64 => given.is_numeric() || given.is_null(),
+        DataType::Timestamp(..) => {
+            matches!(given, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64) || given.is_null()
+        }
+        _ => false,
+    }
+}
+
+/// What `json_extract*` returns for the value found.
+#[derive(Clone, Copy)]
+enum Extract {
+    /// `json_extract_scalar`: a string's text, a number's or boolean's JSON text;
+    /// NULL for objects, arrays and `null`.
+    Scalar,
+    /// `json_extract`: the value as JSON text.
+    Json,
+}
+
+/// One step of a JSONPath: `.key`, `["key"]` or `[index]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Parses the JSONPath subset Athena's `json_extract*` documents: `$`, then any of
+/// `.key`, `["key"]`, `[index]`.
+fn parse_path(path: &str) -> Result<Vec<Step>> {
+    let Some(mut rest) = path.trim().strip_prefix('$') else {
+        return exec_err!("invalid JSON path {path:?}: it must start with $");
+    };
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            if end == 0 {
+                return exec_err!("invalid JSON path {path:?}: empty key after '.'");
+            }
+            steps.push(Step::Key(after[..end].to_owned()));
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix("[\"") {
+            let Some(end) = after.find("\"]") else {
+                return exec_err!("invalid JSON path {path:?}: unterminated [\"");
+            };
+            steps.push(Step::Key(after[..end].to_owned()));
+            rest = &after[end + 2..];
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let end = after.find(']').unwrap_or(after.len());
+            let Ok(index) = after[..end].trim().parse() else {
+                return exec_err!("invalid JSON path {path:?}: [{}] is not an array index", &after[..end]);
+            };
+            steps.push(Step::Index(index));
+            rest = after.get(end + 1..).unwrap_or_default();
+        } else {
+            return exec_err!("invalid JSON path {path:?}: unexpected {rest:?}");
+        }
+    }
+    Ok(steps)
+}
+
+/// Follows `steps` through `json`; `None` when the text is not JSON or a step is
+/// missing (Athena returns NULL for both).
+fn find<'a>(json: &'a str, steps: &[Step]) -> Option<&'a RawValue> {
+    let mut current: &RawValue = serde_json::from_str(json).ok()?;
+    for step in steps {
+        current = match step {
+            Step::Key(key) => {
+                let object: Vec<(std::borrow::Cow<'_, str>, &RawValue)> =
+                    serde_json::from_str::<RawObject>(current.get()).ok()?.0;
+                object.into_iter().find(|(k, _)| k == key)?.1
+            }
+            Step::Index(index) => *serde_json::from_str::<Vec<&RawValue>>(current.get()).ok()?.get(*index)?,
+        };
+    }
+    Some(current)
+}
+
+/// A JSON object's members in order, values unparsed (the first of duplicate keys
+/// is found first, as Athena's streaming parser does).
+struct RawObject<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> std::result::Result<Self::Value, M::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(RawObject(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+fn extracted(value: &RawValue, how: Extract) -> Option<String> {
+    let text = value.get();
+    match how {
+        Extract::Json => Some(text.to_owned()),
+        Extract::Scalar => match text.as_bytes().first() {
+            Some(b'"') => serde_json::from_str::<String>(text).ok(),
+            Some(b'{' | b'[' | b'n') | None => None,
+            Some(_) => Some(text.to_owned()),
+        },
+    }
+}
+
+fn json_extract(arrays: &[ArrayRef], how: Extract) -> Result<StringArray> {
+    let (json, paths) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
+    let mut parsed: Option<(&str, Vec<Step>)> = None;
+    let mut out = Vec::with_capacity(json.len());
+    for row in 0..json.len() {
+        if json.is_null(row) || paths.is_null(row) {
+            out.push(None);
+            continue;
+        }
+        let path = paths.value(row);
+        if parsed.as_ref().is_none_or(|(last, _)| *last != path) {
+            parsed = Some((path, parse_path(path)?));
+        }
+        let steps = parsed.as_ref().map(|(_, steps)| steps.as_slice()).unwrap_or_default();
+        out.push(find(json.value(row), steps).and_then(|value| extracted(value, how)));
+    }
+    Ok(StringArray::from(out))
+}
+
+/// Athena's `from_iso8601_timestamp`: an ISO 8601 date or date-time; without a zone
+/// the time is UTC (the session zone Athena uses by default).
+fn parse_iso8601(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(time.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+}
+
+fn from_iso8601(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
+    let strings = array.as_string::<i32>();
+    let mut out = Vec::with_capacity(strings.len());
+    for text in strings.iter() {
+        out.push(match text {
+            None => None,
+            Some(text) => match parse_iso8601(text) {
+                Some(time) => Some(time.timestamp_millis()),
+                None => return exec_err!("from_iso8601_timestamp: invalid ISO 8601 value {text:?}"),
+            },
+        });
+    }
+    Ok(TimestampMillisecondArray::from(out).with_timezone("UTC"))
+}
+
+fn from_unixtime(array: &ArrayRef) -> TimestampMillisecondArray {
+    let seconds = array.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    let millis: Vec<Option<i64>> =
+        seconds.iter().map(|s| s.map(|s| (s * 1000.0).round()).map(|ms| ms as i64)).collect();
+    TimestampMillisecondArray::from(millis).with_timezone("UTC")
+}
+
+fn to_unixtime(array: &ArrayRef) -> Float64Array {
+    let millis = array.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
+    millis.iter().map(|ms| ms.map(|ms| ms as f64 / 1000.0)).collect()
+}
+
+/// Translates an Athena (MySQL-style) `date_format` pattern into a chrono one.
+fn chrono_pattern(format: &str) -> Result<String> {
+    let mut out = String::with_capacity(format.len() * 2);
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let spec = chars.next();
+        out.push_str(match spec {
+            Some('a') => "%a",
+            Some('b') => "%b",
+            Some('c') => "%-m",
+            Some('d') => "%d",
+            Some('e') => "%-d",
+            Some('f') => "%6f",
+            Some('H') => "%H",
+            Some('h' | 'I') => "%I",
+            Some('i') => "%M",
+            Some('j') => "%j",
+            Some('k') => "%-H",
+            Some('l') => "%-I",
+            Some('M') => "%B",
+            Some('m') => "%m",
+            Some('p') => "%p",
+            Some('r') => "%I:%M:%S %p",
+            Some('S' | 's') => "%S",
+            Some('T') => "%H:%M:%S",
+            Some('v') => "%V",
+            Some('W') => "%A",
+            Some('x') => "%G",
+            Some('Y') => "%Y",
+            Some('y') => "%y",
+            Some('%') => "%%",
+            Some(other) => {
+                return exec_err!("date_format: %{other} is not supported (Athena rejects it too)")
+            }
+            None => return exec_err!("date_format: pattern {format:?} ends with a lone %"),
+        });
+    }
+    Ok(out)
+}
+
+fn date_format(arrays: &[ArrayRef]) -> Result<StringArray> {
+    let times = arrays[0].as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
+    let formats = arrays[1].as_string::<i32>();
+    let mut translated: Option<(&str, String)> = None;
+    let mut out = Vec::with_capacity(times.len());
+    for row in 0..times.len() {
+        if times.is_null(row) || formats.is_null(row) {
+            out.push(None);
+            continue;
+        }
+        let format = formats.value(row);
+        if translated.as_ref().is_none_or(|(last, _)| *last != format) {
+            translated = Some((format, chrono_pattern(format)?));
+        }
+        let pattern = translated.as_ref().map(|(_, p)| p.as_str()).unwrap_or_default();
+        let Some(time) = DateTime::<Utc>::from_timestamp_millis(times.value(row)) else {
+            return exec_err!("date_format: timestamp {} ms is out of range", times.value(row));
+        };
+        out.push(Some(time.format(pattern).to_string()));
+    }
+    Ok(StringArray::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extract(json: &str, path: &str, how: Extract) -> Option<String> {
+        find(json, &parse_path(path).unwrap()).and_then(|v| extracted(v, how))
+    }
+
+    #[test]
+    fn json_extract_scalar_follows_athena() {
+        let json = r#"{"user_id":"u_1","amount":12.50,"ok":true,"n":null,"o":{"a":[1,{"b":"x\u00e9"}]},"big":123456789012345678901234567890,"d":1,"d":2}"#;
+        let scalar = |path| extract(json, path, Extract::Scalar);
+        assert_eq!(scalar("$.user_id").as_deref(), Some("u_1"));
+        assert_eq!(scalar("$.amount").as_deref(), Some("12.50"), "number text kept as written");
+        assert_eq!(scalar("$.big").as_deref(), Some("123456789012345678901234567890"));
+        assert_eq!(scalar("$.ok").as_deref(), Some("true"));
+        assert_eq!(scalar("$.o.a[1].b").as_deref(), Some("x\u{e9}"));
+        assert_eq!(scalar("$[\"o\"][\"a\"][0]").as_deref(), Some("1"));
+        assert_eq!(scalar("$.d").as_deref(), Some("1"), "first of duplicate keys");
+        for path in ["$.n", "$.o", "$.o.a", "$.missing", "$.o.a[9]", "$.user_id.x"] {
+            assert_eq!(scalar(path), None, "{path}");
+        }
+        assert_eq!(extract(json, "$.o.a", Extract::Json).as_deref(), Some(r#"[1,{"b":"x\u00e9"}]"#));
+        assert_eq!(extract("not json", "$.a", Extract::Scalar), None);
+        for bad in ["a", "$.", "$[x]", "$[\"a", "$a"] {
+            assert!(parse_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn iso8601_forms_parse_to_utc_milliseconds() {
+        let ms = |text| parse_iso8601(text).map(|t| t.timestamp_millis());
+        assert_eq!(ms("2024-03-17T15:34:56.789Z"), Some(1_710_689_696_789));
+        assert_eq!(ms("2024-03-17T15:34:56Z"), Some(1_710_689_696_000));
+        assert_eq!(ms("2024-03-17T17:34:56.789+02:00"), Some(1_710_689_696_789));
+        assert_eq!(ms("2024-03-17T15:34:56.789"), Some(1_710_689_696_789));
+        assert_eq!(ms("2024-03-17"), Some(1_710_633_600_000));
+        assert_eq!(ms("17/03/2024"), None);
+    }
+
+    #[test]
+    fn date_format_uses_athena_specifiers() {
+        let time = DateTime::<Utc>::from_timestamp_millis(1_710_689_696_789).unwrap();
+        let format = |pattern| time.format(&chrono_pattern(pattern).unwrap()).to_string();
+        assert_eq!(format("%Y-%m-%d %H:%i:%s"), "2024-03-17 15:34:56");
+        assert_eq!(format("%Y-%m-%d %H:00"), "2024-03-17 15:00");
+        assert_eq!(format("%M %e, %W %r %f %%"), "March 17, Sunday 03:34:56 PM 789000 %");
+        assert_eq!(format("%c/%k/%l %j %T"), "3/15/3 077 15:34:56");
+        assert!(chrono_pattern("%Q").is_err());
+        assert!(chrono_pattern("50%").is_err());
+    }
+}

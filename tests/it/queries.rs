@@ -1,0 +1,264 @@
+//! `eventlake query` and `athena/`: every ready query runs unchanged on a generated
+//! local lake and returns what a plain-Python computation over the same Parquet
+//! (read with pyarrow) says it must; every statement parses as Athena SQL.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+use crate::support::{eventlake, fixture, python_json, success};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn query_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo("athena/queries"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Hand-made events that give the funnel query users who convert and users who do
+/// not (generated user ids rarely meet across types).
+fn funnel_events(today: &str) -> String {
+    let day = chrono::NaiveDate::parse_from_str(today, "%Y-%m-%d").unwrap() - chrono::Days::new(2);
+    let at = |hour: u32| day.and_hms_opt(hour, 0, 0).unwrap().and_utc().timestamp();
+    let event = |n: u32, name: &str, user: &str, time: i64| {
+        json!({"event_uuid": format!("00000000-0000-4000-8000-{n:012}"), "event_name": name,
+               "created_at": time, "user_id": user})
+        .to_string()
+    };
+    [
+        event(1, "cart:item:created", "funnel_a", at(9)),
+        event(2, "checkout:order:completed", "funnel_a", at(10)),
+        event(3, "cart:item:created", "funnel_b", at(9)),
+        event(4, "checkout:order:completed", "funnel_b", at(8)),
+        event(5, "cart:item:created", "funnel_c", at(11)),
+        event(6, "cart:item:created", "funnel_c", at(12)),
+        event(7, "checkout:order:completed", "funnel_c", at(12)),
+        event(8, "cart:item:created", "funnel_d", at(7)),
+    ]
+    .join("\n")
+        + "\n"
+}
+
+/// A lake of a week of generated events ending today, ingested in two runs that
+/// overlap (so the lake holds duplicates across runs), built once per test binary.
+fn lake() -> &'static Path {
+    static LAKE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    LAKE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = success(eventlake().args([
+            "generate", "--events", "40000", "--seed", "11", "--types", "30", "--start", "today-6", "--days",
+            "7",
+        ]))
+        .stdout;
+        let today = chrono::Utc::now().date_naive().to_string();
+        let first = dir.path().join("first.ndjson");
+        let mut first_bytes = generated.clone();
+        first_bytes.extend_from_slice(funnel_events(&today).as_bytes());
+        std::fs::write(&first, first_bytes).unwrap();
+        // The second run repeats about a tenth of the first run's lines.
+        let second = dir.path().join("second.ndjson");
+        let lines: Vec<&[u8]> = generated.split(|&b| b == b'\n').collect();
+        let repeated: Vec<u8> =
+            lines.iter().step_by(10).flat_map(|line| line.iter().chain(b"\n")).copied().collect();
+        std::fs::write(&second, repeated).unwrap();
+        let root = dir.path().join("lake");
+        for input in [&first, &second] {
+            success(eventlake().args(["ingest", "--quiet", "--lake"]).arg(&root).arg(input));
+        }
+        dir
+    })
+    .path()
+}
+
+fn expected() -> &'static Value {
+    static EXPECTED: OnceLock<Value> = OnceLock::new();
+    EXPECTED.get_or_init(|| {
+        let script = std::fs::read_to_string(fixture("query_expected.py")).unwrap();
+        python_json(&script, &[lake().join("lake").to_str().unwrap()])
+    })
+}
+
+fn query_json(args: &[&str]) -> Vec<Value> {
+    let output = success(
+        eventlake().arg("query").arg("--lake").arg(lake().join("lake")).args(["--format", "json"]).args(args),
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Compares one value: exact, except the columns whose meaning allows slack.
+fn same(column: &str, actual: &Value, expected: &Value) -> bool {
+    match (column, actual.as_f64(), expected.as_f64()) {
+        // HyperLogLog (Athena's error is 2.3%; DataFusion's is smaller).
+        ("users", Some(a), Some(e)) => (a - e).abs() <= (e * 0.03).max(2.0),
+        // now() moves between the two computations.
+        ("minutes_behind", Some(a), Some(e)) => (a - e).abs() <= 2.0,
+        // Rounded to 2 places by the query, not by the expectation.
+        ("percent" | "conversion_percent", Some(a), Some(e)) => (a - e).abs() <= 0.006,
+        _ => actual == expected,
+    }
+}
+
+fn assert_rows(name: &str, actual: &[Value], expected: &[Value]) {
+    assert_eq!(actual.len(), expected.len(), "{name}: row count\nactual: {actual:?}\nexpected: {expected:?}");
+    for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let (a, e) = (a.as_object().unwrap(), e.as_object().unwrap());
+        assert_eq!(a.keys().collect::<Vec<_>>(), e.keys().collect::<Vec<_>>(), "{name}: columns");
+        for (column, value) in e {
+            assert!(
+                same(column, &a[column], value),
+                "{name} row {index} {column}: got {}, want {value}",
+                a[column]
+            );
+        }
+    }
+}
+
+#[test]
+fn every_ready_query_returns_what_an_independent_computation_says() {
+    let expected = expected().as_object().unwrap();
+    let files = query_files();
+    assert!(files.len() >= 8, "{files:?}");
+    for file in files {
+        let name = file.file_stem().unwrap().to_str().unwrap();
+        let want = expected.get(name).unwrap_or_else(|| panic!("no independent expectation for {name}"));
+        let mut got = query_json(&["--file", file.to_str().unwrap()]);
+        let mut want = want.as_array().unwrap().clone();
+        if name == "freshness" {
+            // Ordered by minutes_behind, which moves with now(): compare by type.
+            got.sort_by_key(|row| row["event_type"].as_str().unwrap().to_owned());
+            want.sort_by_key(|row| row["event_type"].as_str().unwrap().to_owned());
+        }
+        assert!(!want.is_empty() || name == "duplicates", "{name}: the lake should give it rows to check");
+        assert_rows(name, &got, &want);
+    }
+}
+
+#[test]
+fn the_lake_has_what_the_queries_need() {
+    let expected = expected();
+    assert!(expected["duplicates"].as_array().unwrap().len() > 10, "cross-run duplicates exist");
+    // funnel_a and funnel_c convert, funnel_b (checkout before cart) and funnel_d do not.
+    assert!(expected["funnel"][0]["converted_users"].as_u64().unwrap() >= 2);
+    assert!(expected["hourly_volume"].as_array().unwrap().len() == 24);
+}
+
+#[test]
+fn the_unique_view_removes_exactly_the_duplicates() {
+    let expected = expected();
+    let rows = query_json(&["SELECT count(*) AS n FROM events_unique"]);
+    assert_eq!(rows, [json!({"n": expected["_events_unique_rows"]})]);
+    let rows = query_json(&["SELECT count(*) AS n FROM events"]);
+    assert_eq!(rows, [json!({"n": expected["_events_rows"]})]);
+    assert!(expected["_events_rows"].as_u64() > expected["_events_unique_rows"].as_u64());
+}
+
+#[test]
+fn partition_filters_prune_files() {
+    let plan = query_json(&["EXPLAIN ANALYZE SELECT count(DISTINCT event_uuid) FROM events \
+         WHERE event_type = 'payment' AND created_date = CAST(current_date AS varchar)"]);
+    let text = plan.iter().map(|row| row["plan"].as_str().unwrap_or_default()).collect::<Vec<_>>().join("\n");
+    let today = chrono::Utc::now().date_naive();
+    let scanned: Vec<&str> =
+        text.split(['[', ']', ',', ' ']).filter(|part| part.ends_with(".parquet")).collect();
+    assert!(!scanned.is_empty(), "{text}");
+    for file in scanned {
+        assert!(
+            file.contains(&format!("/event_type=payment/created_date={today}/")),
+            "only that partition is read: {file}"
+        );
+    }
+}
+
+#[test]
+fn formats_and_errors() {
+    let sql = "SELECT event_type, count(*) AS n FROM events WHERE event_type IN ('payment', 'cart') GROUP BY 1 ORDER BY 1";
+    let lake_dir = lake().join("lake");
+    let csv =
+        success(eventlake().arg("query").arg("--lake").arg(&lake_dir).args(["--format", "csv", sql])).stdout;
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("event_type,n\ncart,"), "{csv}");
+    let table =
+        String::from_utf8(success(eventlake().arg("query").arg("--lake").arg(&lake_dir).arg(sql)).stdout)
+            .unwrap();
+    assert!(table.contains("| event_type | n "), "{table}");
+    let empty = success(eventlake().arg("query").arg("--lake").arg(&lake_dir).args([
+        "--format",
+        "csv",
+        "SELECT event_uuid FROM events WHERE false",
+    ]))
+    .stdout;
+    assert_eq!(String::from_utf8(empty).unwrap(), "event_uuid\n");
+
+    let bad = eventlake()
+        .arg("query")
+        .arg("--lake")
+        .arg(&lake_dir)
+        .arg("SELECT nope FROM events")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let message = String::from_utf8_lossy(&bad.stderr);
+    assert!(message.contains("nope"), "the error names the column: {message}");
+    let missing = tempfile::tempdir().unwrap();
+    let none = eventlake().arg("query").arg("--lake").arg(missing.path()).arg("SELECT 1").output().unwrap();
+    assert!(String::from_utf8_lossy(&none.stderr).contains("holds no lake"));
+}
+
+#[test]
+fn athena_functions_behave_as_in_athena() {
+    let rows = query_json(&[r#"SELECT
+        json_extract_scalar('{"a":{"b":[1,"x"]},"n":1.50}', '$.a.b[1]') AS s,
+        json_extract_scalar('{"n":1.50}', '$.n') AS n,
+        json_extract_scalar('{"a":{"b":1}}', '$.a') AS o,
+        json_extract('{"a":{"b":1}}', '$.a') AS j,
+        to_unixtime(from_iso8601_timestamp('2024-03-17T15:34:56.789Z')) AS u,
+        date_format(from_unixtime(1710689696), '%Y-%m-%d %H:%i:%s') AS f,
+        date_format(date_trunc('hour', from_iso8601_timestamp('2024-03-17T15:34:56Z')), '%H:%i') AS h"#]);
+    assert_eq!(
+        rows,
+        [json!({"s": "x", "n": "1.50", "o": null, "j": "{\"b\":1}", "u": 1710689696.789,
+                "f": "2024-03-17 15:34:56", "h": "15:00"})]
+    );
+}
+
+/// Every statement under athena/ parses as Athena SQL (sqlglot's Athena dialect:
+/// Hive DDL, Trino queries), each query file starts with a comment saying what it
+/// answers, and each reads partitions through a created_date filter.
+#[test]
+fn athena_files_are_valid_athena_sql() {
+    let mut files = query_files();
+    for entry in std::fs::read_dir(repo("athena/ddl")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    const SCRIPT: &str = r#"
+import json, sys, sqlglot
+failures = {}
+for path in sys.argv[1:]:
+    try:
+        statements = [s for s in sqlglot.parse(open(path).read(), read="athena", error_level=sqlglot.ErrorLevel.RAISE) if s]
+        if len(statements) != 1:
+            failures[path] = f"{len(statements)} statements"
+    except Exception as error:
+        failures[path] = str(error)
+print(json.dumps(failures))
+"#;
+    let paths: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
+    assert_eq!(python_json(SCRIPT, &paths), json!({}));
+    for file in query_files() {
+        let sql = std::fs::read_to_string(&file).unwrap();
+        assert!(sql.starts_with("-- "), "{}: starts with a comment", file.display());
+        assert!(sql.contains("created_date"), "{}: filters on the partition column", file.display());
+    }
+}
