@@ -14,13 +14,25 @@ CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
 # Python tools the tests use, pinned in requirements-test.txt: cargo-lambda, DuckDB
 # and pyarrow (independent Parquet readers), moto's server (S3, Glue, SQS emulator).
 TOOLS := $(VENV)/.tools-installed
-EVENTLAKE := $(TARGET_DIR)/release/eventlake
+# `make run` and `make query` build eventlake with the `local` profile: optimized,
+# without the Lambdas' link-time optimization (much quicker to build).
+EVENTLAKE := $(TARGET_DIR)/local/eventlake
 DEMO := $(TARGET_DIR)/demo
 # Property-test cases per property for `make fuzz`; seconds per target for `make fuzz-libfuzzer`.
 FUZZ_CASES ?= 20000
 FUZZ_SECONDS ?= 300
 # Input size of the ingest benchmark.
 BENCH_MIB ?= 1024
+# Terraform: the environment (terraform/environments/$(ENV).tfvars) and, when the
+# machine has one, a local provider mirror for offline `terraform init`.
+ENV ?= dev
+TF := terraform -chdir=terraform
+TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
+TF_INIT := $(TF) init -input=false $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
+CHECKOV := $(VENV)-checkov/.installed
+TF_VARS = -var-file=environments/$(ENV).tfvars -var lambda_architecture=$(ARCH) \
+	-var transform_zip=$(abspath $(TARGET_DIR))/lambda/firehose-transform/bootstrap.zip \
+	-var writer_zip=$(abspath $(TARGET_DIR))/lambda/parquet-writer/bootstrap.zip
 
 .PHONY: help
 help: ## List the targets
@@ -41,10 +53,41 @@ build: $(TOOLS) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (AR
 	@for name in $(LAMBDAS); do ls -l $(TARGET_DIR)/lambda/$$name/bootstrap.zip; done
 
 .PHONY: test
-test: $(TOOLS) ## Run every test a contributor must pass
+test: $(TOOLS) ## Run every test a contributor must pass (Rust tests, then test-infra)
 	CARGO_LAMBDA="$(abspath $(CARGO_LAMBDA))" EVENTLAKE_PYTHON="$(abspath $(VENV))/bin/python" \
 		MOTO_SERVER="$(abspath $(VENV))/bin/moto_server" cargo test --all-targets
 	cargo test --doc
+	$(MAKE) test-infra
+
+# checkov has many pinned dependencies: its own venv, so they cannot clash with moto's.
+$(CHECKOV): requirements-checkov.txt
+	$(PYTHON) -m venv $(VENV)-checkov
+	$(VENV)-checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+.PHONY: test-infra
+test-infra: $(TOOLS) build ## Terraform: fmt, offline init, validate, checkov, apply + destroy on moto
+	terraform fmt -check -recursive -diff terraform
+	$(TF_INIT) -backend=false > /dev/null
+	$(TF) validate
+	@if $(MAKE) --no-print-directory $(CHECKOV); then \
+		$(VENV)-checkov/bin/checkov --skip-download -d terraform --config-file terraform/.checkov.yaml; \
+	else echo "checkov could not be installed from PyPI: skipped"; fi
+	cargo build --quiet --bin eventlake
+	TF_PLUGIN_DIR="$(TF_PLUGIN_DIR)" $(VENV)/bin/python tests/infra/stack_test.py "$(CURDIR)" \
+		"$(abspath $(TARGET_DIR))/lambda" "$(TARGET_DIR)/debug/eventlake" "$(abspath $(VENV))/bin/moto_server"
+
+.PHONY: deploy
+deploy: build ## Deploy the stack to AWS: make deploy ENV=dev|prod (terraform workspace ENV)
+	$(TF_INIT)
+	$(TF) workspace select -or-create $(ENV)
+	$(TF) apply $(TF_VARS)
+
+.PHONY: destroy
+destroy: ## Destroy the stack of ENV (make destroy ENV=dev)
+	$(TF_INIT)
+	$(TF) workspace select $(ENV)
+	$(TF) destroy $(TF_VARS)
 
 .PHONY: lint
 lint: ## Format check and clippy -D warnings
@@ -62,7 +105,7 @@ LAKE ?= lake
 
 .PHONY: run
 run: ## Run the local pipeline: generate a week of events, ingest them into ./lake, query it
-	cargo build --release --quiet --bin eventlake
+	cargo build --profile local --quiet --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 200000 --start today-6 --days 7 --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
 	$(EVENTLAKE) ingest --lake $(LAKE) $(DEMO)/events.ndjson
@@ -78,12 +121,12 @@ Q ?= events_per_type_per_day
 
 .PHONY: query
 query: ## Run athena/queries/$(Q).sql on ./lake (make query Q=freshness)
-	cargo build --release --quiet --bin eventlake
+	cargo build --profile local --quiet --bin eventlake
 	$(EVENTLAKE) query --lake $(LAKE) --file athena/queries/$(Q).sql
 
 .PHONY: run-transform
 run-transform: ## Run the Firehose transform locally on generated requests and show what it did
-	cargo build --release --quiet --bin eventlake
+	cargo build --profile local --quiet --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 50000 --duplicates 0.02 --invalid 0.01 --firehose > $(DEMO)/requests.ndjson
 	$(EVENTLAKE) transform --input $(DEMO)/requests.ndjson > $(DEMO)/responses.ndjson 2> $(DEMO)/transform.log
@@ -98,9 +141,9 @@ run-transform: ## Run the Firehose transform locally on generated requests and s
 bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline, ingest vs pyarrow (1 GiB)
 	cargo bench --bench transform
 	cargo build --release --quiet --bin eventlake
-	$(EVENTLAKE) generate --events 2900 --firehose > $(DEMO)/bench-request.json
+	$(TARGET_DIR)/release/eventlake generate --events 2900 --firehose > $(DEMO)/bench-request.json
 	$(PYTHON) benches/python_transform.py $(DEMO)/bench-request.json
-	$(VENV)/bin/python benches/ingest.py $(EVENTLAKE) $(BENCH_MIB)
+	$(VENV)/bin/python benches/ingest.py $(TARGET_DIR)/release/eventlake $(BENCH_MIB)
 
 .PHONY: fuzz
 fuzz: ## Long property-test run of the transform and record parser (FUZZ_CASES=20000 each)

@@ -31,3 +31,16 @@ fn athena_table_ddl_is_the_generated_one() {
          `eventlake schema --format athena-ddl`"
     );
 }
+
+#[test]
+fn terraform_schema_is_the_generated_one() {
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/terraform/schema.json")).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(
+        committed,
+        schema::glue_json(),
+        "terraform/schema.json drifted from the schema: regenerate it with \
+         `eventlake schema --format glue-json > terraform/schema.json`"
+    );
+}

@@ -1,0 +1,11 @@
+# make deploy ENV=prod: kept data, larger buffers (fewer, bigger files).
+environment              = "prod"
+stream_mode              = "ON_DEMAND"
+stream_retention_hours   = 72
+firehose_buffer_mb       = 128
+firehose_buffer_seconds  = 900
+writer_max_concurrency   = 50
+log_retention_days       = 90
+staging_expiration_days  = 14
+rejected_expiration_days = 365
+force_destroy            = false

@@ -1,0 +1,140 @@
+# Least privilege: each role gets the actions it calls, on the resources it
+# touches, and nothing else. No action wildcards (a test checks the plan).
+
+data "aws_iam_policy_document" "assume_firehose" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["firehose.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "sts:ExternalId"
+      values   = [local.account_id]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "assume_lambda" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+# --- Firehose ----------------------------------------------------------------
+
+resource "aws_iam_role" "firehose" {
+  name               = "${local.name}-firehose"
+  assume_role_policy = data.aws_iam_policy_document.assume_firehose.json
+}
+
+data "aws_iam_policy_document" "firehose" {
+  statement {
+    sid       = "ReadStream"
+    actions   = ["kinesis:DescribeStream", "kinesis:GetShardIterator", "kinesis:GetRecords", "kinesis:ListShards"]
+    resources = [aws_kinesis_stream.events.arn]
+  }
+  statement {
+    sid       = "Transform"
+    actions   = ["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"]
+    resources = [aws_lambda_function.transform.arn, "${aws_lambda_function.transform.arn}:*"]
+  }
+  statement {
+    sid       = "BucketLevel"
+    actions   = ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
+    resources = [aws_s3_bucket.lake.arn]
+  }
+  statement {
+    sid     = "WriteStagingAndErrors"
+    actions = ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"]
+    resources = [
+      "${aws_s3_bucket.lake.arn}/${local.staging_prefix}*",
+      "${aws_s3_bucket.lake.arn}/${local.errors_prefix}*",
+    ]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.firehose.arn}:log-stream:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "firehose" {
+  name   = "firehose"
+  role   = aws_iam_role.firehose.id
+  policy = data.aws_iam_policy_document.firehose.json
+}
+
+# --- firehose-transform ------------------------------------------------------
+
+resource "aws_iam_role" "transform" {
+  name               = "${local.name}-firehose-transform"
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+}
+
+data "aws_iam_policy_document" "transform" {
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.transform.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "transform" {
+  name   = "firehose-transform"
+  role   = aws_iam_role.transform.id
+  policy = data.aws_iam_policy_document.transform.json
+}
+
+# --- parquet-writer ----------------------------------------------------------
+
+resource "aws_iam_role" "writer" {
+  name               = "${local.name}-parquet-writer"
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+}
+
+data "aws_iam_policy_document" "writer" {
+  statement {
+    sid       = "ReadStaged"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.staging_prefix}*"]
+  }
+  statement {
+    sid     = "WriteLake"
+    actions = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = [
+      "${aws_s3_bucket.lake.arn}/${local.events_prefix}*",
+      "${aws_s3_bucket.lake.arn}/${local.rejected_prefix}*",
+    ]
+  }
+  statement {
+    sid       = "ConsumeQueue"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+    resources = [aws_sqs_queue.staged.arn]
+  }
+  statement {
+    sid     = "RegisterPartitions"
+    actions = ["glue:GetTable", "glue:BatchCreatePartition"]
+    resources = [
+      "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",
+      aws_glue_catalog_database.lake.arn,
+      aws_glue_catalog_table.events.arn,
+    ]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.writer.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "writer" {
+  name   = "parquet-writer"
+  role   = aws_iam_role.writer.id
+  policy = data.aws_iam_policy_document.writer.json
+}

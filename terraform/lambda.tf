@@ -1,0 +1,86 @@
+# The two Lambdas, from the zips `make build` writes.
+
+resource "aws_cloudwatch_log_group" "transform" {
+  name              = "/aws/lambda/${local.name}-firehose-transform"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_cloudwatch_log_group" "writer" {
+  name              = "/aws/lambda/${local.name}-parquet-writer"
+  retention_in_days = var.log_retention_days
+}
+
+# firehose-transform: ~300 MiB/s per core, so a 2 MB batch is milliseconds of CPU
+# even at 256 MB (a sixth of a vCPU). Firehose waits up to the timeout; 60 s
+# leaves room for a cold start and a slow invocation without holding the stream.
+resource "aws_lambda_function" "transform" {
+  function_name    = "${local.name}-firehose-transform"
+  role             = aws_iam_role.transform.arn
+  filename         = local.transform_zip
+  source_code_hash = filebase64sha256(local.transform_zip)
+  handler          = "bootstrap"
+  runtime          = "provided.al2023"
+  architectures    = [var.lambda_architecture]
+  memory_size      = var.transform_memory_mb
+  timeout          = 60
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.transform.name
+  }
+
+  environment {
+    variables = {
+      RUST_LOG = "info"
+    }
+  }
+}
+
+# parquet-writer: ingest runs at ~65 MiB/s on one core with a peak of ~240 MB for
+# a 1 GiB input; a staged object is at most var.firehose_buffer_mb compressed
+# (about 5x that as NDJSON) and is held in memory whole, so 1769 MB (one vCPU)
+# turns the largest object into Parquet in seconds. 120 s covers S3 and Glue
+# retries.
+resource "aws_lambda_function" "writer" {
+  function_name    = "${local.name}-parquet-writer"
+  role             = aws_iam_role.writer.arn
+  filename         = local.writer_zip
+  source_code_hash = filebase64sha256(local.writer_zip)
+  handler          = "bootstrap"
+  runtime          = "provided.al2023"
+  architectures    = [var.lambda_architecture]
+  memory_size      = var.writer_memory_mb
+  timeout          = var.writer_timeout_seconds
+
+  ephemeral_storage {
+    size = 2048 # spill files of partitions that overflow the row buffers
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.writer.name
+  }
+
+  environment {
+    variables = {
+      LAKE_BUCKET    = aws_s3_bucket.lake.bucket
+      LAKE_PREFIX    = local.lake_prefix
+      STAGING_PREFIX = local.staging_prefix
+      GLUE_DATABASE  = aws_glue_catalog_database.lake.name
+      GLUE_TABLE     = aws_glue_catalog_table.events.name
+      RUST_LOG       = "info"
+    }
+  }
+}
+
+resource "aws_lambda_event_source_mapping" "writer" {
+  event_source_arn                   = aws_sqs_queue.staged.arn
+  function_name                      = aws_lambda_function.writer.arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 5
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = var.writer_max_concurrency
+  }
+}

@@ -1,0 +1,33 @@
+# eventlake: Kinesis -> Firehose (firehose-transform) -> S3 staging -> SQS ->
+# parquet-writer -> Parquet lake + Glue partitions -> Athena.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  name       = "${var.name_prefix}-${var.environment}"
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.name
+
+  bucket_name = coalesce(var.lake_bucket_name, "${local.name}-lake-${local.account_id}")
+
+  # The layout the parquet-writer expects (src/staged.rs): staged objects under
+  # STAGING_PREFIX, the lake under LAKE_PREFIX (events/ and _rejected/ below it).
+  staging_prefix  = "staging/"
+  lake_prefix     = ""
+  events_prefix   = "${local.lake_prefix}events/"
+  rejected_prefix = "${local.lake_prefix}_rejected/"
+  errors_prefix   = "errors/"
+  athena_prefix   = "athena-results/"
+
+  # The one schema source: `eventlake schema --format glue-json` (a test checks it).
+  schema = jsondecode(file("${path.module}/schema.json"))
+
+  repo_root     = abspath("${path.module}/..")
+  transform_zip = coalesce(var.transform_zip, "${local.repo_root}/target/lambda/firehose-transform/bootstrap.zip")
+  writer_zip    = coalesce(var.writer_zip, "${local.repo_root}/target/lambda/parquet-writer/bootstrap.zip")
+
+  glue_database = replace(local.name, "-", "_")
+}

@@ -1,0 +1,181 @@
+# Alarms (to an SNS topic) and a dashboard of the whole pipeline.
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${local.name}-alarms"
+  kms_master_key_id = "alias/aws/sns"
+}
+
+resource "aws_sns_topic_subscription" "alarm_email" {
+  count     = var.alarm_email == null ? 0 : 1
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+locals {
+  freshness_alarm_seconds = coalesce(var.freshness_alarm_seconds, 2 * var.firehose_buffer_seconds + 300)
+  functions = {
+    transform = aws_lambda_function.transform.function_name
+    writer    = aws_lambda_function.writer.function_name
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "delivery_freshness" {
+  alarm_name          = "${local.name}-delivery-freshness"
+  alarm_description   = "The oldest record in Firehose is older than ${local.freshness_alarm_seconds} s: delivery to S3 is stuck or the transform is failing."
+  namespace           = "AWS/Firehose"
+  metric_name         = "DeliveryToS3.DataFreshness"
+  dimensions          = { DeliveryStreamName = aws_kinesis_firehose_delivery_stream.events.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 2
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = local.freshness_alarm_seconds
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "processing_failed" {
+  alarm_name          = "${local.name}-transform-invocations-failed"
+  alarm_description   = "Firehose could not process a batch (transform error or timeout): its records go to errors/processing-failed/."
+  namespace           = "AWS/Firehose"
+  metric_name         = "ExecuteProcessing.Success"
+  dimensions          = { DeliveryStreamName = aws_kinesis_firehose_delivery_stream.events.name }
+  statistic           = "Minimum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "LessThanThreshold"
+  threshold           = 1
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "rejected_records" {
+  alarm_name          = "${local.name}-records-rejected"
+  alarm_description   = "The transform rejected more than ${var.rejected_records_alarm} records in 5 minutes (metric RecordsFailed by Reason in namespace eventlake; records in errors/processing-failed/)."
+  namespace           = "eventlake"
+  metric_name         = "RecordsFailed"
+  dimensions          = { FunctionName = aws_lambda_function.transform.function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.rejected_records_alarm
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
+  for_each            = local.functions
+  alarm_name          = "${each.value}-errors"
+  alarm_description   = "${each.value} returned errors (see its log group)."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "lambda_throttles" {
+  for_each            = local.functions
+  alarm_name          = "${each.value}-throttles"
+  alarm_description   = "${each.value} was throttled: raise its concurrency or the account limit."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Throttles"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
+  alarm_name          = "${local.name}-staged-dlq-not-empty"
+  alarm_description   = "Staged objects failed 5 times and wait in ${aws_sqs_queue.staged_dlq.name}: fix the cause, then redrive the DLQ."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.staged_dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_dashboard" "pipeline" {
+  dashboard_name = local.name
+  dashboard_body = jsonencode({
+    widgets = [
+      {
+        type = "metric", x = 0, y = 0, width = 12, height = 6
+        properties = {
+          title   = "Stream in (records)", region = local.region, stat = "Sum", period = 300
+          metrics = [["AWS/Kinesis", "IncomingRecords", "StreamName", aws_kinesis_stream.events.name]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 0, width = 12, height = 6
+        properties = {
+          title   = "Firehose delivery freshness (s)", region = local.region, stat = "Maximum", period = 300
+          metrics = [["AWS/Firehose", "DeliveryToS3.DataFreshness", "DeliveryStreamName", aws_kinesis_firehose_delivery_stream.events.name]]
+        }
+      },
+      {
+        type = "metric", x = 0, y = 6, width = 12, height = 6
+        properties = {
+          title = "Transform: records in, ok, dropped (duplicates), failed", region = local.region, stat = "Sum", period = 300
+          metrics = [
+            ["eventlake", "RecordsIn", "FunctionName", aws_lambda_function.transform.function_name],
+            [".", "RecordsOk", ".", "."],
+            [".", "RecordsDropped", ".", "."],
+            [".", "RecordsFailed", ".", "."],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 6, width = 12, height = 6
+        properties = {
+          title = "Lambda errors and throttles", region = local.region, stat = "Sum", period = 300
+          metrics = flatten([for name in values(local.functions) : [
+            ["AWS/Lambda", "Errors", "FunctionName", name],
+            ["AWS/Lambda", "Throttles", "FunctionName", name],
+          ]])
+        }
+      },
+      {
+        type = "metric", x = 0, y = 12, width = 12, height = 6
+        properties = {
+          title   = "Lambda duration p99 (ms)", region = local.region, stat = "p99", period = 300
+          metrics = [for name in values(local.functions) : ["AWS/Lambda", "Duration", "FunctionName", name]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 12, width = 12, height = 6
+        properties = {
+          title = "Staged queue and DLQ (messages)", region = local.region, stat = "Maximum", period = 300
+          metrics = [
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.staged.name],
+            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.staged.name],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.staged_dlq.name],
+          ]
+        }
+      },
+    ]
+  })
+}

@@ -1,0 +1,59 @@
+output "stream_name" {
+  description = "Kinesis Data Stream producers write to."
+  value       = aws_kinesis_stream.events.name
+}
+
+output "firehose_name" {
+  description = "Firehose delivery stream."
+  value       = aws_kinesis_firehose_delivery_stream.events.name
+}
+
+output "lake_bucket" {
+  description = "Bucket of the lake (staging/, events/, _rejected/, errors/, athena-results/)."
+  value       = aws_s3_bucket.lake.bucket
+}
+
+output "lake_root" {
+  description = "The lake root, for eventlake ingest and eventlake catalog repair."
+  value       = "s3://${aws_s3_bucket.lake.bucket}/${local.lake_prefix}"
+}
+
+output "glue_database" {
+  description = "Glue database holding the events table."
+  value       = aws_glue_catalog_database.lake.name
+}
+
+output "athena_workgroup" {
+  description = "Athena workgroup to run athena/ queries in."
+  value       = aws_athena_workgroup.lake.name
+}
+
+output "transform_function" {
+  description = "firehose-transform Lambda."
+  value       = aws_lambda_function.transform.function_name
+}
+
+output "writer_function" {
+  description = "parquet-writer Lambda."
+  value       = aws_lambda_function.writer.function_name
+}
+
+output "staged_queue_url" {
+  description = "SQS queue of staged-object notifications."
+  value       = aws_sqs_queue.staged.url
+}
+
+output "dlq_url" {
+  description = "Dead-letter queue of staged objects that failed 5 times."
+  value       = aws_sqs_queue.staged_dlq.url
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "dashboard" {
+  description = "CloudWatch dashboard name."
+  value       = aws_cloudwatch_dashboard.pipeline.dashboard_name
+}
