@@ -30,9 +30,11 @@ TF := terraform -chdir=terraform
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 TF_INIT := $(TF) init -input=false $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
 CHECKOV := $(VENV)-checkov/.installed
+# TF_ARGS: more options for apply and destroy, e.g. TF_ARGS='-var region=us-east-1'.
+TF_ARGS ?=
 TF_VARS = -var-file=environments/$(ENV).tfvars -var lambda_architecture=$(ARCH) \
 	-var transform_zip=$(abspath $(TARGET_DIR))/lambda/firehose-transform/bootstrap.zip \
-	-var writer_zip=$(abspath $(TARGET_DIR))/lambda/parquet-writer/bootstrap.zip
+	-var writer_zip=$(abspath $(TARGET_DIR))/lambda/parquet-writer/bootstrap.zip $(TF_ARGS)
 
 .PHONY: help
 help: ## List the targets
@@ -113,9 +115,8 @@ run: ## Run the local pipeline: generate a week of events, ingest them into ./la
 	@find $(LAKE)/events -name '*.parquet' | sort | head -n 3
 	@echo "--- first rejected record and why:"
 	@head -q -n 1 $(LAKE)/_rejected/*.ndjson | head -n 1
-	@echo "--- eventlake query: events per day (events_unique, the deduplicated view):"
+	@echo "--- eventlake query: events per day (events_unique, the deduplicated view; more: make query Q=funnel):"
 	$(EVENTLAKE) query --lake $(LAKE) "SELECT created_date, count(*) AS events, count(DISTINCT event_type) AS event_types FROM events_unique GROUP BY created_date ORDER BY created_date"
-	@echo "--- more: make query Q=funnel (any file in athena/queries/)"
 
 Q ?= events_per_type_per_day
 

@@ -47,6 +47,57 @@ resource "aws_glue_catalog_table" "events" {
   }
 }
 
+# The events_unique view, as Athena stores the view athena/ddl/events_unique.sql
+# creates: a Glue VIRTUAL_VIEW whose original text holds the Trino view definition
+# (the SELECT of that file, unchanged, and its columns with Trino types). Running
+# the file in Athena replaces it with the same view.
+locals {
+  events_unique_sql = trimspace(regex(
+    "(?s)CREATE OR REPLACE VIEW events_unique AS\\s(.*)",
+    file("${path.module}/../athena/ddl/events_unique.sql"),
+  )[0])
+  view_columns = concat(local.schema.columns, local.schema.partition_keys)
+  trino_types  = { string = "varchar", bigint = "bigint" }
+  events_unique_view = jsonencode({
+    originalSql = local.events_unique_sql
+    catalog     = "awsdatacatalog"
+    schema      = aws_glue_catalog_database.lake.name
+    columns     = [for c in local.view_columns : { name = c.name, type = local.trino_types[c.type] }]
+  })
+}
+
+resource "aws_glue_catalog_table" "events_unique" {
+  name          = "events_unique"
+  database_name = aws_glue_catalog_database.lake.name
+  table_type    = "VIRTUAL_VIEW"
+  description   = "Every event once: one row per (event_uuid, created time to the millisecond); see athena/ddl/events_unique.sql"
+
+  view_original_text = "/* Presto View: ${base64encode(local.events_unique_view)} */"
+  view_expanded_text = "/* Presto View */"
+
+  parameters = {
+    presto_view = "true"
+    comment     = "Presto View"
+  }
+
+  storage_descriptor {
+    ser_de_info {
+      name                  = "-"
+      serialization_library = "-"
+    }
+
+    dynamic "columns" {
+      for_each = local.view_columns
+      content {
+        name = columns.value.name
+        type = columns.value.type
+      }
+    }
+  }
+
+  depends_on = [aws_glue_catalog_table.events]
+}
+
 resource "aws_athena_workgroup" "lake" {
   name          = local.name
   description   = "Queries over the eventlake ${var.environment} lake"

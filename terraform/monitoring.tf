@@ -68,30 +68,25 @@ resource "aws_cloudwatch_metric_alarm" "rejected_records" {
   ok_actions          = [aws_sns_topic.alarms.arn]
 }
 
-resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
-  for_each            = local.functions
-  alarm_name          = "${each.value}-errors"
-  alarm_description   = "${each.value} returned errors (see its log group)."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = each.value }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
+# Errors and throttles of each Lambda: any at all is worth a look.
+locals {
+  lambda_alarms = {
+    Errors    = "returned errors (see its log group)."
+    Throttles = "was throttled: raise its concurrency or the account limit."
+  }
 }
 
-resource "aws_cloudwatch_metric_alarm" "lambda_throttles" {
-  for_each            = local.functions
-  alarm_name          = "${each.value}-throttles"
-  alarm_description   = "${each.value} was throttled: raise its concurrency or the account limit."
+resource "aws_cloudwatch_metric_alarm" "lambda" {
+  for_each = merge([for key, name in local.functions : {
+    for metric, advice in local.lambda_alarms :
+    "${key}-${lower(metric)}" => { function = name, metric = metric, advice = advice }
+  }]...)
+
+  alarm_name          = "${each.value.function}-${lower(each.value.metric)}"
+  alarm_description   = "${each.value.function} ${each.value.advice}"
   namespace           = "AWS/Lambda"
-  metric_name         = "Throttles"
-  dimensions          = { FunctionName = each.value }
+  metric_name         = each.value.metric
+  dimensions          = { FunctionName = each.value.function }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1

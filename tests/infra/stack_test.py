@@ -10,6 +10,7 @@ empty, destroys, and checks that nothing is left in the state.
 usage: stack_test.py REPO_ROOT LAMBDA_ZIP_DIR EVENTLAKE_BINARY MOTO_SERVER
 """
 
+import base64
 import json
 import os
 import shutil
@@ -77,6 +78,8 @@ class Stack:
             os.path.join(repo, "terraform"), self.dir,
             ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"),
         )
+        # The stack reads the view's SQL from athena/ddl/.
+        shutil.copytree(os.path.join(repo, "athena"), os.path.join(self.work, "athena"))
         with open(os.path.join(self.dir, "moto_override.tf"), "w") as f:
             f.write(override(endpoint))
         self.vars = [
@@ -189,7 +192,26 @@ def check_applied_iam(state):
     assert checked >= 10, checked
 
 
-def check_stack(endpoint, outputs, eventlake):
+def check_view(glue, database, repo, schema):
+    """The view Terraform creates is athena/ddl/events_unique.sql as Athena stores it."""
+    view = glue.get_table(DatabaseName=database, Name="events_unique")["Table"]
+    assert view["TableType"] == "VIRTUAL_VIEW" and view["Parameters"]["presto_view"] == "true", view
+    text = view["ViewOriginalText"]
+    assert text.startswith("/* Presto View: ") and text.endswith(" */"), text
+    definition = json.loads(base64.b64decode(text[len("/* Presto View: "):-len(" */")]))
+    with open(os.path.join(repo, "athena", "ddl", "events_unique.sql")) as f:
+        ddl = f.read()
+    select = ddl.split("CREATE OR REPLACE VIEW events_unique AS", 1)[1].strip()
+    assert definition["originalSql"] == select, definition["originalSql"]
+    assert definition["catalog"] == "awsdatacatalog" and definition["schema"] == database, definition
+    trino = {"string": "varchar", "bigint": "bigint"}
+    columns = schema["columns"] + schema["partition_keys"]
+    assert definition["columns"] == [{"name": c["name"], "type": trino[c["type"]]} for c in columns], definition
+    glue_columns = [(c["Name"], c["Type"]) for c in view["StorageDescriptor"]["Columns"]]
+    assert glue_columns == [(c["name"], c["type"]) for c in columns], glue_columns
+
+
+def check_stack(endpoint, outputs, eventlake, repo):
     out = {k: v["value"] for k, v in outputs.items()}
     glue, lam, firehose = client(endpoint, "glue"), client(endpoint, "lambda"), client(endpoint, "firehose")
     s3, sqs, athena = client(endpoint, "s3"), client(endpoint, "sqs"), client(endpoint, "athena")
@@ -201,6 +223,9 @@ def check_stack(endpoint, outputs, eventlake):
     keys = [{"name": c["Name"], "type": c["Type"], "comment": c.get("Comment")} for c in table["PartitionKeys"]]
     assert columns == expected["columns"], f"Glue columns differ from the writer's schema:\n{columns}\n{expected['columns']}"
     assert keys == expected["partition_keys"], f"Glue partition keys differ:\n{keys}"
+
+    # The events_unique view is the one in athena/ddl/, over the schema's columns.
+    check_view(glue, out["glue_database"], repo, expected)
 
     # The writer's settings agree with Firehose, S3 notifications and Glue.
     env = lam.get_function_configuration(FunctionName=out["writer_function"])["Environment"]["Variables"]
@@ -278,8 +303,8 @@ def main():
         print(f"apply: {count} resources and data sources in {time.time() - started:.0f} s")
         check_applied_iam(state)
         check_processor_config(state)
-        check_stack(endpoint, json.loads(stack.terraform("output", "-json").stdout), eventlake)
-        print("stack: Glue columns, prefixes, processor parameters, bucket, queues, workgroup as expected")
+        check_stack(endpoint, json.loads(stack.terraform("output", "-json").stdout), eventlake, repo)
+        print("stack: Glue columns, view, prefixes, processor parameters, bucket, queues, workgroup as expected")
         stack.terraform("plan", "-out=second.bin", *stack.vars)
         second = json.loads(stack.terraform("show", "-json", "second.bin").stdout)
         gaps = check_second_plan(second)
