@@ -16,8 +16,10 @@
 -- type; such a pair stays two rows here.) For heavy use, materialize a day at a
 -- time (CTAS or INSERT INTO a deduplicated table) instead.
 --
--- Athena: run this file once in the lake's database. `eventlake query` runs it at
--- start-up, so the view is the same in both places.
+-- Terraform creates this view in the lake's database from this file's SELECT
+-- (terraform/catalog.tf); running the file in Athena replaces it with the same
+-- view. `eventlake query` runs it at start-up, so the view is the same in all
+-- three places.
 CREATE OR REPLACE VIEW events_unique AS
 SELECT event_uuid, event_name, event_subtype, created_at, created_datetime, payload, event_type, created_date
 FROM (
