@@ -106,15 +106,17 @@ fmt: ## Format the code
 LAKE ?= lake
 
 .PHONY: run
+# The recipes run under pipefail: no `| head`, whose early exit would fail the
+# writer with SIGPIPE once its output outgrows the pipe buffer.
 run: ## Run the local pipeline: generate a week of events, ingest them into ./lake, query it
-	cargo build --profile local --quiet --bin eventlake
+	cargo build --profile local --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 200000 --start today-6 --days 7 --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
 	$(EVENTLAKE) ingest --lake $(LAKE) $(DEMO)/events.ndjson
 	@echo "--- a few of the $$(find $(LAKE)/events -name '*.parquet' | wc -l) Parquet files:"
-	@find $(LAKE)/events -name '*.parquet' | sort | head -n 3
+	@find $(LAKE)/events -name '*.parquet' | sort | sed -n 1,3p
 	@echo "--- first rejected record and why:"
-	@head -q -n 1 $(LAKE)/_rejected/*.ndjson | head -n 1
+	@awk '{ print; exit }' $(LAKE)/_rejected/*.ndjson
 	@echo "--- eventlake query: events per day (events_unique, the deduplicated view; more: make query Q=funnel):"
 	$(EVENTLAKE) query --lake $(LAKE) "SELECT created_date, count(*) AS events, count(DISTINCT event_type) AS event_types FROM events_unique GROUP BY created_date ORDER BY created_date"
 
@@ -122,12 +124,12 @@ Q ?= events_per_type_per_day
 
 .PHONY: query
 query: ## Run athena/queries/$(Q).sql on ./lake (make query Q=freshness)
-	cargo build --profile local --quiet --bin eventlake
+	cargo build --profile local --bin eventlake
 	$(EVENTLAKE) query --lake $(LAKE) --file athena/queries/$(Q).sql
 
 .PHONY: run-transform
 run-transform: ## Run the Firehose transform locally on generated requests and show what it did
-	cargo build --profile local --quiet --bin eventlake
+	cargo build --profile local --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 50000 --duplicates 0.02 --invalid 0.01 --firehose > $(DEMO)/requests.ndjson
 	$(EVENTLAKE) transform --input $(DEMO)/requests.ndjson > $(DEMO)/responses.ndjson 2> $(DEMO)/transform.log
