@@ -15,8 +15,10 @@ CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
 # and pyarrow (independent Parquet readers), moto's server (S3, Glue, SQS emulator).
 TOOLS := $(VENV)/.tools-installed
 # `make run` and `make query` build eventlake with the `local` profile: optimized,
-# without the Lambdas' link-time optimization (much quicker to build).
-EVENTLAKE := $(TARGET_DIR)/local/eventlake
+# without the Lambdas' link-time optimization (much quicker to build). `make test`
+# runs the demo with RUN_PROFILE=dev, the build the tests already made.
+RUN_PROFILE ?= local
+EVENTLAKE := $(TARGET_DIR)/$(if $(filter dev,$(RUN_PROFILE)),debug,$(RUN_PROFILE))/eventlake
 DEMO := $(TARGET_DIR)/demo
 # Property-test cases per property for `make fuzz`; seconds per target for `make fuzz-libfuzzer`.
 FUZZ_CASES ?= 20000
@@ -59,7 +61,16 @@ test: $(TOOLS) ## Run every test a contributor must pass (Rust tests, then test-
 	CARGO_LAMBDA="$(abspath $(CARGO_LAMBDA))" EVENTLAKE_PYTHON="$(abspath $(VENV))/bin/python" \
 		MOTO_SERVER="$(abspath $(VENV))/bin/moto_server" cargo test --all-targets
 	cargo test --doc
+	$(MAKE) test-run
 	$(MAKE) test-infra
+
+.PHONY: test-run
+test-run: ## `make run` on the test build: the demo ends with its query, one row a day
+	rm -rf $(DEMO)/test-lake && mkdir -p $(DEMO)
+	$(MAKE) --no-print-directory run RUN_PROFILE=dev LAKE=$(DEMO)/test-lake > $(DEMO)/test-run.log
+	@rows=$$(grep -cE '^\| [0-9]{4}-[0-9]{2}-[0-9]{2} +\| [0-9]+ +\| 100 +\|$$' $(DEMO)/test-run.log || true); \
+	if [ "$$rows" != 7 ]; then cat $(DEMO)/test-run.log; echo "make run: $$rows day rows, expected 7" >&2; exit 1; fi; \
+	echo "make run: ends with 7 day rows"
 
 # checkov has many pinned dependencies: its own venv, so they cannot clash with moto's.
 $(CHECKOV): requirements-checkov.txt
@@ -109,7 +120,7 @@ LAKE ?= lake
 # The recipes run under pipefail: no `| head`, whose early exit would fail the
 # writer with SIGPIPE once its output outgrows the pipe buffer.
 run: ## Run the local pipeline: generate a week of events, ingest them into ./lake, query it
-	cargo build --profile local --bin eventlake
+	cargo build --profile $(RUN_PROFILE) --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 200000 --start today-6 --days 7 --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
 	$(EVENTLAKE) ingest --lake $(LAKE) $(DEMO)/events.ndjson
@@ -124,12 +135,12 @@ Q ?= events_per_type_per_day
 
 .PHONY: query
 query: ## Run athena/queries/$(Q).sql on ./lake (make query Q=freshness)
-	cargo build --profile local --bin eventlake
+	cargo build --profile $(RUN_PROFILE) --bin eventlake
 	$(EVENTLAKE) query --lake $(LAKE) --file athena/queries/$(Q).sql
 
 .PHONY: run-transform
 run-transform: ## Run the Firehose transform locally on generated requests and show what it did
-	cargo build --profile local --bin eventlake
+	cargo build --profile $(RUN_PROFILE) --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 50000 --duplicates 0.02 --invalid 0.01 --firehose > $(DEMO)/requests.ndjson
 	$(EVENTLAKE) transform --input $(DEMO)/requests.ndjson > $(DEMO)/responses.ndjson 2> $(DEMO)/transform.log
