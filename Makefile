@@ -20,6 +20,9 @@ TOOLS := $(VENV)/.tools-installed
 RUN_PROFILE ?= local
 EVENTLAKE := $(TARGET_DIR)/$(if $(filter dev,$(RUN_PROFILE)),debug,$(RUN_PROFILE))/eventlake
 DEMO := $(TARGET_DIR)/demo
+# Days of events `make run` generates, up to today: its query prints one row each.
+DEMO_DAYS := 7
+DEMO_START := today-$(shell echo $$(($(DEMO_DAYS) - 1)))
 # Property-test cases per property for `make fuzz`; seconds per target for `make fuzz-libfuzzer`.
 FUZZ_CASES ?= 20000
 FUZZ_SECONDS ?= 300
@@ -69,8 +72,8 @@ test-run: ## `make run` on the test build: the demo ends with its query, one row
 	rm -rf $(DEMO)/test-lake && mkdir -p $(DEMO)
 	$(MAKE) --no-print-directory run RUN_PROFILE=dev LAKE=$(DEMO)/test-lake > $(DEMO)/test-run.log
 	@rows=$$(grep -cE '^\| [0-9]{4}-[0-9]{2}-[0-9]{2} +\| [0-9]+ +\| 100 +\|$$' $(DEMO)/test-run.log || true); \
-	if [ "$$rows" != 7 ]; then cat $(DEMO)/test-run.log; echo "make run: $$rows day rows, expected 7" >&2; exit 1; fi; \
-	echo "make run: ends with 7 day rows"
+	if [ "$$rows" != $(DEMO_DAYS) ]; then cat $(DEMO)/test-run.log; echo "make run: $$rows day rows, expected $(DEMO_DAYS)" >&2; exit 1; fi; \
+	echo "make run: ends with $(DEMO_DAYS) day rows"
 
 # checkov has many pinned dependencies: its own venv, so they cannot clash with moto's.
 $(CHECKOV): requirements-checkov.txt
@@ -122,7 +125,7 @@ LAKE ?= lake
 run: ## Run the local pipeline: generate a week of events, ingest them into ./lake, query it
 	cargo build --profile $(RUN_PROFILE) --bin eventlake
 	mkdir -p $(DEMO)
-	$(EVENTLAKE) generate --events 200000 --start today-6 --days 7 --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
+	$(EVENTLAKE) generate --events 200000 --start $(DEMO_START) --days $(DEMO_DAYS) --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
 	$(EVENTLAKE) ingest --lake $(LAKE) $(DEMO)/events.ndjson
 	@echo "--- a few of the $$(find $(LAKE)/events -name '*.parquet' | wc -l) Parquet files:"
 	@find $(LAKE)/events -name '*.parquet' | sort | sed -n 1,3p

@@ -25,8 +25,8 @@ fn query_files() -> Vec<PathBuf> {
 
 /// Hand-made events that give the funnel query users who convert and users who do
 /// not (generated user ids rarely meet across types).
-fn funnel_events(today: &str) -> String {
-    let day = chrono::NaiveDate::parse_from_str(today, "%Y-%m-%d").unwrap() - chrono::Days::new(2);
+fn funnel_events(today: chrono::NaiveDate) -> String {
+    let day = today - chrono::Days::new(2);
     let at = |hour: u32| day.and_hms_opt(hour, 0, 0).unwrap().and_utc().timestamp();
     let event = |n: u32, name: &str, user: &str, time: i64| {
         json!({"event_uuid": format!("00000000-0000-4000-8000-{n:012}"), "event_name": name,
@@ -47,21 +47,28 @@ fn funnel_events(today: &str) -> String {
         + "\n"
 }
 
-/// A lake of a week of generated events ending today, ingested in two runs that
-/// overlap (so the lake holds duplicates across runs), built once per test binary.
-fn lake() -> &'static Path {
-    static LAKE: OnceLock<tempfile::TempDir> = OnceLock::new();
+/// A lake of a week of generated events ending on `today`, ingested in two runs
+/// that overlap (so the lake holds duplicates across runs), built once per test binary.
+struct Lake {
+    dir: tempfile::TempDir,
+    /// The lake's last day: today (UTC) when it was built.
+    today: chrono::NaiveDate,
+}
+
+fn fixture_lake() -> &'static Lake {
+    static LAKE: OnceLock<Lake> = OnceLock::new();
     LAKE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
+        let today = chrono::Utc::now().date_naive();
+        let start = (today - chrono::Days::new(6)).to_string();
         let generated = success(eventlake().args([
-            "generate", "--events", "40000", "--seed", "11", "--types", "30", "--start", "today-6", "--days",
+            "generate", "--events", "40000", "--seed", "11", "--types", "30", "--start", &start, "--days",
             "7",
         ]))
         .stdout;
-        let today = chrono::Utc::now().date_naive().to_string();
         let first = dir.path().join("first.ndjson");
         let mut first_bytes = generated.clone();
-        first_bytes.extend_from_slice(funnel_events(&today).as_bytes());
+        first_bytes.extend_from_slice(funnel_events(today).as_bytes());
         std::fs::write(&first, first_bytes).unwrap();
         // The second run repeats about a tenth of the first run's lines.
         let second = dir.path().join("second.ndjson");
@@ -73,9 +80,12 @@ fn lake() -> &'static Path {
         for input in [&first, &second] {
             success(eventlake().args(["ingest", "--quiet", "--lake"]).arg(&root).arg(input));
         }
-        dir
+        Lake { dir, today }
     })
-    .path()
+}
+
+fn lake() -> &'static Path {
+    fixture_lake().dir.path()
 }
 
 fn expected() -> &'static Value {
@@ -166,11 +176,8 @@ fn the_unique_view_removes_exactly_the_duplicates() {
 
 #[test]
 fn partition_filters_prune_files() {
-    // The lake's newest day, read from its paths: the test holds across midnight.
-    let days = std::fs::read_dir(lake().join("lake/events/event_type=payment")).unwrap();
-    let mut days: Vec<String> = days.map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
-    days.sort();
-    let day = days.last().and_then(|name| name.strip_prefix("created_date=")).unwrap().to_owned();
+    // The lake's last day, not the clock's: the test holds across midnight.
+    let day = fixture_lake().today;
     let plan = query_json(&[&format!(
         "EXPLAIN ANALYZE SELECT count(DISTINCT event_uuid) FROM events \
          WHERE event_type = 'payment' AND created_date = '{day}'"
