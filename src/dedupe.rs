@@ -28,10 +28,18 @@ impl Seen {
 
     /// Records `key`; true when it was not seen before, so the event is kept.
     pub fn first_time(&mut self, key: DedupeKey) -> bool {
-        let mut bytes = [0_u8; 24];
-        bytes[..16].copy_from_slice(key.uuid.as_bytes());
-        bytes[16..].copy_from_slice(&key.created_at_millis.to_le_bytes());
-        self.keys.insert(xxhash_rust::xxh3::xxh3_128(&bytes))
+        self.keys.insert(digest(key))
+    }
+
+    /// Forgets `key` (an event that was not delivered after all).
+    pub fn forget(&mut self, key: DedupeKey) {
+        self.keys.remove(&digest(key));
+    }
+
+    /// Memory the set holds, for the writer's budget: its table's capacity.
+    pub fn bytes(&self) -> usize {
+        // hashbrown: one control byte per bucket beside each 16-byte digest.
+        self.keys.capacity() * (std::mem::size_of::<u128>() + 1)
     }
 
     /// How many distinct keys were seen.
@@ -43,6 +51,13 @@ impl Seen {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
+
+fn digest(key: DedupeKey) -> u128 {
+    let mut bytes = [0_u8; 24];
+    bytes[..16].copy_from_slice(key.uuid.as_bytes());
+    bytes[16..].copy_from_slice(&key.created_at_millis.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_128(&bytes)
 }
 
 #[cfg(test)]

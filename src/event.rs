@@ -16,6 +16,17 @@ use crate::json;
 pub use crate::rejection::Rejection;
 use crate::timestamp::{CreatedDate, EventTime, TimeError};
 
+/// Longest record the contract accepts: Firehose's own record limit, 1,000 KiB.
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+/// Longest line an accepted record can become once enriched: `event_name` is
+/// copied into `event_type` and `event_subtype` (each at most as long as the
+/// record), plus `created_datetime` and a canonical UUID. The parquet-writer reads
+/// enriched lines, so this is its limit.
+pub const MAX_ENRICHED_BYTES: usize = 3 * MAX_RECORD_BYTES + 4096;
+/// Deepest nesting of objects and arrays the contract accepts (the event object
+/// is level 1): serde_json's default, and within what downstream JSON readers take.
+pub const MAX_DEPTH: usize = 128;
+
 /// Longest allowed `event_type`, in characters (it becomes an S3 path segment).
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 
@@ -39,6 +50,66 @@ pub struct PartitionKeys<'a> {
     pub created_date: CreatedDate,
 }
 
+/// How far `created_at` may lie from the time a record is processed: a producer
+/// whose clock is years off would otherwise open partitions without end (Firehose
+/// fails records past 500 active partitions). Either side may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// The processing time, Unix milliseconds.
+    pub now_millis: i64,
+    /// Days before `now` a record may have been created; `None`: no limit.
+    pub max_age_days: Option<u32>,
+    /// Days after `now` a record may claim to have been created; `None`: no limit.
+    pub max_future_days: Option<u32>,
+}
+
+impl TimeWindow {
+    /// Checks `time` against the window.
+    pub fn check(&self, time: EventTime) -> Result<(), Rejection> {
+        const DAY_MILLIS: i64 = 86_400_000;
+        let millis = time.millis();
+        let before =
+            self.max_age_days.filter(|&days| millis < self.now_millis - i64::from(days) * DAY_MILLIS);
+        let after =
+            self.max_future_days.filter(|&days| millis > self.now_millis + i64::from(days) * DAY_MILLIS);
+        let direction = match (before, after) {
+            (Some(_), _) => "before",
+            (_, Some(_)) => "after",
+            (None, None) => return Ok(()),
+        };
+        let mut datetime = Vec::new();
+        time.write_created_datetime(&mut datetime);
+        let mut now = Vec::new();
+        if let Some(now_time) = EventTime::from_millis(self.now_millis) {
+            now_time.write_created_datetime(&mut now);
+        }
+        Err(Rejection::Implausible {
+            datetime: String::from_utf8_lossy(&datetime).into_owned(),
+            distance: days_text((millis - self.now_millis).abs() / DAY_MILLIS),
+            direction,
+            now: format!("the processing time {}", String::from_utf8_lossy(&now)),
+            window: self.describe(),
+        })
+    }
+
+    /// "30 days back, 1 day ahead".
+    pub fn describe(&self) -> String {
+        let side = |days: Option<u32>, word: &str| match days {
+            Some(days) => format!("{} {word}", days_text(i64::from(days))),
+            None => format!("any time {word}"),
+        };
+        format!("{}, {}", side(self.max_age_days, "back"), side(self.max_future_days, "ahead"))
+    }
+}
+
+fn days_text(days: i64) -> String {
+    if days == 1 {
+        "1 day".to_owned()
+    } else {
+        format!("{days} days")
+    }
+}
+
 /// Top-level fields in input order, values as raw JSON text.
 type Fields<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
 
@@ -56,6 +127,19 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// Parses and validates one record (CONTRACT section 1).
     pub fn parse(record: &'a [u8]) -> Result<Self, Rejection> {
+        Self::parse_limited(record, MAX_RECORD_BYTES)
+    }
+
+    /// [`Event::parse`] with another length limit: the parquet-writer reads
+    /// enriched lines, which may be longer than the record they came from
+    /// ([`MAX_ENRICHED_BYTES`]).
+    pub fn parse_limited(record: &'a [u8], max_bytes: usize) -> Result<Self, Rejection> {
+        if record.len() > max_bytes {
+            return Err(Rejection::TooLarge { len: record.len() as u64, limit: max_bytes });
+        }
+        if let Some(offset) = json::find_too_deep(record, MAX_DEPTH) {
+            return Err(Rejection::TooDeep { max: MAX_DEPTH, offset });
+        }
         let text =
             std::str::from_utf8(record).map_err(|e| Rejection::InvalidUtf8 { offset: e.valid_up_to() })?;
         if text.starts_with('\u{feff}') {
@@ -597,6 +681,71 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_limited_to_128_levels_with_the_event_as_level_one() {
+        let nested =
+            |levels: usize| record(&format!(r#","p":{}1{}"#, "[".repeat(levels - 1), "]".repeat(levels - 1)));
+        assert!(Event::parse(nested(128).as_bytes()).is_ok());
+        let too_deep = nested(129);
+        let offset = too_deep.find('[').unwrap() + 127;
+        assert_eq!(
+            reason(too_deep.as_bytes()),
+            format!("record nests objects and arrays more than 128 levels deep (level 129 opens at byte {offset}): flatten the payload")
+        );
+        let hostile = record(&format!(r#","p":{}"#, "{\"a\":".repeat(100_000)));
+        assert_eq!(Event::parse(hostile.as_bytes()).unwrap_err().code(), "too_deeply_nested");
+        // Brackets inside strings are text, not nesting.
+        assert!(Event::parse(record(&format!(r#","p":"{}""#, "[".repeat(1000))).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn the_time_window_rejects_implausible_clocks_and_is_open_by_default() {
+        let now = 1_710_689_696_000; // 2024-03-17T15:34:56Z
+        let window = TimeWindow { now_millis: now, max_age_days: Some(30), max_future_days: Some(1) };
+        let at = |seconds: &str| EventTime::from_json_number(seconds).unwrap();
+        assert_eq!(window.check(at("1710689696")), Ok(()));
+        assert_eq!(window.check(at(&(1_710_689_696 - 30 * 86_400).to_string())), Ok(()));
+        assert_eq!(window.check(at(&(1_710_689_696 + 86_400).to_string())), Ok(()));
+        assert_eq!(
+            window.check(at("1552836896")).unwrap_err().to_string(),
+            "created_at 2019-03-17T15:34:56Z is 1827 days before the processing time 2024-03-17T15:34:56Z, \
+             outside the accepted window (30 days back, 1 day ahead): fix the producer's clock, or replay with a wider window"
+        );
+        let ahead = window.check(at(&(1_710_689_696 + 86_401).to_string())).unwrap_err();
+        assert_eq!(ahead.code(), "created_at_implausible");
+        assert!(ahead.to_string().contains("is 1 day after"), "{ahead}");
+        let open = TimeWindow { now_millis: now, ..TimeWindow::default() };
+        assert_eq!(open.check(at("0")), Ok(()));
+        assert_eq!(open.check(at("253402300799")), Ok(()));
+    }
+
+    #[test]
+    fn records_over_1000_kib_are_rejected() {
+        let filler = |len: usize| {
+            let bare = record(r#","p":"""#);
+            record(&format!(r#","p":"{}""#, "x".repeat(len - bare.len())))
+        };
+        assert_eq!(filler(MAX_RECORD_BYTES).len(), 1_024_000);
+        assert!(Event::parse(filler(MAX_RECORD_BYTES).as_bytes()).is_ok());
+        assert_eq!(
+            reason(filler(MAX_RECORD_BYTES + 1).as_bytes()),
+            "record is 1024001 bytes, over the limit of 1024000 bytes (Firehose's record limit): split the event or move large values elsewhere"
+        );
+    }
+
+    #[test]
+    fn enriched_lines_stay_within_the_writers_limit() {
+        // The shape that grows most: a name as long as the record allows, whose
+        // type and subtype are copied out of it.
+        let name = format!("{}:{}", "t".repeat(128), "s".repeat(MAX_RECORD_BYTES - 300));
+        let input =
+            format!(r#"{{"event_uuid":"{}","event_name":"{name}","created_at":0.5}}"#, UUID.replace('-', ""));
+        assert!(input.len() <= MAX_RECORD_BYTES);
+        let line = enriched(&input);
+        assert!(line.len() > MAX_RECORD_BYTES && line.len() <= MAX_ENRICHED_BYTES, "{}", line.len());
+        assert!(Event::parse_limited(line.trim_end().as_bytes(), MAX_ENRICHED_BYTES).is_ok());
+    }
+
+    #[test]
     fn duplicate_top_level_fields_are_rejected() {
         assert_eq!(reason(record(r#","a":1,"a":2"#).as_bytes()), r#"field "a" appears more than once"#);
         assert_eq!(
@@ -647,6 +796,7 @@ mod tests {
             reason_code(b"{"),
         ];
         assert_eq!(codes, ["empty", "invalid_utf8", "byte_order_mark", "not_an_object", "invalid_json"]);
+        assert_eq!(reason_code(&vec![b' '; MAX_RECORD_BYTES + 1]), "record_too_large");
     }
 
     fn reason_code(input: &[u8]) -> &'static str {

@@ -6,14 +6,14 @@
 //! failing deserialization of the whole request.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
 
 use base64_simd::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use crate::dedupe::Seen;
-use crate::event::{Event, Rejection};
+use crate::event::{Event, Rejection, TimeWindow};
 use crate::json;
 
 /// Firehose rejects a transformation response larger than this (Lambda's 6 MB
@@ -26,8 +26,9 @@ pub enum RequestError {
     /// The payload is not a Firehose transformation request.
     #[error("not a Firehose transformation request: {0}")]
     Malformed(#[from] serde_json::Error),
-    /// The response would exceed Firehose's limit; lower the processor's BufferSizeInMBs.
-    #[error("response of {bytes}+ bytes for {records} records exceeds Firehose's limit of {MAX_RESPONSE_BYTES} bytes: lower the processor BufferSizeInMBs")]
+    /// Even with every record returned unprocessed, the response would exceed
+    /// Firehose's limit (a request Firehose does not send with a validated buffer).
+    #[error("response of {bytes}+ bytes for {records} records exceeds Firehose's limit even with every record unprocessed: lower the processor BufferSizeInMBs")]
     ResponseTooLarge { bytes: usize, records: usize },
 }
 
@@ -40,6 +41,10 @@ pub enum RecordFailure {
     /// The decoded record breaks a rule of the event contract.
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    /// The response reached Firehose's size limit before this record: it is
+    /// returned unprocessed, to be replayed from the error prefix.
+    #[error("the response reached Firehose's 6 MB limit before this record; it is returned unprocessed: replay it from the error prefix (and lower transform_buffer_mb)")]
+    ResponseTooLarge,
 }
 
 impl RecordFailure {
@@ -48,6 +53,7 @@ impl RecordFailure {
         match self {
             RecordFailure::NotBase64(_) => "not_base64",
             RecordFailure::Rejected(rejection) => rejection.code(),
+            RecordFailure::ResponseTooLarge => "response_too_large",
         }
     }
 }
@@ -84,6 +90,9 @@ pub struct Stats {
     pub bytes_out: usize,
     /// Bytes of the response JSON.
     pub response_bytes: usize,
+    /// Distinct partitions of the records returned `Ok`: Firehose fails records
+    /// once more than 500 partitions are active.
+    pub partitions: usize,
 }
 
 impl Stats {
@@ -115,22 +124,97 @@ pub struct Transformed {
 /// straight into the response buffer. Tests read it back with
 /// `aws_lambda_events`' types to hold the shape.
 pub fn transform(request: &str) -> Result<Transformed, RequestError> {
-    transform_with_limit(request, MAX_RESPONSE_BYTES)
+    transform_with(request, &Settings::default())
 }
 
-/// [`transform`] with another response size limit (benchmarks of large requests).
-pub fn transform_with_limit(request: &str, max_response_bytes: usize) -> Result<Transformed, RequestError> {
+/// What one invocation accepts besides the contract's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// The response size limit: Firehose's, or another in tests and benchmarks.
+    pub max_response_bytes: usize,
+    /// The plausibility window for `created_at` (open by default).
+    pub window: TimeWindow,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { max_response_bytes: MAX_RESPONSE_BYTES, window: TimeWindow::default() }
+    }
+}
+
+/// [`transform`] with a time window and another response size limit.
+///
+/// A response that fits is built in one pass. One that would not fit is built
+/// again with a budget: each record's unprocessed form (`ProcessingFailed` with
+/// its original data) is measured first, and a record is returned `Ok` only while
+/// the unprocessed forms of all records after it still fit. The records past that
+/// point come back `ProcessingFailed` with reason `response_too_large`, so they
+/// land in the error prefix to be replayed and the rest of the batch is delivered.
+/// Only a request whose records cannot fit even unprocessed fails as a whole.
+pub fn transform_with(request: &str, settings: &Settings) -> Result<Transformed, RequestError> {
+    let max_response_bytes = settings.max_response_bytes;
     // The response is about 4/3 of the request for typical events.
     let capacity = (request.len() / 3 * 4).min(max_response_bytes.saturating_add(1 << 16));
-    let mut transformer = Transformer::new(capacity, max_response_bytes);
-    let mut deserializer = serde_json::Deserializer::from_str(request);
-    let parsed = serde::de::DeserializeSeed::deserialize(RequestSeed(&mut transformer), &mut deserializer)
-        .and_then(|()| deserializer.end());
-    if let Some(bytes) = transformer.oversized {
-        return Err(RequestError::ResponseTooLarge { bytes, records: transformer.stats.records });
+    let transformer = Transformer::new(capacity, settings, None);
+    match run_pass(request, transformer)? {
+        Some(transformed) => Ok(transformed),
+        None => {
+            let reserve = unprocessed_reserve(request)?;
+            let needed = reserve.first().copied().unwrap_or(0);
+            if needed > max_response_bytes {
+                return Err(RequestError::ResponseTooLarge { bytes: needed, records: reserve.len() - 1 });
+            }
+            let transformer = Transformer::new(max_response_bytes, settings, Some(reserve));
+            run_pass(request, transformer)?
+                .ok_or(RequestError::ResponseTooLarge { bytes: max_response_bytes, records: 0 })
+        }
+    }
+}
+
+/// Runs one pass of `transformer` over the request: `None` when the response
+/// outgrew the limit (only without a budget).
+fn run_pass(request: &str, mut transformer: Transformer) -> Result<Option<Transformed>, RequestError> {
+    let parsed = for_each_record(request, |record| transformer.record(record));
+    if transformer.oversized {
+        return Ok(None);
     }
     parsed?;
-    transformer.finish()
+    Ok(transformer.finish())
+}
+
+/// Calls `visit` on every record of the request, in order, until it returns false.
+fn for_each_record<'de>(
+    request: &'de str,
+    visit: impl FnMut(RequestRecord<'de>) -> bool,
+) -> Result<(), serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(request);
+    serde::de::DeserializeSeed::deserialize(RequestSeed(RecordsSeed(visit)), &mut deserializer)?;
+    deserializer.end()
+}
+
+/// Entry `k > 0`: the bytes records `k..` need if they all come back unprocessed,
+/// plus the closing `]}`. Entry 0: what the whole response needs that way.
+fn unprocessed_reserve(request: &str) -> Result<Vec<usize>, RequestError> {
+    let mut sizes = Vec::new();
+    let mut scratch = Vec::new();
+    let prefix = b"{\"records\":[".len();
+    for_each_record(request, |record| {
+        scratch.clear();
+        write_record_start(&record.record_id, sizes.is_empty(), &mut scratch);
+        write_unchanged(Outcome::ProcessingFailed, &record.data, &mut scratch);
+        sizes.push(scratch.len());
+        true
+    })?;
+    // reserve[k]: records k.. unprocessed, then the closing `]}`. The budget is
+    // checked after record i is written, against reserve[i + 1].
+    let mut reserve = vec![0; sizes.len() + 1];
+    reserve[sizes.len()] = b"]}".len();
+    for index in (0..sizes.len()).rev() {
+        reserve[index] = reserve[index + 1] + sizes[index];
+    }
+    // Entry 0 is only read as the whole response's need.
+    reserve[0] += prefix;
+    Ok(reserve)
 }
 
 /// The state of one transformation. Records are transformed as the request parser
@@ -142,14 +226,22 @@ struct Transformer {
     seen: Seen,
     response: Vec<u8>,
     max_response_bytes: usize,
-    /// Set when the response outgrew the limit; parsing stops there.
-    oversized: Option<usize>,
+    window: TimeWindow,
+    /// Digests of the partitions of the records returned `Ok`.
+    partitions: HashSet<u64, foldhash::fast::RandomState>,
+    /// With a budget: entry `i + 1` is what the records after record `i` need
+    /// unprocessed (see [`unprocessed_reserve`]).
+    reserve: Option<Vec<usize>>,
+    /// Set once a record did not fit the budget: later records are not delivered.
+    cut: bool,
+    /// Set when the response outgrew the limit without a budget; parsing stops.
+    oversized: bool,
     decoded: Vec<u8>,
     line: Vec<u8>,
 }
 
 impl Transformer {
-    fn new(capacity: usize, max_response_bytes: usize) -> Self {
+    fn new(capacity: usize, settings: &Settings, reserve: Option<Vec<usize>>) -> Self {
         let mut response = Vec::with_capacity(capacity);
         response.extend_from_slice(b"{\"records\":[");
         Transformer {
@@ -157,8 +249,12 @@ impl Transformer {
             failures: Vec::new(),
             seen: Seen::default(),
             response,
-            max_response_bytes,
-            oversized: None,
+            max_response_bytes: settings.max_response_bytes,
+            window: settings.window,
+            partitions: HashSet::default(),
+            reserve,
+            cut: false,
+            oversized: false,
             decoded: Vec::new(),
             line: Vec::new(),
         }
@@ -166,14 +262,13 @@ impl Transformer {
 
     /// Appends one record's response; false when the response outgrew the limit.
     fn record(&mut self, record: RequestRecord<'_>) -> bool {
-        if self.stats.records > 0 {
-            self.response.push(b',');
-        }
+        write_record_start(&record.record_id, self.stats.records == 0, &mut self.response);
         self.stats.records += 1;
-        self.response.extend_from_slice(b"{\"recordId\":");
-        json::write_string(&record.record_id, &mut self.response);
         self.transform_data(record);
-        self.check_size()
+        if self.reserve.is_none() && self.response.len() > self.max_response_bytes {
+            self.oversized = true;
+        }
+        !self.oversized
     }
 
     /// Decodes, validates, dedupes and enriches one record, appending its result.
@@ -183,46 +278,78 @@ impl Transformer {
         let parsed =
             decode_base64(record.data.as_bytes(), decoded).map_err(RecordFailure::NotBase64).and_then(|()| {
                 *bytes_in += decoded.len();
-                Event::parse(decoded).map_err(RecordFailure::from)
+                let event = Event::parse(decoded)?;
+                self.window.check(event.time())?;
+                Ok(event)
             });
-        match parsed {
+        let failure = match parsed {
             Ok(event) if self.seen.first_time(event.dedupe_key()) => {
-                self.stats.ok += 1;
-                self.line.clear();
-                event.write_enriched_line(&mut self.line);
-                self.stats.bytes_out += self.line.len();
-                write_ok(&event, &self.line, &mut self.response);
+                let mark = self.response.len();
+                if !self.cut {
+                    self.line.clear();
+                    event.write_enriched_line(&mut self.line);
+                    write_ok(&event, &self.line, &mut self.response);
+                    let reserve = self.reserve.as_deref();
+                    if fits(reserve, self.response.len(), self.stats.records, self.max_response_bytes) {
+                        self.partitions.insert(partition_digest(&event));
+                        self.stats.ok += 1;
+                        self.stats.bytes_out += self.line.len();
+                        return;
+                    }
+                    self.response.truncate(mark);
+                    self.cut = true;
+                }
+                // Not delivered, so a later copy must not be dropped as its duplicate.
+                self.seen.forget(event.dedupe_key());
+                RecordFailure::ResponseTooLarge
             }
             Ok(_) => {
                 self.stats.dropped += 1;
                 write_unchanged(Outcome::Dropped, &record.data, &mut self.response);
+                return;
             }
-            Err(failure) => {
-                *self.stats.failed.entry(failure.code()).or_default() += 1;
-                write_unchanged(Outcome::ProcessingFailed, &record.data, &mut self.response);
-                self.failures.push(FailedRecord { record_id: record.record_id.into_owned(), failure });
-            }
-        }
+            Err(failure) => failure,
+        };
+        *self.stats.failed.entry(failure.code()).or_default() += 1;
+        write_unchanged(Outcome::ProcessingFailed, &record.data, &mut self.response);
+        self.failures.push(FailedRecord { record_id: record.record_id.into_owned(), failure });
     }
 
-    fn check_size(&mut self) -> bool {
-        if self.response.len() > self.max_response_bytes {
-            self.oversized = Some(self.response.len());
-        }
-        self.oversized.is_none()
-    }
-
-    fn finish(mut self) -> Result<Transformed, RequestError> {
+    fn finish(mut self) -> Option<Transformed> {
         self.response.extend_from_slice(b"]}");
-        if !self.check_size() {
-            return Err(RequestError::ResponseTooLarge {
-                bytes: self.response.len(),
-                records: self.stats.records,
-            });
+        if self.response.len() > self.max_response_bytes {
+            return None;
         }
         self.stats.response_bytes = self.response.len();
-        Ok(Transformed { response: self.response, stats: self.stats, failures: self.failures })
+        self.stats.partitions = self.partitions.len();
+        Some(Transformed { response: self.response, stats: self.stats, failures: self.failures })
     }
+}
+
+/// Whether a response of `response_len` bytes, with record `record` (0-based)
+/// just written, leaves room for the later records to come back unprocessed
+/// (`reserve`: see [`unprocessed_reserve`]); always true without a budget.
+fn fits(reserve: Option<&[usize]>, response_len: usize, record: usize, max_response_bytes: usize) -> bool {
+    reserve.is_none_or(|reserve| response_len + reserve[record] <= max_response_bytes)
+}
+
+/// Tells partitions apart for counting (a collision only undercounts a metric).
+fn partition_digest(event: &Event<'_>) -> u64 {
+    let keys = event.partition_keys();
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(keys.event_type.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(keys.created_date.to_string().as_bytes());
+    hasher.digest()
+}
+
+/// Appends the start of a response record: the separator and the record id.
+fn write_record_start(record_id: &str, first: bool, response: &mut Vec<u8>) {
+    if !first {
+        response.push(b',');
+    }
+    response.extend_from_slice(b"{\"recordId\":");
+    json::write_string(record_id, response);
 }
 
 /// Appends the rest of an `Ok` record: the enriched line and its partition keys.
@@ -238,10 +365,10 @@ fn write_ok(event: &Event<'_>, line: &[u8], response: &mut Vec<u8>) {
     response.extend_from_slice(b"\"}}}");
 }
 
-/// Parses the request object, handing every record of `records` to the transformer.
-struct RequestSeed<'t>(&'t mut Transformer);
+/// Parses the request object, handing every record of `records` to the visitor.
+struct RequestSeed<F>(RecordsSeed<F>);
 
-impl<'de> serde::de::DeserializeSeed<'de> for RequestSeed<'_> {
+impl<'de, F: FnMut(RequestRecord<'de>) -> bool> serde::de::DeserializeSeed<'de> for RequestSeed<F> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -249,7 +376,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for RequestSeed<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for RequestSeed<'_> {
+impl<'de, F: FnMut(RequestRecord<'de>) -> bool> serde::de::Visitor<'de> for RequestSeed<F> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -257,26 +384,25 @@ impl<'de> serde::de::Visitor<'de> for RequestSeed<'_> {
     }
 
     fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
-        let mut has_records = false;
+        let mut records = Some(self.0);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "records" && !has_records {
-                has_records = true;
-                map.next_value_seed(RecordsSeed(&mut *self.0))?;
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
+            match records.take_if(|_| key == "records") {
+                Some(seed) => map.next_value_seed(seed)?,
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
             }
         }
-        if has_records {
-            Ok(())
-        } else {
-            Err(serde::de::Error::missing_field("records"))
+        match records {
+            None => Ok(()),
+            Some(_) => Err(serde::de::Error::missing_field("records")),
         }
     }
 }
 
-struct RecordsSeed<'t>(&'t mut Transformer);
+struct RecordsSeed<F>(F);
 
-impl<'de> serde::de::DeserializeSeed<'de> for RecordsSeed<'_> {
+impl<'de, F: FnMut(RequestRecord<'de>) -> bool> serde::de::DeserializeSeed<'de> for RecordsSeed<F> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -284,16 +410,16 @@ impl<'de> serde::de::DeserializeSeed<'de> for RecordsSeed<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for RecordsSeed<'_> {
+impl<'de, F: FnMut(RequestRecord<'de>) -> bool> serde::de::Visitor<'de> for RecordsSeed<F> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an array of records")
     }
 
-    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(mut self, mut seq: S) -> Result<(), S::Error> {
         while let Some(record) = seq.next_element::<RequestRecord<'de>>()? {
-            if !self.0.record(record) {
+            if !(self.0)(record) {
                 return Err(serde::de::Error::custom("response too large"));
             }
         }
@@ -347,8 +473,8 @@ fn describe_bad_base64(text: &[u8]) -> String {
 
 /// Runs one invocation as the Lambda and the CLI both do: transform, then log every
 /// failed record as structured JSON (record id and reason, never the data).
-pub fn handle(request: &str) -> Result<Transformed, RequestError> {
-    let transformed = transform(request).inspect_err(|error| {
+pub fn handle(request: &str, settings: &Settings) -> Result<Transformed, RequestError> {
+    let transformed = transform_with(request, settings).inspect_err(|error| {
         tracing::error!(error = %error, "invocation failed");
     })?;
     for failed in &transformed.failures {
@@ -367,6 +493,7 @@ pub fn handle(request: &str) -> Result<Transformed, RequestError> {
         failed = stats.failed_total(),
         bytes_in = stats.bytes_in,
         bytes_out = stats.bytes_out,
+        partitions = stats.partitions,
         "batch transformed"
     );
     Ok(transformed)

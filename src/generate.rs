@@ -367,11 +367,35 @@ impl Fields {
 
 fn kind(index: usize, rng: &mut ChaCha8Rng) -> Kind {
     let domain = DOMAINS[index % DOMAINS.len()];
+    // Round 0: the domains; then each qualifier in turn, then the qualifiers again
+    // with a number ("partner_order_2"), so every index names a distinct type.
     let event_type = match index / DOMAINS.len() {
         0 => domain.to_owned(),
-        round => format!("{}_{domain}", QUALIFIERS[(round - 1) % QUALIFIERS.len()]),
+        round => {
+            let qualifier = QUALIFIERS[(round - 1) % QUALIFIERS.len()];
+            match (round - 1) / QUALIFIERS.len() {
+                0 => format!("{qualifier}_{domain}"),
+                cycle => format!("{qualifier}_{domain}_{}", cycle + 1),
+            }
+        }
     };
     let count = rng.random_range(1..4);
     let subtypes = (0..count).map(|_| ENTITIES[rng.random_range(0..ENTITIES.len())]).collect();
     Kind { event_type, subtypes, shape: rng.random_range(0..64) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_asks_for_that_many_distinct_valid_event_types() {
+        for types in [1, 100, 350, 351, 5000] {
+            let generator = Generator::new(Options { types, ..Options::default() });
+            let names: std::collections::BTreeSet<&str> =
+                generator.catalog.iter().map(|kind| kind.event_type.as_str()).collect();
+            assert_eq!(names.len(), types);
+            assert!(names.iter().all(|name| crate::event::is_valid_event_type(name)), "{names:?}");
+        }
+    }
 }

@@ -1,13 +1,14 @@
 //! Reading NDJSON into the lake writer: line by line, gzip decompressed on the fly,
 //! so memory does not grow with the input.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use flate2::bufread::MultiGzDecoder;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::lake::{LakeError, LakeWriter, Origin};
-use crate::storage::Storage;
+use crate::scratch;
+use crate::storage::{Storage, StorageError};
 
 /// Read buffer size: large reads keep system calls off the profile.
 const READ_BUFFER: usize = 1 << 20;
@@ -42,29 +43,113 @@ pub struct Fed {
     pub blank: u64,
 }
 
-/// Feeds every line of `reader` to `writer` as one record.
+/// Feeds every line of `reader` to `writer` as one record. A line longer than the
+/// writer's record limit is never held whole: it streams into a file in the run's
+/// scratch directory and is kept, as it came, among the rejected records.
 pub async fn feed<S: Storage>(
     writer: &mut LakeWriter<S>,
     mut reader: impl BufRead,
     source_name: &str,
 ) -> Result<Fed, IngestError> {
+    let read_error = |error| IngestError::Read { source_name: source_name.to_owned(), error };
+    let max = writer.limits().max_record_bytes;
     let mut fed = Fed::default();
     let mut line = Vec::with_capacity(64 * 1024);
     loop {
         line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|error| IngestError::Read { source_name: source_name.to_owned(), error })?;
-        if read == 0 {
+        let end = next_line(&mut reader, &mut line, max).map_err(read_error)?;
+        if end == LineEnd::Eof {
             return Ok(fed);
         }
         fed.lines += 1;
-        let record = line.strip_suffix(b"\n").unwrap_or(&line);
-        if record.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+        let origin = Origin { source: source_name, line: fed.lines };
+        if end == LineEnd::TooLong {
+            let scratch = writer.storage().scratch_dir().map_err(LakeError::from)?;
+            let io = |error| LakeError::from(StorageError::Io { path: scratch.to_owned(), source: error });
+            let mut file = scratch::new_file_in(scratch).map_err(io)?;
+            file.write_all(&line).map_err(io)?;
+            let rest = copy_rest_of_line(&mut reader, &mut file).map_err(read_error)?;
+            file.flush().map_err(io)?;
+            let len = line.len() as u64 + rest;
+            writer.reject_stored(file.path(), len, origin).await?;
+            continue;
+        }
+        if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
             fed.blank += 1;
             continue;
         }
-        writer.push(record, Origin { source: source_name, line: fed.lines }).await?;
+        writer.push(&line, origin).await?;
+    }
+}
+
+/// How [`next_line`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineEnd {
+    /// A whole line (its newline consumed, not kept).
+    Line,
+    /// The line is longer than the limit: `max + 1` bytes of it are read, the
+    /// rest is not.
+    TooLong,
+    /// Nothing left.
+    Eof,
+}
+
+/// Reads the next line into `line` (without its newline), taking at most
+/// `max + 1` bytes of it.
+fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::Result<LineEnd> {
+    let mut started = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            return Ok(if started { LineEnd::Line } else { LineEnd::Eof });
+        }
+        started = true;
+        let room = max + 1 - line.len();
+        match memchr::memchr(b'\n', available) {
+            Some(end) if end < room => {
+                line.extend_from_slice(&available[..end]);
+                reader.consume(end + 1);
+                return Ok(LineEnd::Line);
+            }
+            _ => {
+                let take = available.len().min(room);
+                line.extend_from_slice(&available[..take]);
+                reader.consume(take);
+                if line.len() > max {
+                    return Ok(LineEnd::TooLong);
+                }
+            }
+        }
+    }
+}
+
+/// Copies the rest of the current line to `out` (its newline consumed, not
+/// copied); returns the bytes copied.
+fn copy_rest_of_line(reader: &mut impl BufRead, out: &mut impl Write) -> io::Result<u64> {
+    let mut copied = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            return Ok(copied);
+        }
+        let (end, newline) = match memchr::memchr(b'\n', available) {
+            Some(end) => (end, true),
+            None => (available.len(), false),
+        };
+        out.write_all(&available[..end])?;
+        copied += end as u64;
+        reader.consume(end + usize::from(newline));
+        if newline {
+            return Ok(copied);
+        }
     }
 }
 
@@ -127,6 +212,30 @@ mod tests {
         let mut text = String::new();
         decompressing_reader(&both[..]).unwrap().read_to_string(&mut text).unwrap();
         assert_eq!(text, "one\ntwo\n");
+    }
+
+    #[test]
+    fn lines_past_the_limit_stop_being_read_and_their_rest_streams_out() {
+        let input = b"short\n\n0123456789abcdef\nafter";
+        // A reader that hands out 3 bytes at a time, to cross every boundary.
+        let mut reader = BufReader::with_capacity(3, &input[..]);
+        let mut line = Vec::new();
+        let mut next = |reader: &mut BufReader<&[u8]>| {
+            line.clear();
+            let end = next_line(reader, &mut line, 8).unwrap();
+            (end, String::from_utf8(line.clone()).unwrap())
+        };
+        assert_eq!(next(&mut reader), (LineEnd::Line, "short".into()));
+        assert_eq!(next(&mut reader), (LineEnd::Line, "".into()));
+        assert_eq!(next(&mut reader), (LineEnd::TooLong, "012345678".into()));
+        let mut rest = Vec::new();
+        assert_eq!(copy_rest_of_line(&mut reader, &mut rest).unwrap(), 7);
+        assert_eq!(rest, b"9abcdef");
+        assert_eq!(next(&mut reader), (LineEnd::Line, "after".into()));
+        assert_eq!(next(&mut reader), (LineEnd::Eof, "".into()));
+        // Exactly at the limit is a line.
+        let mut reader = BufReader::new(&b"12345678\n"[..]);
+        assert_eq!(next(&mut reader), (LineEnd::Line, "12345678".into()));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! surrogate escapes (which serde_json tolerates inside skipped values) and name
 //! the kind of a value for error messages.
 
-use memchr::{memchr, memchr3};
+use memchr::{memchr, memchr2, memchr3};
 
 /// Appends `raw` (one valid JSON value) to `out` without insignificant whitespace.
 pub fn write_compact(raw: &str, out: &mut Vec<u8>) {
@@ -74,6 +74,48 @@ pub fn find_lone_surrogate(text: &str) -> Option<usize> {
 fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
     let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
     u16::from_str_radix(digits, 16).ok()
+}
+
+/// Byte offset of the first `{` or `[` that opens level `max_depth + 1` of
+/// nesting (the outermost value is level 1), or `None` when the text nests no
+/// deeper than `max_depth`. Brackets inside strings do not count. Linear in the
+/// text and never recursive, so hostile depth costs nothing but the scan; on text
+/// that is not JSON the answer is a best guess, never a panic.
+pub fn find_too_deep(text: &[u8], max_depth: usize) -> Option<usize> {
+    // Text with no more opening brackets than the limit cannot nest deeper: the
+    // common case costs one vectorized count.
+    let opening = text.iter().filter(|&&b| b == b'{' || b == b'[').count();
+    if opening <= max_depth {
+        return None;
+    }
+    let mut depth = 0_usize;
+    let mut at = 0;
+    while let Some(&byte) = text.get(at) {
+        match byte {
+            b'"' => at = end_of_string(text, at + 1)?,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Some(at);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
+/// Offset of the quote that closes the string whose body starts at `at`.
+fn end_of_string(text: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        at += memchr2(b'"', b'\\', text.get(at..)?)?;
+        if text[at] == b'"' {
+            return Some(at);
+        }
+        at += 2;
+    }
 }
 
 /// Appends `text` as a JSON string literal.
@@ -154,6 +196,20 @@ mod tests {
             let _ = find_lone_surrogate(text);
         }
         assert_eq!(find_lone_surrogate("\\ud800\\"), Some(0));
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        let nested =
+            |levels: usize| format!("{{\"a\":{}1{}}}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+        assert_eq!(find_too_deep(nested(128).as_bytes(), 128), None);
+        assert_eq!(find_too_deep(nested(129).as_bytes(), 128), Some(5 + 127));
+        let in_string = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(200), "{".repeat(200));
+        assert_eq!(find_too_deep(in_string.as_bytes(), 128), None);
+        assert_eq!(find_too_deep("[".repeat(100_000).as_bytes(), 128), Some(128));
+        for broken in ["\"[[[", "[\"\\", "]]]]"] {
+            assert_eq!(find_too_deep(broken.as_bytes(), 1), None, "{broken}");
+        }
     }
 
     #[test]

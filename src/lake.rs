@@ -10,12 +10,14 @@
 //! same input again overwrites its own files instead of adding duplicates.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::dedupe::Seen;
-use crate::event::Event;
+use crate::event::{Event, TimeWindow, MAX_RECORD_BYTES};
 use crate::parquet_file::{self, EncodeError};
+use crate::rejection::Rejection;
 use crate::row_buffer::{Buffer, Spill};
 use crate::storage::{Storage, StorageError};
 use crate::timestamp::CreatedDate;
@@ -30,11 +32,22 @@ pub struct Limits {
     pub total_bytes: usize,
     /// Buffered rejected-record bytes that trigger writing them as a part file.
     pub rejected_bytes: usize,
+    /// The longest record taken: the contract's 1,000 KiB for input events, more
+    /// for staged (enriched) ones.
+    pub max_record_bytes: usize,
+    /// The accepted range of `created_at` (open by default).
+    pub window: TimeWindow,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { partition_bytes: 64 << 20, total_bytes: 96 << 20, rejected_bytes: 8 << 20 }
+        Limits {
+            partition_bytes: 64 << 20,
+            total_bytes: 96 << 20,
+            rejected_bytes: 8 << 20,
+            max_record_bytes: MAX_RECORD_BYTES,
+            window: TimeWindow::default(),
+        }
     }
 }
 
@@ -46,7 +59,7 @@ pub enum LakeError {
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// The local spill directory could not be written or read.
-    #[error("spilling rows to local disk: {0}")]
+    #[error("spilling rows to local disk")]
     Spill(#[from] std::io::Error),
 }
 
@@ -112,6 +125,15 @@ pub fn rejected_key(source: &SourceId, part: u32) -> String {
     format!("_rejected/{}-{part:05}.ndjson", source.as_str())
 }
 
+/// Key of the `number`th record of `source` too large to keep in a rejection
+/// entry: stored as it came, byte for byte, and named by its entry.
+pub fn large_record_key(source: &SourceId, number: u32) -> String {
+    format!("_rejected/{}-large-{number:05}.record", source.as_str())
+}
+
+/// The rejection code of an event type that differs from another only in case.
+pub const CASE_CONFLICT: &str = "event_type_case_conflict";
+
 /// Where a record came from, for its rejection entry.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
@@ -132,6 +154,11 @@ pub struct Summary {
     pub bytes_out: u64,
     /// Row bytes that went through the spill directory.
     pub spilled_bytes: u64,
+    /// How often the dedupe set filled its share of the memory budget and started
+    /// again.
+    pub dedupe_resets: u64,
+    /// Files of an earlier run of the same input that this run replaced.
+    pub stale_files_deleted: u64,
     /// Keys of the Parquet files written, in order.
     pub keys: Vec<String>,
     /// Partitions that received at least one file.
@@ -156,9 +183,21 @@ struct RejectedEntry<'a> {
     /// The record as text when it is UTF-8 …
     #[serde(skip_serializing_if = "Option::is_none")]
     record: Option<&'a str>,
-    /// … else its bytes in base64.
+    /// … else its bytes in base64 …
     #[serde(skip_serializing_if = "Option::is_none")]
     record_base64: Option<String>,
+    /// … or, for a record too large to repeat here, the key it is stored at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_key: Option<String>,
+}
+
+/// What the case rule knows of a lake's event types.
+enum Spellings {
+    NotLoaded,
+    /// An S3 lake: no rule.
+    CaseSensitive,
+    /// Lowercased event type → its one spelling.
+    OnePerType(HashMap<String, String>),
 }
 
 /// Writes one run's records into the lake.
@@ -174,6 +213,11 @@ pub struct LakeWriter<S> {
     spilled: BTreeSet<Partition>,
     rejected: Vec<u8>,
     rejected_parts: u32,
+    large_records: u32,
+    /// The one spelling of each event type, for a local lake; loaded on first use.
+    spellings: Spellings,
+    /// Every key this run wrote, to tell an earlier run's files from its own.
+    written: BTreeSet<String>,
     payload: Vec<u8>,
     summary: Summary,
 }
@@ -192,6 +236,9 @@ impl<S: Storage> LakeWriter<S> {
             spilled: BTreeSet::new(),
             rejected: Vec::new(),
             rejected_parts: 0,
+            large_records: 0,
+            spellings: Spellings::NotLoaded,
+            written: BTreeSet::new(),
             payload: Vec::new(),
             summary: Summary::default(),
         }
@@ -201,21 +248,34 @@ impl<S: Storage> LakeWriter<S> {
         &self.storage
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Takes one record (one NDJSON line, without its newline): buffers it, counts
     /// it as a duplicate, or keeps it as rejected. Writes files when buffers fill.
     pub async fn push(&mut self, record: &[u8], origin: Origin<'_>) -> Result<(), LakeError> {
         self.summary.records += 1;
         self.summary.bytes_in += record.len() as u64 + 1;
-        let event = match Event::parse(record) {
+        let checked = Event::parse_limited(record, self.limits.max_record_bytes)
+            .and_then(|event| self.limits.window.check(event.time()).map(|()| event));
+        let event = match checked {
             Ok(event) => event,
             Err(rejection) => {
                 let code = rejection.code();
                 return self.reject(record, origin, code, rejection.to_string()).await;
             }
         };
+        if let Some(reason) = self.case_conflict(event.event_type())? {
+            return self.reject(record, origin, CASE_CONFLICT, reason).await;
+        }
         if !self.seen.first_time(event.dedupe_key()) {
             self.summary.duplicates += 1;
             return Ok(());
+        }
+        if self.seen.bytes() > self.limits.total_bytes / 2 {
+            self.seen = Seen::default();
+            self.summary.dedupe_resets += 1;
         }
         self.payload.clear();
         event.write_payload(&mut self.payload);
@@ -231,7 +291,7 @@ impl<S: Storage> LakeWriter<S> {
             let buffer = self.take_buffer(&partition);
             self.write_part(&partition, buffer).await?;
         }
-        while self.buffered >= self.limits.total_bytes {
+        while self.buffered + self.seen.bytes() >= self.limits.total_bytes {
             let Some(largest) = self.buffers.iter().max_by_key(|(_, b)| b.bytes()).map(|(p, _)| p.clone())
             else {
                 break;
@@ -239,12 +299,69 @@ impl<S: Storage> LakeWriter<S> {
             let buffer = self.take_buffer(&largest);
             let spill = match &mut self.spill {
                 Some(spill) => spill,
-                None => self.spill.insert(Spill::new()?),
+                None => self.spill.insert(Spill::new(self.storage.scratch_dir()?)?),
             };
             spill.append(&spill_name(&largest), &buffer)?;
             self.spilled.insert(largest);
         }
         Ok(())
+    }
+
+    /// Keeps a record whose bytes were too many to hold (stored at `path`, `len`
+    /// bytes) as rejected: the file goes to `_rejected/` as it is, and the
+    /// rejection entry names it.
+    pub async fn reject_stored(
+        &mut self,
+        path: &Path,
+        len: u64,
+        origin: Origin<'_>,
+    ) -> Result<(), LakeError> {
+        self.summary.records += 1;
+        self.summary.bytes_in += len + 1;
+        let key = large_record_key(&self.source, self.large_records);
+        self.large_records += 1;
+        self.storage.put_file(&key, path).await?;
+        self.written.insert(key.clone());
+        let rejection = Rejection::TooLarge { len, limit: self.limits.max_record_bytes };
+        let entry = RejectedEntry {
+            source: origin.source,
+            line: origin.line,
+            code: rejection.code(),
+            reason: rejection.to_string(),
+            record: None,
+            record_base64: None,
+            record_key: Some(key),
+        };
+        self.add_rejection(&entry).await
+    }
+
+    /// The reason to refuse `event_type` when it differs only in case from the
+    /// spelling a local lake already holds; `None` when it is fine.
+    fn case_conflict(&mut self, event_type: &str) -> Result<Option<String>, LakeError> {
+        if let Spellings::NotLoaded = self.spellings {
+            self.spellings = match self.storage.event_type_spellings()? {
+                None => Spellings::CaseSensitive,
+                Some(types) => Spellings::OnePerType(
+                    types.into_iter().map(|spelling| (spelling.to_ascii_lowercase(), spelling)).collect(),
+                ),
+            };
+        }
+        let Spellings::OnePerType(spellings) = &mut self.spellings else {
+            return Ok(None);
+        };
+        let folded = event_type.to_ascii_lowercase();
+        match spellings.get(&folded) {
+            Some(spelling) if spelling == event_type => Ok(None),
+            Some(spelling) => Ok(Some(format!(
+                "event_type {event_type:?} differs only in case from {spelling:?}, already in this lake: \
+                 on a case-insensitive file system both would share one folder, so a local lake keeps \
+                 one spelling; fix the producer's event_name, or ingest into an S3 lake"
+            ))),
+            None => {
+                spellings.insert(folded, event_type.to_owned());
+                Ok(None)
+            }
+        }
     }
 
     fn take_buffer(&mut self, partition: &Partition) -> Buffer {
@@ -260,7 +377,6 @@ impl<S: Storage> LakeWriter<S> {
         code: &'static str,
         reason: String,
     ) -> Result<(), LakeError> {
-        *self.summary.rejected.entry(code).or_default() += 1;
         let text = std::str::from_utf8(record).ok();
         let entry = RejectedEntry {
             source: origin.source,
@@ -269,9 +385,15 @@ impl<S: Storage> LakeWriter<S> {
             reason,
             record: text,
             record_base64: text.is_none().then(|| base64_simd::STANDARD.encode_to_string(record)),
+            record_key: None,
         };
+        self.add_rejection(&entry).await
+    }
+
+    async fn add_rejection(&mut self, entry: &RejectedEntry<'_>) -> Result<(), LakeError> {
+        *self.summary.rejected.entry(entry.code).or_default() += 1;
         // Serializing plain strings and numbers into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.rejected, &entry);
+        let _ = serde_json::to_writer(&mut self.rejected, entry);
         self.rejected.push(b'\n');
         if self.rejected.len() >= self.limits.rejected_bytes {
             self.flush_rejected().await?;
@@ -294,6 +416,7 @@ impl<S: Storage> LakeWriter<S> {
         self.summary.files += 1;
         tracing::debug!(key, rows = rows.len(), bytes = bytes.len(), "writing part");
         self.storage.put(&key, bytes).await?;
+        self.written.insert(key.clone());
         self.summary.keys.push(key);
         if !self.summary.touched.contains(partition) {
             self.summary.touched.push(partition.clone());
@@ -329,6 +452,26 @@ impl<S: Storage> LakeWriter<S> {
         self.rejected_parts += 1;
         let bytes = std::mem::take(&mut self.rejected);
         self.storage.put(&key, bytes).await?;
+        self.written.insert(key);
+        Ok(())
+    }
+
+    /// Deletes what an earlier run of the same input wrote and this run did not:
+    /// its files in the partitions this run wrote to, and its rejected records.
+    async fn delete_stale_files(&mut self) -> Result<(), LakeError> {
+        let mut directories: Vec<String> = self.summary.touched.iter().map(Partition::directory).collect();
+        directories.push("_rejected".to_owned());
+        let own = format!("{}-", self.source.as_str());
+        for directory in directories {
+            for name in self.storage.list(&directory).await? {
+                let key = format!("{directory}/{name}");
+                if name.starts_with(&own) && !self.written.contains(&key) {
+                    tracing::debug!(key, "deleting a file an earlier run of this input wrote");
+                    self.storage.delete(&key).await?;
+                    self.summary.stale_files_deleted += 1;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -342,6 +485,7 @@ impl<S: Storage> LakeWriter<S> {
             self.finish_partition(partition).await?;
         }
         self.flush_rejected().await?;
+        self.delete_stale_files().await?;
         self.summary.partitions = self.summary.touched.len();
         self.summary.spilled_bytes = self.spill.as_ref().map_or(0, Spill::bytes);
         Ok(self.summary)

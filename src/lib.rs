@@ -17,9 +17,11 @@
 //! - [`lake`]: the lake writer: partition buffers, part files, rejected records.
 //! - [`row_buffer`]: a partition's rows in memory, and spilled to local disk.
 //! - [`storage`]: local directory and S3 behind one trait.
+//! - [`scratch`]: a run's private working directory, cleaned after a crash.
 //! - [`catalog`]: partitions registered in the Glue table.
 //! - [`query`]: SQL over a local lake with Athena's functions (feature `query`).
 //! - [`staged`]: the parquet-writer Lambda's work on S3 notifications.
+//! - [`telemetry`]: logs, error chains and the clock, for the binaries.
 //! - [`cli`]: the `eventlake` command line.
 
 pub mod catalog;
@@ -38,6 +40,8 @@ pub mod query;
 pub mod rejection;
 pub mod row_buffer;
 pub mod schema;
+pub mod scratch;
 pub mod staged;
 pub mod storage;
+pub mod telemetry;
 pub mod timestamp;

@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::firehose::Stats;
+use crate::staged::Report;
 
 /// The CloudWatch namespace of every eventlake metric.
 pub const NAMESPACE: &str = "eventlake";
@@ -13,21 +14,58 @@ pub const NAMESPACE: &str = "eventlake";
 /// EMF documents for one transform invocation: one with the batch counts, and one
 /// per failure reason with a `Reason` dimension.
 pub fn transform_documents(stats: &Stats, function_name: &str, timestamp_millis: i64) -> Vec<Value> {
+    let count = |n: usize| n as u64;
     let counts = [
-        ("RecordsIn", stats.records, "Count"),
-        ("RecordsOk", stats.ok, "Count"),
-        ("RecordsDropped", stats.dropped, "Count"),
-        ("RecordsFailed", stats.failed_total(), "Count"),
-        ("BytesIn", stats.bytes_in, "Bytes"),
-        ("BytesOut", stats.bytes_out, "Bytes"),
-        ("ResponseBytes", stats.response_bytes, "Bytes"),
+        ("RecordsIn", count(stats.records), "Count"),
+        ("RecordsOk", count(stats.ok), "Count"),
+        ("RecordsDropped", count(stats.dropped), "Count"),
+        ("RecordsFailed", count(stats.failed_total()), "Count"),
+        ("BytesIn", count(stats.bytes_in), "Bytes"),
+        ("BytesOut", count(stats.bytes_out), "Bytes"),
+        ("ResponseBytes", count(stats.response_bytes), "Bytes"),
+        ("PartitionsInBatch", count(stats.partitions), "Count"),
     ];
-    let mut batch = document(timestamp_millis, &["FunctionName"], &counts);
+    let failed = stats.failed.iter().map(|(&reason, &n)| (reason, count(n)));
+    documents(function_name, timestamp_millis, &counts, "RecordsFailed", failed)
+}
+
+/// EMF documents for one parquet-writer invocation: the object, row and byte
+/// counts and its duration, and one per failure reason with a `Reason` dimension.
+pub fn writer_documents(
+    report: &Report,
+    duration_millis: u64,
+    function_name: &str,
+    timestamp_millis: i64,
+) -> Vec<Value> {
+    let counts = [
+        ("ObjectsWritten", report.objects_written, "Count"),
+        ("ObjectsFailed", report.objects_failed_total(), "Count"),
+        ("ObjectsDeferred", report.objects_deferred, "Count"),
+        ("RowsWritten", report.rows_written, "Count"),
+        ("RowsDuplicate", report.rows_duplicate, "Count"),
+        ("RowsRejected", report.rows_rejected, "Count"),
+        ("BytesIn", report.bytes_in, "Bytes"),
+        ("BytesOut", report.bytes_out, "Bytes"),
+        ("Duration", duration_millis, "Milliseconds"),
+    ];
+    let failed = report.objects_failed.iter().map(|(&reason, &n)| (reason, n));
+    documents(function_name, timestamp_millis, &counts, "ObjectsFailed", failed)
+}
+
+/// One document of `counts` by function, then one of `failed_metric` per reason.
+fn documents<'r>(
+    function_name: &str,
+    timestamp_millis: i64,
+    counts: &[(&str, u64, &str)],
+    failed_metric: &str,
+    failed: impl Iterator<Item = (&'r str, u64)>,
+) -> Vec<Value> {
+    let mut batch = document(timestamp_millis, &["FunctionName"], counts);
     batch["FunctionName"] = json!(function_name);
     let mut documents = vec![batch];
-    for (&reason, &count) in &stats.failed {
+    for (reason, count) in failed {
         let mut by_reason =
-            document(timestamp_millis, &["FunctionName", "Reason"], &[("RecordsFailed", count, "Count")]);
+            document(timestamp_millis, &["FunctionName", "Reason"], &[(failed_metric, count, "Count")]);
         by_reason["FunctionName"] = json!(function_name);
         by_reason["Reason"] = json!(reason);
         documents.push(by_reason);
@@ -35,7 +73,7 @@ pub fn transform_documents(stats: &Stats, function_name: &str, timestamp_millis:
     documents
 }
 
-fn document(timestamp_millis: i64, dimensions: &[&str], metrics: &[(&str, usize, &str)]) -> Value {
+fn document(timestamp_millis: i64, dimensions: &[&str], metrics: &[(&str, u64, &str)]) -> Value {
     let definitions: Vec<Value> =
         metrics.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit})).collect();
     let mut document = json!({
@@ -77,5 +115,25 @@ mod tests {
                 assert!(doc[metric["Name"].as_str().unwrap()].is_u64());
             }
         }
+    }
+
+    #[test]
+    fn writer_documents_count_objects_and_failures_by_reason() {
+        let mut report =
+            Report { objects_written: 2, objects_deferred: 1, rows_written: 7, ..Report::default() };
+        report.objects_failed.insert("unreadable_object", 3);
+        let docs = writer_documents(&report, 1234, "writer", 1_700_000_000_000);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0]["ObjectsWritten"], 2);
+        assert_eq!(docs[0]["ObjectsFailed"], 3);
+        assert_eq!(docs[0]["ObjectsDeferred"], 1);
+        assert_eq!(docs[0]["Duration"], 1234);
+        assert_eq!(docs[0]["FunctionName"], "writer");
+        assert_eq!(docs[1]["Reason"], "unreadable_object");
+        assert_eq!(docs[1]["ObjectsFailed"], 3);
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["FunctionName", "Reason"]])
+        );
     }
 }

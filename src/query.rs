@@ -14,6 +14,8 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use functions::timestamp_type;
@@ -28,15 +30,38 @@ pub enum QueryError {
     /// The directory holds no lake.
     #[error("{0} holds no lake (no events/ directory); write one with `eventlake ingest --lake {0} FILE`")]
     NoLake(String),
+    /// The SQL would change something: queries only read.
+    #[error("eventlake query only reads the lake ({0}): run SELECT, WITH, EXPLAIN, SHOW or DESCRIBE")]
+    NotReadOnly(DataFusionError),
     /// Planning or running the SQL failed.
     #[error(transparent)]
     Sql(#[from] DataFusionError),
     /// The lake directory could not be resolved.
-    #[error("lake directory: {0}")]
+    #[error("lake directory")]
     Io(#[from] std::io::Error),
     /// Writing the result failed.
-    #[error("writing the result: {0}")]
+    #[error("writing the result")]
     Output(#[from] datafusion::arrow::error::ArrowError),
+}
+
+/// What bounds a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Memory for the engine's buffering operators (sorts, aggregates, joins) and
+    /// the most one string function call may build.
+    pub memory_bytes: usize,
+}
+
+impl Bounds {
+    /// Half of this machine's memory (`/proc/meminfo`), or 4 GiB where that
+    /// cannot be read.
+    pub fn default_memory_bytes() -> usize {
+        let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+            let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        });
+        total_kib.map_or(4 << 30, |kib| kib * 1024 / 2)
+    }
 }
 
 /// How a result is printed.
@@ -52,7 +77,7 @@ pub enum Format {
 
 /// A session over the lake at `root`, with `events`, `events_unique` and the
 /// Athena functions registered.
-pub async fn session(root: &Path) -> Result<SessionContext, QueryError> {
+pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, QueryError> {
     let events_dir = root.join("events");
     if !events_dir.is_dir() {
         return Err(QueryError::NoLake(root.display().to_string()));
@@ -60,8 +85,9 @@ pub async fn session(root: &Path) -> Result<SessionContext, QueryError> {
     let config = SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
-    let ctx = SessionContext::new_with_config(config);
-    for udf in functions::all() {
+    let runtime = RuntimeEnvBuilder::new().with_memory_limit(bounds.memory_bytes, 1.0).build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    for udf in functions::all().into_iter().chain(functions::bounded_string_functions(bounds.memory_bytes)) {
         ctx.register_udf(udf);
     }
     let partition_columns = crate::schema::partition_columns()
@@ -79,9 +105,14 @@ pub async fn session(root: &Path) -> Result<SessionContext, QueryError> {
     Ok(ctx)
 }
 
-/// Runs one SQL statement; returns the result's schema and rows.
+/// Runs one SQL statement that only reads (no DDL, DML, COPY or `SET`); returns
+/// the result's schema and rows.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-    let frame = ctx.sql(sql).await?;
+    let plan = ctx.state().create_logical_plan(sql).await?;
+    let read_only =
+        SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    read_only.verify_plan(&plan).map_err(QueryError::NotReadOnly)?;
+    let frame = ctx.execute_logical_plan(plan).await?;
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
     Ok((schema, batches))

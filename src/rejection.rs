@@ -4,6 +4,12 @@
 /// Why a record was rejected. The message tells a person what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
+    /// The record is longer than the contract's limit; it was not read whole.
+    #[error("record is {len} bytes, over the limit of {limit} bytes (Firehose's record limit): split the event or move large values elsewhere")]
+    TooLarge { len: u64, limit: usize },
+    /// Objects and arrays nest deeper than the contract allows.
+    #[error("record nests objects and arrays more than {max} levels deep (level {} opens at byte {offset}): flatten the payload", max + 1)]
+    TooDeep { max: usize, offset: usize },
     /// The record has no bytes, or only whitespace.
     #[error("record is empty: expected one JSON object")]
     Empty,
@@ -48,6 +54,9 @@ pub enum Rejection {
     /// `created_at` is below zero.
     #[error("created_at is negative: {value}")]
     NegativeTime { value: String },
+    /// `created_at` lies outside the plausibility window set for this pipeline.
+    #[error("created_at {datetime} is {distance} {direction} {now}, outside the accepted window ({window}): fix the producer's clock, or replay with a wider window")]
+    Implausible { datetime: String, distance: String, direction: &'static str, now: String, window: String },
     /// `created_at` is at or past year 10000.
     #[error("created_at out of range: {value} {}", hint(*.unit))]
     TimeOutOfRange { value: String, unit: Option<&'static str> },
@@ -64,6 +73,8 @@ impl Rejection {
     /// A short stable name for the kind of problem, for metrics and dashboards.
     pub fn code(&self) -> &'static str {
         match self {
+            Rejection::TooLarge { .. } => "record_too_large",
+            Rejection::TooDeep { .. } => "too_deeply_nested",
             Rejection::Empty => "empty",
             Rejection::InvalidUtf8 { .. } => "invalid_utf8",
             Rejection::ByteOrderMark => "byte_order_mark",
@@ -79,6 +90,7 @@ impl Rejection {
             | Rejection::EventTypeCharacter { .. } => "invalid_event_type",
             Rejection::NegativeTime { .. } => "negative_created_at",
             Rejection::TimeOutOfRange { .. } => "created_at_out_of_range",
+            Rejection::Implausible { .. } => "created_at_implausible",
         }
     }
 }

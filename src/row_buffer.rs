@@ -123,7 +123,7 @@ impl Buffer {
     }
 }
 
-/// Spill files of one run, in a temporary directory removed when dropped.
+/// Spill files of one run, in a directory removed when dropped.
 pub struct Spill {
     dir: tempfile::TempDir,
     files: HashMap<String, PathBuf>,
@@ -131,21 +131,24 @@ pub struct Spill {
 }
 
 impl Spill {
-    /// A new spill directory under the system's temporary directory (`TMPDIR`).
-    pub fn new() -> io::Result<Self> {
+    /// A new spill directory under `parent` (the run's scratch directory).
+    pub fn new(parent: &std::path::Path) -> io::Result<Self> {
         Ok(Spill {
-            dir: tempfile::Builder::new().prefix("eventlake-spill-").tempdir()?,
+            dir: tempfile::Builder::new().prefix("spill-").tempdir_in(parent)?,
             files: HashMap::new(),
             bytes: 0,
         })
     }
 
-    /// Appends `buffer`'s rows to the spill file called `name`.
+    /// Appends `buffer`'s rows to the spill file called `name`. Files are named
+    /// by number, not by `name`: two names that differ only in case would be one
+    /// file on a case-insensitive file system.
     pub fn append(&mut self, name: &str, buffer: &Buffer) -> io::Result<()> {
+        let number = self.files.len();
         let path = self
             .files
             .entry(name.to_owned())
-            .or_insert_with(|| self.dir.path().join(format!("{name}.spill")));
+            .or_insert_with(|| self.dir.path().join(format!("{number}.spill")));
         let file = OpenOptions::new().create(true).append(true).open(&*path)?;
         let before = file.metadata()?.len();
         let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -196,7 +199,7 @@ mod tests {
         let time = |t| EventTime::from_json_number(t).unwrap();
         buffer.push(Uuid::from_u128(1), time("1710689696.5"), "a:b", Some("b"), r#"{"é":1}"#);
         buffer.push(Uuid::from_u128(2), time("0"), "a", None, "{}");
-        let mut spill = Spill::new().unwrap();
+        let mut spill = Spill::new(&std::env::temp_dir()).unwrap();
         spill.append("part", &buffer).unwrap();
         spill.append("part", &buffer).unwrap();
         let mut reader = spill.reader("part").unwrap().unwrap();
@@ -221,7 +224,7 @@ mod tests {
         for i in 0..100 {
             buffer.push(Uuid::from_u128(i), EventTime::from_millis(0).unwrap(), "a", None, "{}");
         }
-        let mut spill = Spill::new().unwrap();
+        let mut spill = Spill::new(&std::env::temp_dir()).unwrap();
         spill.append("p", &buffer).unwrap();
         let mut reader = spill.reader("p").unwrap().unwrap();
         let limit = buffer.bytes() / 3;

@@ -10,16 +10,27 @@
 //!
 //! After its files are written, the partitions an object touched are registered in
 //! the Glue table; a registration failure fails the object, so the retry rewrites
-//! the same files and registers again.
+//! the same files and registers again. Then the staged object is tagged
+//! [`WRITTEN_TAG`]: the bucket's lifecycle rule expires only tagged objects, so
+//! nothing that waits for a retry or a redrive can expire first.
+//!
+//! An invocation stops taking objects when less time remains than one object may
+//! need ([`Config::seconds_per_object`]): the rest are reported as batch item
+//! failures and come back from SQS, instead of the whole batch timing out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_lambda_events::s3::S3Event;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
 use crate::catalog::{Catalog, CatalogError};
+use crate::event::MAX_ENRICHED_BYTES;
 use crate::ingest::{self, IngestError};
 use crate::lake::{LakeWriter, Limits, SourceId, Summary};
 use crate::storage::{S3Client, S3Store, StorageError};
+use crate::telemetry;
 
 /// A problem with the whole invocation's configuration or payload.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +41,9 @@ pub enum HandlerError {
     /// The payload is neither an SQS nor an S3 event.
     #[error("payload is neither an SQS event nor an S3 event: {0}")]
     UnknownPayload(String),
+    /// A setting has a value the writer cannot use.
+    #[error("environment variable {name}: {why}, got {value:?}")]
+    BadSetting { name: &'static str, value: String, why: &'static str },
     /// A direct S3 event had objects that failed (Lambda retries the event).
     #[error("{failed} of {total} objects failed; first: {first}")]
     ObjectsFailed { failed: usize, total: usize, first: String },
@@ -48,8 +62,73 @@ pub enum ObjectError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
-    #[error("files written, partitions not registered: {0}")]
+    #[error("files written, partitions not registered")]
     Catalog(#[from] CatalogError),
+}
+
+impl ObjectError {
+    /// A stable name for metrics and alarms (the `Reason` dimension).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ObjectError::NotAnS3Event(_) => "not_an_s3_event",
+            ObjectError::MissingField(_) => "missing_field",
+            ObjectError::BadKey(_) => "bad_key",
+            ObjectError::Storage(_) => "storage",
+            ObjectError::Ingest(IngestError::Read { .. }) => "unreadable_object",
+            ObjectError::Ingest(IngestError::Lake(_)) => "lake_write",
+            ObjectError::Catalog(_) => "catalog",
+        }
+    }
+}
+
+/// The tag put on a staged object once its rows are in the lake; the staging
+/// lifecycle rule expires only objects that carry it (`terraform/s3.tf`).
+pub const WRITTEN_TAG: (&str, &str) = ("eventlake-written", "true");
+
+/// What one invocation did, for its EMF metrics ([`crate::metrics::writer_documents`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub objects_written: u64,
+    /// Failed objects by [`ObjectError::code`].
+    pub objects_failed: BTreeMap<&'static str, u64>,
+    /// Messages not started for lack of time, handed back to SQS.
+    pub objects_deferred: u64,
+    pub rows_written: u64,
+    pub rows_duplicate: u64,
+    pub rows_rejected: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Report {
+    fn add(&mut self, outcome: &Result<Summary, ObjectError>) {
+        match outcome {
+            Ok(summary) => {
+                self.objects_written += 1;
+                self.rows_written += summary.written;
+                self.rows_duplicate += summary.duplicates;
+                self.rows_rejected += summary.rejected_total();
+                self.bytes_in += summary.bytes_in;
+                self.bytes_out += summary.bytes_out;
+            }
+            Err(error) => self.count_failure(error),
+        }
+    }
+
+    fn count_failure(&mut self, error: &ObjectError) {
+        *self.objects_failed.entry(error.code()).or_default() += 1;
+    }
+
+    pub fn objects_failed_total(&self) -> u64 {
+        self.objects_failed.values().sum()
+    }
+}
+
+/// An invocation's answer and what it did.
+#[derive(Debug)]
+pub struct Invocation {
+    pub response: Result<Value, HandlerError>,
+    pub report: Report,
 }
 
 /// Settings, read once per container.
@@ -66,21 +145,37 @@ pub struct Config {
     /// Glue table of the lake.
     pub glue_table: String,
     pub limits: Limits,
+    /// The longest one object may take; an SQS batch stops taking objects when
+    /// less than this remains before the function's timeout.
+    pub seconds_per_object: Duration,
 }
+
+/// Default of [`Config::seconds_per_object`].
+pub const DEFAULT_SECONDS_PER_OBJECT: u64 = 30;
 
 impl Config {
     /// `LAKE_BUCKET` (required), `LAKE_PREFIX` (default empty), `STAGING_PREFIX`
     /// (default `staging/`), `GLUE_DATABASE` (default: no registration),
-    /// `GLUE_TABLE` (default `events`).
+    /// `GLUE_TABLE` (default `events`), `SECONDS_PER_OBJECT` (default 30).
     pub fn from_env() -> Result<Self, HandlerError> {
         let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let seconds_per_object = match var("SECONDS_PER_OBJECT") {
+            None => DEFAULT_SECONDS_PER_OBJECT,
+            Some(text) => text.parse().ok().filter(|&s| s > 0).ok_or(HandlerError::BadSetting {
+                name: "SECONDS_PER_OBJECT",
+                value: text,
+                why: "must be a whole number of seconds above 0",
+            })?,
+        };
         Ok(Config {
+            seconds_per_object: Duration::from_secs(seconds_per_object),
             lake_bucket: var("LAKE_BUCKET").ok_or(HandlerError::MissingSetting("LAKE_BUCKET"))?,
             lake_prefix: var("LAKE_PREFIX").unwrap_or_default(),
             staging_prefix: var("STAGING_PREFIX").unwrap_or_else(|| "staging/".into()),
             glue_database: var("GLUE_DATABASE"),
             glue_table: var("GLUE_TABLE").unwrap_or_else(|| "events".into()),
-            limits: Limits::default(),
+            // Staged records are enriched: longer than the events they came from.
+            limits: Limits { max_record_bytes: MAX_ENRICHED_BYTES, ..Limits::default() },
         })
     }
 }
@@ -109,54 +204,82 @@ impl Handler {
         Handler { client, config, catalog }
     }
 
-    /// Handles one invocation: an SQS batch (partial failures reported) or a direct
-    /// S3 event (any failure fails the invocation).
+    /// Handles one invocation with no time limit; see [`Handler::invoke`].
     pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
-        let source = payload["Records"][0]["eventSource"].as_str().unwrap_or_default();
-        match source {
-            "aws:sqs" => {
-                let event: SqsEvent = serde_json::from_value(payload)
-                    .map_err(|e| HandlerError::UnknownPayload(e.to_string()))?;
-                let response = self.handle_sqs(event).await;
-                Ok(serde_json::to_value(response).unwrap_or_default())
-            }
-            "aws:s3" => {
-                let body = payload.to_string();
-                let outcomes = self
-                    .handle_s3_body(&body)
-                    .await
-                    .map_err(|e| HandlerError::UnknownPayload(e.to_string()))?;
-                let total = outcomes.len();
-                let failures: Vec<String> =
-                    outcomes.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
-                match failures.first() {
-                    None => Ok(Value::Null),
-                    Some(first) => Err(HandlerError::ObjectsFailed {
-                        failed: failures.len(),
-                        total,
-                        first: first.clone(),
-                    }),
+        self.invoke(payload, || Duration::MAX).await.response
+    }
+
+    /// Handles one invocation: an SQS batch (partial failures reported; messages
+    /// left when `remaining()` drops below [`Config::seconds_per_object`] are
+    /// handed back) or a direct S3 event (any failure fails the invocation).
+    pub async fn invoke(&self, payload: Value, remaining: impl Fn() -> Duration) -> Invocation {
+        let mut report = Report::default();
+        let source = payload["Records"][0]["eventSource"].as_str().unwrap_or_default().to_owned();
+        let response = match source.as_str() {
+            "aws:sqs" => match serde_json::from_value::<SqsEvent>(payload) {
+                Ok(event) => {
+                    let response = self.handle_sqs(event, &remaining, &mut report).await;
+                    Ok(serde_json::to_value(response).unwrap_or_default())
                 }
-            }
+                Err(error) => Err(HandlerError::UnknownPayload(error.to_string())),
+            },
+            "aws:s3" => self.handle_direct(&payload.to_string(), &mut report).await,
             other => Err(HandlerError::UnknownPayload(format!("eventSource {other:?}"))),
+        };
+        Invocation { response, report }
+    }
+
+    async fn handle_direct(&self, body: &str, report: &mut Report) -> Result<Value, HandlerError> {
+        let outcomes =
+            self.handle_s3_body(body).await.map_err(|e| HandlerError::UnknownPayload(e.to_string()))?;
+        outcomes.iter().for_each(|outcome| report.add(outcome));
+        let total = outcomes.len();
+        let failures: Vec<String> =
+            outcomes.iter().filter_map(|o| o.as_ref().err()).map(|e| telemetry::error_chain(e)).collect();
+        match failures.first() {
+            None => Ok(Value::Null),
+            Some(first) => {
+                Err(HandlerError::ObjectsFailed { failed: failures.len(), total, first: first.clone() })
+            }
         }
     }
 
-    /// Processes every message; a message whose objects fail is reported for retry.
-    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
+    /// Processes the messages in order; a message whose objects fail, and every
+    /// message not started in time, is reported for retry.
+    async fn handle_sqs(
+        &self,
+        event: SqsEvent,
+        remaining: &impl Fn() -> Duration,
+        report: &mut Report,
+    ) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
+        let mut retry = |id: String| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        };
         for message in event.records {
             let id = message.message_id.clone().unwrap_or_default();
+            if remaining() < self.config.seconds_per_object {
+                report.objects_deferred += 1;
+                tracing::warn!(messageId = %id, "too little time left for another object; SQS will deliver it again");
+                retry(id);
+                continue;
+            }
             let body = message.body.as_deref().unwrap_or_default();
             let failed = match self.handle_s3_body(body).await {
-                Ok(outcomes) => outcomes.into_iter().find_map(Result::err),
-                Err(error) => Some(error),
+                Ok(outcomes) => {
+                    outcomes.iter().for_each(|outcome| report.add(outcome));
+                    outcomes.into_iter().find_map(Result::err)
+                }
+                Err(error) => {
+                    report.count_failure(&error);
+                    Some(error)
+                }
             };
             if let Some(error) = failed {
-                tracing::error!(messageId = %id, error = %error, "message failed; SQS will retry it");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
+                tracing::error!(messageId = %id, code = error.code(), error = %telemetry::error_chain(&error), "message failed; SQS will retry it");
+                retry(id);
             }
         }
         response
@@ -185,13 +308,13 @@ impl Handler {
             return Ok(Summary::default());
         }
         let source_store = S3Store::new(self.client.clone(), &object.bucket, "");
-        let (body, _) = source_store.get_object(&object.key).await?;
+        let body = source_store.read_object(&object.key).await?;
         let lake = S3Store::new(self.client.clone(), &self.config.lake_bucket, &self.config.lake_prefix);
         let identity = format!("s3://{}/{}@{}", object.bucket, object.key, object.etag);
         let mut writer =
             LakeWriter::new(lake, SourceId::from_identity(identity.as_bytes()), self.config.limits);
         let source_name = format!("s3://{}/{}", object.bucket, object.key);
-        let reader = ingest::decompressing_reader(&body[..])
+        let reader = ingest::decompressing_reader(body)
             .map_err(|error| IngestError::Read { source_name: source_name.clone(), error })?;
         ingest::feed(&mut writer, reader, &source_name).await?;
         let summary = writer.finish().await.map_err(IngestError::from)?;
@@ -209,6 +332,10 @@ impl Handler {
             partitions_created = registration.created,
             "staged object written to the lake"
         );
+        // Untagged, the object never expires: safe, so a failure is only logged.
+        if let Err(error) = source_store.tag_object(&object.key, WRITTEN_TAG).await {
+            tracing::warn!(key = %object.key, error = %telemetry::error_chain(&error), "staged object written but not tagged; it will not expire");
+        }
         Ok(summary)
     }
 }

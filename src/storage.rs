@@ -7,11 +7,15 @@
 //! talks to S3.
 
 use std::future::Future;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use crate::scratch::{self, RunDir};
 /// The S3 client type, for callers that build an [`S3Store`] (only this module
 /// depends on the SDK crate directly).
 pub use aws_sdk_s3::Client as S3Client;
@@ -28,7 +32,7 @@ pub enum StorageError {
     #[error("refusing object key {key:?}: {why}")]
     InvalidKey { key: String, why: &'static str },
     /// A local file operation failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: std::io::Error },
     /// An S3 call failed after the SDK's retries.
     #[error("{operation} s3://{bucket}/{key}: {message}")]
@@ -40,8 +44,33 @@ pub trait Storage: Send + Sync {
     /// Stores `bytes` at `key`, replacing any object there, whole or not at all.
     fn put(&self, key: &str, bytes: Vec<u8>) -> impl Future<Output = Result<(), StorageError>> + Send;
 
+    /// Stores the content of the local file at `path` at `key`, like [`Storage::put`],
+    /// without holding it in memory whole. The file may be moved away.
+    fn put_file(&self, key: &str, path: &Path) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// This run's private local directory (spill files, oversized records): for a
+    /// local lake under its `_tmp/`, else under the system's temporary directory.
+    /// Removed when the run ends; a killed run's is removed by the next run.
+    fn scratch_dir(&self) -> Result<&Path, StorageError>;
+
+    /// The names of the objects directly in the directory `dir` (no `/` inside a
+    /// name); empty when there is none.
+    fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<String>, StorageError>> + Send;
+
+    /// Deletes the object at `key`; deleting what is not there is not an error.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// For a store whose names may be case-insensitive (a local directory): the
+    /// event types under `events/`, as spelled there. `None` for S3.
+    fn event_type_spellings(&self) -> Result<Option<Vec<String>>, StorageError>;
+
     /// Where `key` is, for messages: a path or an `s3://` URL.
     fn describe(&self, key: &str) -> String;
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = path.to_owned();
+    move |source| StorageError::Io { path, source }
 }
 
 /// Checks that `key` is a plain relative path: no empty, `.` or `..` segments, no
@@ -87,40 +116,112 @@ impl Location {
 }
 
 /// A directory on the local file system.
+///
+/// Files are written in the run's scratch directory (`<root>/_tmp/run-*`, where no
+/// lake reader looks) and renamed into place: readers never see half a file, and
+/// a killed run leaves nothing inside `events/` or `_rejected/`.
 #[derive(Debug, Clone)]
 pub struct LocalDir {
     root: PathBuf,
+    scratch: Arc<OnceLock<RunDir>>,
 }
 
 impl LocalDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalDir { root: root.into() }
+        LocalDir { root: root.into(), scratch: Arc::default() }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    fn put_sync(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    /// The final path of `key`, its parent directory created.
+    fn destination(&self, key: &str) -> Result<PathBuf, StorageError> {
         validate_key(key)?;
         let path = self.root.join(key);
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| StorageError::Io { path, source }
-        };
         let parent = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-        // Write beside the final name, then rename: readers never see half a file.
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
-        let temporary = parent.join(format!(".{name}.{}.tmp", std::process::id()));
-        std::fs::write(&temporary, bytes).map_err(io(&temporary))?;
-        std::fs::rename(&temporary, &path).map_err(io(&path))
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+        Ok(path)
+    }
+
+    fn put_sync(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let path = self.destination(key)?;
+        let scratch = self.scratch_dir()?;
+        let mut temporary = scratch::new_file_in(scratch).map_err(io_error(scratch))?;
+        std::io::Write::write_all(&mut temporary, bytes).map_err(io_error(temporary.path()))?;
+        temporary.persist(&path).map_err(|e| io_error(&path)(e.error))?;
+        Ok(())
     }
 }
 
 impl Storage for LocalDir {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         self.put_sync(key, &bytes)
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), StorageError> {
+        let destination = self.destination(key)?;
+        // Same file system when `path` is in the scratch directory: one rename.
+        if std::fs::rename(path, &destination).is_ok() {
+            return Ok(());
+        }
+        let scratch = self.scratch_dir()?;
+        let temporary = scratch::new_file_in(scratch).map_err(io_error(scratch))?;
+        std::fs::copy(path, temporary.path()).map_err(io_error(path))?;
+        temporary.persist(&destination).map_err(|e| io_error(&destination)(e.error))?;
+        Ok(())
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        validate_key(dir)?;
+        let path = self.root.join(dir);
+        let entries = match std::fs::read_dir(&path) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error(&path)(error)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error(&path))?;
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.extend(entry.file_name().to_str().map(str::to_owned));
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        validate_key(key)?;
+        let path = self.root.join(key);
+        match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(io_error(&path)(error)),
+            _ => Ok(()),
+        }
+    }
+
+    fn event_type_spellings(&self) -> Result<Option<Vec<String>>, StorageError> {
+        let events = self.root.join("events");
+        let entries = match std::fs::read_dir(&events) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(error) => return Err(io_error(&events)(error)),
+        };
+        let mut types = Vec::new();
+        for entry in entries {
+            let name = entry.map_err(io_error(&events))?.file_name();
+            types.extend(name.to_str().and_then(|n| n.strip_prefix("event_type=")).map(str::to_owned));
+        }
+        Ok(Some(types))
+    }
+
+    fn scratch_dir(&self) -> Result<&Path, StorageError> {
+        if self.scratch.get().is_none() {
+            let parent = scratch::lake_scratch_parent(&self.root);
+            let created = RunDir::create(&parent).map_err(io_error(&parent))?;
+            let _ = self.scratch.set(created);
+        }
+        Ok(self.scratch.get().map(RunDir::path).unwrap_or(&self.root))
     }
 
     fn describe(&self, key: &str) -> String {
@@ -173,8 +274,9 @@ impl S3Store {
         }
     }
 
-    /// Reads a whole object (`key` relative to the bucket, not the prefix).
-    pub async fn get_object(&self, key: &str) -> Result<(Vec<u8>, Option<String>), StorageError> {
+    /// Reads a whole object (`key` relative to the bucket, not the prefix) into
+    /// memory once, as the chunks it arrived in, and returns a reader over them.
+    pub async fn read_object(&self, key: &str) -> Result<impl std::io::Read + Send, StorageError> {
         let object = self
             .client
             .get_object()
@@ -183,9 +285,31 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.error("GetObject", key, e))?;
-        let encoding = object.content_encoding().map(str::to_owned);
         let body = object.body.collect().await.map_err(|e| self.error("GetObject", key, e))?;
-        Ok((body.into_bytes().to_vec(), encoding))
+        Ok(bytes::Buf::reader(body))
+    }
+
+    /// Sets the tag `name=value` on an object (`key` relative to the bucket),
+    /// replacing its tag set.
+    pub async fn tag_object(&self, key: &str, (name, value): (&str, &str)) -> Result<(), StorageError> {
+        let tag = aws_sdk_s3::types::Tag::builder()
+            .key(name)
+            .value(value)
+            .build()
+            .map_err(|e| self.error("PutObjectTagging", key, e))?;
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .tag_set(tag)
+            .build()
+            .map_err(|e| self.error("PutObjectTagging", key, e))?;
+        self.client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| self.error("PutObjectTagging", key, e))?;
+        Ok(())
     }
 
     /// The names of the "directories" (common prefixes) directly under `dir`, a path
@@ -219,6 +343,16 @@ impl S3Store {
     }
 
     async fn put_multipart(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.put_chunks(key, bytes.chunks(PART_SIZE).map(|chunk| Ok(chunk.to_vec()))).await
+    }
+
+    /// A multipart upload of `chunks` (each at least 5 MiB but the last), aborted
+    /// if any part fails.
+    async fn put_chunks(
+        &self,
+        key: &str,
+        chunks: impl Iterator<Item = Result<Vec<u8>, StorageError>>,
+    ) -> Result<(), StorageError> {
         let upload = self
             .client
             .create_multipart_upload()
@@ -228,7 +362,7 @@ impl S3Store {
             .await
             .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
         let upload_id = upload.upload_id().unwrap_or_default().to_owned();
-        let result = self.upload_parts(key, &upload_id, &bytes).await;
+        let result = self.upload_chunks(key, &upload_id, chunks).await;
         if result.is_err() {
             // Without the abort, S3 would keep (and bill) the parts already sent.
             let _ = self
@@ -243,9 +377,16 @@ impl S3Store {
         result
     }
 
-    async fn upload_parts(&self, key: &str, upload_id: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    /// Uploads each chunk as the next part, then completes the upload.
+    async fn upload_chunks(
+        &self,
+        key: &str,
+        upload_id: &str,
+        chunks: impl Iterator<Item = Result<Vec<u8>, StorageError>>,
+    ) -> Result<(), StorageError> {
         let mut parts = Vec::new();
-        for (index, chunk) in bytes.chunks(PART_SIZE).enumerate() {
+        for (index, chunk) in chunks.enumerate() {
+            let chunk = chunk?;
             let number = index as i32 + 1;
             let part = self
                 .client
@@ -254,7 +395,7 @@ impl S3Store {
                 .key(key)
                 .upload_id(upload_id)
                 .part_number(number)
-                .body(ByteStream::from(chunk.to_vec()))
+                .body(ByteStream::from(chunk))
                 .send()
                 .await
                 .map_err(|e| self.error("UploadPart", key, e))?;
@@ -294,6 +435,68 @@ impl Storage for S3Store {
             .await
             .map_err(|e| self.error("PutObject", &key, e))?;
         Ok(())
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), StorageError> {
+        let length = std::fs::metadata(path).map_err(io_error(path))?.len();
+        if length < MULTIPART_THRESHOLD as u64 {
+            let bytes = std::fs::read(path).map_err(io_error(path))?;
+            return self.put(key, bytes).await;
+        }
+        validate_key(key)?;
+        let mut file = std::fs::File::open(path).map_err(io_error(path))?;
+        let chunks = std::iter::from_fn(move || {
+            let mut chunk = Vec::with_capacity(PART_SIZE);
+            match (&mut file).take(PART_SIZE as u64).read_to_end(&mut chunk) {
+                Ok(0) => None,
+                Ok(_) => Some(Ok(chunk)),
+                Err(error) => Some(Err(io_error(path)(error))),
+            }
+        });
+        self.put_chunks(&self.full_key(key), chunks).await
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        validate_key(dir)?;
+        let parent = format!("{}/", self.full_key(dir));
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&parent)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
+            for object in page.contents() {
+                names.extend(object.key().and_then(|k| k.strip_prefix(&parent)).map(str::to_owned));
+            }
+        }
+        Ok(names)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        validate_key(key)?;
+        let key = self.full_key(key);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteObject", &key, e))?;
+        Ok(())
+    }
+
+    fn event_type_spellings(&self) -> Result<Option<Vec<String>>, StorageError> {
+        Ok(None)
+    }
+
+    fn scratch_dir(&self) -> Result<&Path, StorageError> {
+        let parent = std::env::temp_dir();
+        scratch::process_run_dir().map_err(io_error(&parent))
     }
 
     fn describe(&self, key: &str) -> String {

@@ -104,13 +104,31 @@ data "aws_iam_policy_document" "writer" {
     actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.lake.arn}/${local.staging_prefix}*"]
   }
+  # Marks a staged object as written: only tagged objects expire (s3.tf).
+  statement {
+    sid       = "TagStagedAsWritten"
+    actions   = ["s3:PutObjectTagging"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.staging_prefix}*"]
+  }
+  # Deleting its own part files of an earlier run of the same staged object
+  # (a retry with other limits) needs listing them and deleting the extras.
   statement {
     sid     = "WriteLake"
-    actions = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    actions = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]
     resources = [
       "${aws_s3_bucket.lake.arn}/${local.events_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.rejected_prefix}*",
     ]
+  }
+  statement {
+    sid       = "ListLake"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.events_prefix}*", "${local.rejected_prefix}*"]
+    }
   }
   statement {
     sid       = "ConsumeQueue"

@@ -10,9 +10,11 @@ resource "aws_cloudwatch_log_group" "writer" {
   retention_in_days = var.log_retention_days
 }
 
-# firehose-transform: ~300 MiB/s per core, so a 2 MB batch is milliseconds of CPU
+# firehose-transform: ~300 MiB/s per core, so a 1 MB batch is milliseconds of CPU
 # even at 256 MB (a sixth of a vCPU). Firehose waits up to the timeout; 60 s
 # leaves room for a cold start and a slow invocation without holding the stream.
+# The created_at window bounds the partitions one bad producer clock can open;
+# a null variable leaves its side of the window open (variable unset).
 resource "aws_lambda_function" "transform" {
   function_name    = "${local.name}-firehose-transform"
   role             = aws_iam_role.transform.arn
@@ -30,17 +32,22 @@ resource "aws_lambda_function" "transform" {
   }
 
   environment {
-    variables = {
-      RUST_LOG = "info"
-    }
+    variables = merge(
+      { RUST_LOG = "info" },
+      var.created_at_max_age_days == null ? {} : { CREATED_AT_MAX_AGE_DAYS = tostring(var.created_at_max_age_days) },
+      var.created_at_max_future_days == null ? {} : { CREATED_AT_MAX_FUTURE_DAYS = tostring(var.created_at_max_future_days) },
+    )
   }
 }
 
 # parquet-writer: ingest runs at ~65 MiB/s on one core with a peak of ~240 MB for
-# a 1 GiB input; a staged object is at most var.firehose_buffer_mb compressed
-# (about 5x that as NDJSON) and is held in memory whole, so 1769 MB (one vCPU)
-# turns the largest object into Parquet in seconds. 120 s covers S3 and Glue
-# retries.
+# a 1 GiB input. A staged object is at most var.firehose_buffer_mb compressed
+# (about 5x that as NDJSON); the writer holds it once and decompresses it line by
+# line into its row buffers, so 1769 MB (one vCPU) turns the largest object into
+# Parquet in seconds. It stops taking objects when less than
+# SECONDS_PER_OBJECT remains and hands the rest back to SQS, so a batch never
+# times out mid-object: the timeout must leave room for two objects (S3 and Glue
+# retries included), not for the whole batch.
 resource "aws_lambda_function" "writer" {
   function_name    = "${local.name}-parquet-writer"
   role             = aws_iam_role.writer.arn
@@ -63,12 +70,20 @@ resource "aws_lambda_function" "writer" {
 
   environment {
     variables = {
-      LAKE_BUCKET    = aws_s3_bucket.lake.bucket
-      LAKE_PREFIX    = local.lake_prefix
-      STAGING_PREFIX = local.staging_prefix
-      GLUE_DATABASE  = aws_glue_catalog_database.lake.name
-      GLUE_TABLE     = aws_glue_catalog_table.events.name
-      RUST_LOG       = "info"
+      LAKE_BUCKET        = aws_s3_bucket.lake.bucket
+      LAKE_PREFIX        = local.lake_prefix
+      STAGING_PREFIX     = local.staging_prefix
+      GLUE_DATABASE      = aws_glue_catalog_database.lake.name
+      GLUE_TABLE         = aws_glue_catalog_table.events.name
+      SECONDS_PER_OBJECT = tostring(var.writer_seconds_per_object)
+      RUST_LOG           = "info"
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.writer_timeout_seconds >= 2 * var.writer_seconds_per_object
+      error_message = "writer_timeout_seconds must be at least twice writer_seconds_per_object, or an invocation may not finish a single object."
     }
   }
 }
@@ -76,7 +91,7 @@ resource "aws_lambda_function" "writer" {
 resource "aws_lambda_event_source_mapping" "writer" {
   event_source_arn                   = aws_sqs_queue.staged.arn
   function_name                      = aws_lambda_function.writer.arn
-  batch_size                         = 10
+  batch_size                         = var.writer_batch_size
   maximum_batching_window_in_seconds = 5
   function_response_types            = ["ReportBatchItemFailures"]
 

@@ -22,6 +22,11 @@ locals {
   errors_prefix   = "errors/"
   athena_prefix   = "athena-results/"
 
+  # The tag the parquet-writer puts on a staged object once it is in the lake
+  # (src/staged.rs WRITTEN_TAG); the staging lifecycle rule expires only these.
+  written_tag_key   = "eventlake-written"
+  written_tag_value = "true"
+
   # The one schema source: `eventlake schema --format glue-json` (a test checks it).
   schema = jsondecode(file("${path.module}/schema.json"))
 

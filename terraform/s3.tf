@@ -37,11 +37,13 @@ resource "aws_s3_bucket_versioning" "lake" {
   }
 }
 
+# Every request over plain HTTP is refused: a Deny of s3:*, so no action is left
+# out (the stack's wildcard-action check covers Allow statements only).
 data "aws_iam_policy_document" "lake_bucket" {
   statement {
     sid     = "DenyInsecureTransport"
     effect  = "Deny"
-    actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:PutBucketPolicy", "s3:GetBucketPolicy", "s3:DeleteBucketPolicy", "s3:PutObjectAcl", "s3:GetObjectVersion", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:ListBucketMultipartUploads"]
+    actions = ["s3:*"]
     resources = [
       aws_s3_bucket.lake.arn,
       "${aws_s3_bucket.lake.arn}/*",
@@ -67,17 +69,40 @@ resource "aws_s3_bucket_policy" "lake" {
 resource "aws_s3_bucket_lifecycle_configuration" "lake" {
   bucket = aws_s3_bucket.lake.id
 
+  # Only staged objects the parquet-writer has written to Parquet expire: it tags
+  # each one eventlake-written=true after writing it (src/staged.rs). An object
+  # waiting for a retry or in the DLQ (14 days) is untagged and never expires, so
+  # a redrive always finds it. No other rule may expire current versions under
+  # the staging prefix (tests/infra/stack_test.py checks the applied rules).
   rule {
-    id     = "expire-staging"
+    id     = "expire-written-staging"
+    status = "Enabled"
+    filter {
+      and {
+        prefix = local.staging_prefix
+        tags   = { (local.written_tag_key) = local.written_tag_value }
+      }
+    }
+    expiration {
+      days = var.staging_expiration_days
+    }
+    # The expired (tagged) version becomes noncurrent behind a delete marker and
+    # keeps its tag: remove it a day later.
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
+  # Delete markers left once a written object's last version is gone. This
+  # removes only markers with no version behind them: never data.
+  rule {
+    id     = "remove-staging-delete-markers"
     status = "Enabled"
     filter {
       prefix = local.staging_prefix
     }
     expiration {
-      days = var.staging_expiration_days
-    }
-    noncurrent_version_expiration {
-      noncurrent_days = 1
+      expired_object_delete_marker = true
     }
   }
 

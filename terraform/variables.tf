@@ -83,18 +83,44 @@ variable "firehose_buffer_seconds" {
 
 variable "transform_buffer_mb" {
   description = <<-EOT
-    Record data per transform invocation (Firehose's processor BufferSizeInMBs, 1-3).
-    The response must stay under Lambda's 6 MB: it is base64 of the enriched records plus
-    per-record metadata, measured at 2.27x the data for 340-byte events, so 2 MB gives
-    about 4.5 MB. Events averaging under ~200 bytes need 1 (Firehose's default, then
-    left out of the configuration: terraform-provider-aws issue 9827).
+    Record data per transform invocation in MB (Firehose's processor BufferSizeInMBs,
+    0.2-1). The response must stay under Lambda's 6 MB payload limit: it is base64 of
+    the enriched records plus per-record metadata, which for the smallest valid events
+    (~70 bytes) or for invalid records comes to over 5 times the data. At 1 MB the
+    worst case stays under 6 MB (tests/it/response_size.rs computes it for every size
+    this validation accepts); at 2 MB it does not. 1 is Firehose's default and is then
+    left out of the configuration (terraform-provider-aws issue 9827).
   EOT
   type        = number
-  default     = 2
+  default     = 1
 
   validation {
-    condition     = contains([1, 2, 3], var.transform_buffer_mb)
-    error_message = "transform_buffer_mb must be 1, 2 or 3."
+    condition     = var.transform_buffer_mb >= 0.2 && var.transform_buffer_mb <= 1
+    error_message = "transform_buffer_mb must be between 0.2 and 1: a larger batch can ask for a response over Lambda's 6 MB."
+  }
+}
+
+variable "created_at_max_age_days" {
+  description = "The transform rejects (reason in errors/processing-failed/, replayable) events whose created_at is more than this many days in the past, so a producer's bad clock cannot open hundreds of Firehose partitions. null: no limit."
+  type        = number
+  default     = 30
+  nullable    = true
+
+  validation {
+    condition     = var.created_at_max_age_days == null ? true : var.created_at_max_age_days >= 1 && floor(var.created_at_max_age_days) == var.created_at_max_age_days
+    error_message = "created_at_max_age_days must be null or a whole number of days, at least 1."
+  }
+}
+
+variable "created_at_max_future_days" {
+  description = "The transform rejects events whose created_at is more than this many days ahead of its clock. null: no limit."
+  type        = number
+  default     = 1
+  nullable    = true
+
+  validation {
+    condition     = var.created_at_max_future_days == null ? true : var.created_at_max_future_days >= 1 && floor(var.created_at_max_future_days) == var.created_at_max_future_days
+    error_message = "created_at_max_future_days must be null or a whole number of days, at least 1."
   }
 }
 
@@ -124,21 +150,60 @@ variable "writer_zip" {
 }
 
 variable "transform_memory_mb" {
-  description = "firehose-transform memory (CPU scales with it). 256 MB: a 2 MB batch takes tens of milliseconds."
+  description = "firehose-transform memory (CPU scales with it). 256 MB: a 1 MB batch takes a few milliseconds."
   type        = number
   default     = 256
 }
 
 variable "writer_memory_mb" {
-  description = "parquet-writer memory. 1769 MB is one full vCPU; it holds a staged object (up to 128 MB) plus the row buffers."
+  description = "parquet-writer memory. 1769 MB is one full vCPU; it holds one staged object (up to firehose_buffer_mb compressed), its row buffers (96 MiB) and its dedupe set."
   type        = number
   default     = 1769
 }
 
 variable "writer_timeout_seconds" {
-  description = "parquet-writer timeout; the SQS visibility timeout is six times this."
+  description = "parquet-writer timeout (at most 900 s, and at least twice writer_seconds_per_object); the SQS visibility timeout is six times this."
   type        = number
-  default     = 120
+  default     = 300
+
+  validation {
+    # 6 x 900 = 5400: the visibility timeout stays far under SQS's maximum.
+    condition     = var.writer_timeout_seconds >= 1 && var.writer_timeout_seconds <= 900 && 6 * var.writer_timeout_seconds <= 43200
+    error_message = "writer_timeout_seconds must be between 1 and 900 (Lambda's limit), so that six times it (the queue's visibility timeout) stays under SQS's 43200 s."
+  }
+}
+
+variable "writer_seconds_per_object" {
+  description = <<-EOT
+    The longest one staged object may take the parquet-writer (env SECONDS_PER_OBJECT).
+    An invocation stops taking objects when less time than this remains and hands the
+    rest back to SQS as batch item failures, instead of timing out mid-batch. Each
+    hand-back counts as a receive toward the DLQ's maxReceiveCount (5).
+  EOT
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.writer_seconds_per_object >= 1 && floor(var.writer_seconds_per_object) == var.writer_seconds_per_object
+    error_message = "writer_seconds_per_object must be a whole number of seconds, at least 1."
+  }
+}
+
+variable "writer_batch_size" {
+  description = <<-EOT
+    Staged-object notifications per parquet-writer invocation (SQS event source batch
+    size, 1-10000). The writer need not finish a whole batch within its timeout (it hands
+    back what it cannot start), but every hand-back counts as a receive toward the
+    DLQ's maxReceiveCount: keep batch size x typical seconds per object well under the
+    timeout.
+  EOT
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.writer_batch_size >= 1 && var.writer_batch_size <= 10000 && floor(var.writer_batch_size) == var.writer_batch_size
+    error_message = "writer_batch_size must be a whole number between 1 and 10000."
+  }
 }
 
 variable "writer_max_concurrency" {
@@ -162,9 +227,34 @@ variable "lake_bucket_name" {
 }
 
 variable "staging_expiration_days" {
-  description = "Days before staged NDJSON objects (already turned into Parquet) expire."
+  description = <<-EOT
+    Days after its creation before a staged NDJSON object expires, once the parquet-writer
+    has written it to Parquet and tagged it eventlake-written=true. Untagged objects (not
+    yet written: waiting for a retry, in the DLQ, or failed) never expire.
+  EOT
   type        = number
   default     = 7
+
+  validation {
+    condition     = var.staging_expiration_days >= 1 && floor(var.staging_expiration_days) == var.staging_expiration_days
+    error_message = "staging_expiration_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "staged_queue_retention_days" {
+  description = <<-EOT
+    Days the staged-object queue keeps a notification (1-13). Shorter than the DLQ's 14
+    days: a message moved to the DLQ keeps its original enqueue time, so the DLQ holds it
+    for 14 minus this many days at least. A message that reaches this age unprocessed is
+    dropped; its staged object stays (untagged, never expiring) for a replay.
+  EOT
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.staged_queue_retention_days >= 1 && var.staged_queue_retention_days <= 13 && floor(var.staged_queue_retention_days) == var.staged_queue_retention_days
+    error_message = "staged_queue_retention_days must be a whole number between 1 and 13: shorter than the DLQ's 14 days."
+  }
 }
 
 variable "rejected_expiration_days" {
@@ -205,6 +295,28 @@ variable "freshness_alarm_seconds" {
   description = "Alarm when the oldest record in Firehose is older than this (default: twice the buffer interval plus 5 minutes)."
   type        = number
   default     = null
+}
+
+variable "staged_queue_age_alarm_seconds" {
+  description = "Alarm when the oldest notification in the staged queue is older than this: the writer is failing, throttled or too slow. Must be shorter than staged_queue_retention_days."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.staged_queue_age_alarm_seconds >= 60
+    error_message = "staged_queue_age_alarm_seconds must be at least 60."
+  }
+}
+
+variable "partition_count_alarm" {
+  description = "Alarm when Firehose's active partitions (PartitionCount) pass this; past its limit (500 by default) it sends records to errors/. Must be under 500."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.partition_count_alarm >= 1 && var.partition_count_alarm < 500
+    error_message = "partition_count_alarm must be between 1 and 499: below Firehose's default limit of 500 active partitions."
+  }
 }
 
 variable "rejected_records_alarm" {

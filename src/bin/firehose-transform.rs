@@ -1,23 +1,48 @@
 //! The `firehose-transform` Lambda: Firehose's data-transformation hook.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use eventlake::{firehose, metrics};
+use eventlake::event::TimeWindow;
+use eventlake::{firehose, metrics, telemetry};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::value::RawValue;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    eventlake::cli::init_json_logs(std::io::stderr);
+    telemetry::init_json_logs(std::io::stderr);
+    let window = window_from_env()?;
     // Set by the Lambda service; absent only when run by hand.
     let function_name =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "firehose-transform".into());
-    run(service_fn(|event: LambdaEvent<Box<RawValue>>| handle(event, &function_name))).await
+    run(service_fn(|event: LambdaEvent<Box<RawValue>>| handle(event, &function_name, window))).await
 }
 
-async fn handle(event: LambdaEvent<Box<RawValue>>, function_name: &str) -> Result<Box<RawValue>, Error> {
-    let transformed = firehose::handle(event.payload.get())?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+/// `CREATED_AT_MAX_AGE_DAYS` and `CREATED_AT_MAX_FUTURE_DAYS`: whole days, each
+/// optional (unset: that side of the window is open).
+fn window_from_env() -> Result<TimeWindow, Error> {
+    let days = |name: &str| -> Result<Option<u32>, Error> {
+        match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(text) => match text.parse::<u32>() {
+                Ok(days) if days > 0 => Ok(Some(days)),
+                _ => Err(format!("{name} must be a whole number of days above 0, got {text:?}").into()),
+            },
+        }
+    };
+    Ok(TimeWindow {
+        now_millis: 0,
+        max_age_days: days("CREATED_AT_MAX_AGE_DAYS")?,
+        max_future_days: days("CREATED_AT_MAX_FUTURE_DAYS")?,
+    })
+}
+
+async fn handle(
+    event: LambdaEvent<Box<RawValue>>,
+    function_name: &str,
+    window: TimeWindow,
+) -> Result<Box<RawValue>, Error> {
+    let now = telemetry::now_millis();
+    let settings =
+        firehose::Settings { window: TimeWindow { now_millis: now, ..window }, ..Default::default() };
+    let transformed = firehose::handle(event.payload.get(), &settings)?;
     for document in metrics::transform_documents(&transformed.stats, function_name, now) {
         println!("{document}");
     }

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::ingest::{self, ContentDigest, Fed};
 use crate::lake::{LakeWriter, Limits, SourceId, Summary};
 use crate::storage::{self, LocalDir, Location, S3Store, Storage};
+use crate::{scratch, telemetry};
 
 /// Ingest NDJSON events into a Parquet lake (a directory or s3://bucket/prefix).
 #[derive(Debug, clap::Args)]
@@ -23,16 +24,28 @@ pub struct Args {
     /// NDJSON inputs, `-` for stdin; gzip is detected and read transparently.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// Write a partition as a part file once this many MiB of rows are buffered.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
-    partition_mib: usize,
-    /// Write the largest partition once all buffers hold this many MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 96)]
-    buffer_mib: usize,
+    /// Write a partition as a part file once this many MiB of rows are buffered
+    /// (at most 1024: a Parquet string column's offsets are 32-bit).
+    #[arg(long, value_name = "MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_PARTITION_MIB))]
+    partition_mib: u16,
+    /// Memory for rows and the dedupe set: the largest partition is spilled to
+    /// disk once they hold this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 96,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_BUFFER_MIB))]
+    buffer_mib: u32,
+    #[command(flatten)]
+    window: super::WindowArgs,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
 }
+
+/// Largest `--partition-mib`: a part's string column stays far below the 2 GiB
+/// that Arrow's 32-bit offsets can address.
+const MAX_PARTITION_MIB: i64 = 1024;
+/// Largest `--buffer-mib` (1 TiB).
+const MAX_BUFFER_MIB: i64 = 1 << 20;
 
 /// One input, opened for reading.
 struct Input {
@@ -47,22 +60,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let location = Location::parse(&args.lake).map_err(anyhow::Error::msg).context("--lake")?;
-    anyhow::ensure!(
-        args.partition_mib > 0 && args.buffer_mib >= args.partition_mib,
-        "need 0 < --partition-mib <= --buffer-mib"
-    );
+    anyhow::ensure!(args.buffer_mib >= u32::from(args.partition_mib), "need --partition-mib <= --buffer-mib");
     let limits = Limits {
-        partition_bytes: args.partition_mib << 20,
-        total_bytes: args.buffer_mib << 20,
+        partition_bytes: usize::from(args.partition_mib) << 20,
+        total_bytes: (args.buffer_mib as usize) << 20,
+        window: args.window.at(telemetry::now_millis()),
         ..Limits::default()
     };
-    // Standard input is kept in a temporary file: the run's output names come from
-    // a digest of its whole input, taken before the first file is written.
+    let (summary, fed, total_bytes, elapsed) = match &location {
+        Location::Local(dir) => ingest(LocalDir::new(dir), limits, &args).await?,
+        Location::S3 { bucket, prefix } => {
+            let store = S3Store::new(storage::s3_client().await, bucket, prefix);
+            ingest(store, limits, &args).await?
+        }
+    };
+    print!("{}", report(&summary, fed, total_bytes, elapsed, &args.lake));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(path: &Path) -> anyhow::Result<File> {
+    File::open(path).with_context(|| format!("opening {}", path.display()))
+}
+
+/// Reads the inputs into `storage`: the summary, the line counts, the input bytes
+/// and the time it took.
+async fn ingest<S: Storage>(
+    storage: S,
+    limits: Limits,
+    args: &Args,
+) -> anyhow::Result<(Summary, Fed, u64, Duration)> {
+    // Standard input is kept in a file in the run's scratch directory: the run's
+    // output names come from a digest of its whole input, taken before the first
+    // file is written.
     let mut spool = None;
     let mut inputs = Vec::new();
     for path in &args.files {
         if path.as_os_str() == "-" {
-            let mut file = tempfile::NamedTempFile::new().context("creating a temporary file for stdin")?;
+            let mut file = scratch::new_file_in(storage.scratch_dir()?)
+                .context("creating a temporary file for stdin")?;
             io::copy(&mut io::stdin().lock(), &mut file).context("reading stdin")?;
             inputs.push(Input { name: "-".into(), path: file.path().to_owned() });
             spool = Some(file);
@@ -78,28 +113,15 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let source = SourceId::from_digest(digest.finish());
     let progress = (!args.quiet && io::stderr().is_terminal()).then(|| progress_bar(total_bytes));
     let started = Instant::now();
-    let (summary, fed) = match &location {
-        Location::Local(dir) => {
-            ingest(LocalDir::new(dir), source, limits, &inputs, progress.as_ref()).await?
-        }
-        Location::S3 { bucket, prefix } => {
-            let store = S3Store::new(storage::s3_client().await, bucket, prefix);
-            ingest(store, source, limits, &inputs, progress.as_ref()).await?
-        }
-    };
+    let (summary, fed) = write_lake(storage, source, limits, &inputs, progress.as_ref()).await?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
     drop(spool);
-    print!("{}", report(&summary, fed, total_bytes, started.elapsed(), &args.lake));
-    Ok(ExitCode::SUCCESS)
+    Ok((summary, fed, total_bytes, started.elapsed()))
 }
 
-fn open(path: &Path) -> anyhow::Result<File> {
-    File::open(path).with_context(|| format!("opening {}", path.display()))
-}
-
-async fn ingest<S: Storage>(
+async fn write_lake<S: Storage>(
     storage: S,
     source: SourceId,
     limits: Limits,
@@ -179,6 +201,13 @@ fn report(summary: &Summary, fed: Fed, input_bytes: u64, elapsed: Duration, lake
         ),
         ("lake".into(), lake.to_owned()),
     ]);
+    // Only when they happened: both are unusual.
+    if summary.dedupe_resets > 0 {
+        rows.push(("dedupe restarts".into(), count(summary.dedupe_resets)));
+    }
+    if summary.stale_files_deleted > 0 {
+        rows.push(("stale files deleted".into(), count(summary.stale_files_deleted)));
+    }
     let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     rows.iter().map(|(name, value)| format!("{name:<width$}  {value}\n")).collect()
 }

@@ -15,8 +15,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+
+use crate::event::TimeWindow;
 
 /// Open data-lake ETL for JSON event streams: the AWS pipeline, on a laptop.
 #[derive(Debug, Parser)]
@@ -40,7 +40,7 @@ enum Command {
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_json_logs(std::io::stderr);
+    crate::telemetry::init_json_logs(std::io::stderr);
     let result = match cli.command {
         Command::Transform(args) => transform::run(args),
         Command::Generate(args) => generate::run(args),
@@ -60,22 +60,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Structured JSON logs, one object per line, filtered by `RUST_LOG` (default `info`).
-/// Used by the Lambdas and the CLI alike so both log the same fields.
-pub fn init_json_logs<W>(writer: W)
-where
-    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-{
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .try_init();
+/// The plausibility window for `created_at` (CONTRACT section 1 allows any time
+/// up to year 9999; off unless asked for).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct WindowArgs {
+    /// Reject events created more than DAYS before now (a producer clock that is off).
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_age_days: Option<u32>,
+    /// Reject events claiming to be created more than DAYS after now.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_future_days: Option<u32>,
+}
+
+impl WindowArgs {
+    /// The window around `now_millis`.
+    pub fn at(&self, now_millis: i64) -> TimeWindow {
+        TimeWindow { now_millis, max_age_days: self.max_age_days, max_future_days: self.max_future_days }
+    }
 }
 
 /// `eventlake generate | head` closes the pipe early; that is not an error.

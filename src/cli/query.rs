@@ -4,6 +4,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -22,6 +23,13 @@ pub struct Args {
     /// Read the SQL from this file (for example athena/queries/events_per_type_per_day.sql).
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Memory for the engine (sorts, aggregates, joins, string functions); a
+    /// query that needs more fails with an error. Default: half of this machine's.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(16..))]
+    memory_mib: Option<u64>,
+    /// Stop the query with an error after this many seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
     /// The SQL statement.
     #[arg(value_name = "SQL")]
     sql: Option<String>,
@@ -47,9 +55,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         OutputFormat::Csv => Format::Csv,
         OutputFormat::Json => Format::Json,
     };
+    let bounds = query::Bounds {
+        memory_bytes: args
+            .memory_mib
+            .map_or_else(query::Bounds::default_memory_bytes, |mib| (mib as usize) << 20),
+    };
+    if let Some(seconds) = args.timeout {
+        // A query that does not yield (a runaway recursive CTE) cannot be
+        // cancelled from inside; a watchdog thread ends the process instead.
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(seconds));
+            let _ = writeln!(std::io::stderr(), "eventlake: error: the query ran past --timeout {seconds} s");
+            std::process::exit(1);
+        });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (schema, batches) = runtime.block_on(async {
-        let ctx = query::session(&args.lake).await?;
+        let ctx = query::session(&args.lake, bounds).await?;
         query::run(&ctx, &sql).await
     })?;
     let mut out = std::io::stdout().lock();

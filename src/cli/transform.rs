@@ -41,6 +41,8 @@ pub struct Args {
     /// one another; each gets one response line.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+    #[command(flatten)]
+    window: super::WindowArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -52,13 +54,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             text
         }
     };
+    let settings =
+        firehose::Settings { window: args.window.at(crate::telemetry::now_millis()), ..Default::default() };
     let started = Instant::now();
     let mut stdout = io::BufWriter::new(io::stdout().lock());
     let mut total = Totals::default();
     for (index, request) in serde_json::Deserializer::from_str(&input).into_iter::<&RawValue>().enumerate() {
         let request = request.with_context(|| format!("request {} is not valid JSON", index + 1))?;
         let transformed =
-            firehose::handle(request.get()).with_context(|| format!("request {}", index + 1))?;
+            firehose::handle(request.get(), &settings).with_context(|| format!("request {}", index + 1))?;
         stdout.write_all(&transformed.response)?;
         stdout.write_all(b"\n")?;
         total.add(&transformed.stats);

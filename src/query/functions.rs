@@ -10,10 +10,10 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, StringArray, TimestampMillisecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, FieldRef, TimeUnit};
 use datafusion::common::{exec_err, plan_err, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use serde_json::value::RawValue;
 
@@ -27,6 +27,93 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(Function::new(Kind::ToUnixtime)),
         ScalarUDF::from(Function::new(Kind::DateFormat)),
     ]
+}
+
+/// `repeat`, `lpad` and `rpad`, DataFusion's own, checked first: a call whose
+/// result would take more than `limit_bytes` fails with an error rather than ask
+/// the allocator for it (which aborts the process). Their output is the one thing
+/// a query can grow without bound from a small lake; operators that buffer
+/// (sorts, aggregates, joins) are bounded by the session's memory pool instead.
+pub fn bounded_string_functions(limit_bytes: usize) -> Vec<ScalarUDF> {
+    use datafusion::functions::{string, unicode};
+    [(string::repeat(), Growth::Repeat), (unicode::lpad(), Growth::PadTo), (unicode::rpad(), Growth::PadTo)]
+        .into_iter()
+        .map(|(inner, growth)| ScalarUDF::new_from_impl(Bounded { inner, limit_bytes, growth }))
+        .collect()
+}
+
+/// How a bounded function's output size follows from its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Growth {
+    /// `repeat(s, n)`: `len(s) * n` bytes.
+    Repeat,
+    /// `lpad(s, n[, fill])`: `n` characters, at most 4 bytes each.
+    PadTo,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Bounded {
+    inner: Arc<ScalarUDF>,
+    limit_bytes: usize,
+    growth: Growth,
+}
+
+impl ScalarUDFImpl for Bounded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let bytes = output_bytes(self.growth, &args.args)?;
+        if bytes > self.limit_bytes as u128 {
+            return exec_err!(
+                "{}() would build {bytes} bytes, over the query's memory limit of {} bytes (--memory-mib)",
+                self.name(),
+                self.limit_bytes
+            );
+        }
+        self.inner.invoke_with_args(args)
+    }
+}
+
+/// The most bytes a bounded function's result can take for `args`.
+fn output_bytes(growth: Growth, args: &[ColumnarValue]) -> Result<u128> {
+    use datafusion::arrow::compute::{cast, kernels::length::length};
+    use datafusion::arrow::datatypes::Int64Type;
+    if args.len() < 2 {
+        return Ok(0);
+    }
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    let counts = cast(&arrays[1], &DataType::Int64)?;
+    let counts = counts.as_primitive::<Int64Type>();
+    let per_row: Box<dyn Fn(usize) -> u128> = match growth {
+        Growth::Repeat => {
+            let lengths = cast(&length(&arrays[0])?, &DataType::Int64)?;
+            let lengths = lengths.as_primitive::<Int64Type>().clone();
+            Box::new(move |row| lengths.value(row).max(0) as u128)
+        }
+        Growth::PadTo => Box::new(|_| 4),
+    };
+    Ok((0..counts.len())
+        .filter(|&row| counts.is_valid(row))
+        .map(|row| counts.value(row).max(0) as u128 * per_row(row))
+        .sum())
 }
 
 /// The zone-aware millisecond timestamp type the functions use.

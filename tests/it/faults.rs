@@ -27,6 +27,26 @@ impl Storage for Flaky {
         self.inner.put(key, bytes).await
     }
 
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StorageError> {
+        self.inner.put_file(key, path).await
+    }
+
+    fn scratch_dir(&self) -> Result<&std::path::Path, StorageError> {
+        self.inner.scratch_dir()
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        self.inner.list(dir).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.delete(key).await
+    }
+
+    fn event_type_spellings(&self) -> Result<Option<Vec<String>>, StorageError> {
+        self.inner.event_type_spellings()
+    }
+
     fn describe(&self, key: &str) -> String {
         self.inner.describe(key)
     }
@@ -38,7 +58,12 @@ fn events() -> Vec<u8> {
 
 /// One run of the writer over `input` (small buffers: many puts per run).
 async fn run<S: Storage>(storage: S, input: &[u8]) -> Result<Summary, eventlake::lake::LakeError> {
-    let limits = Limits { partition_bytes: 64 << 10, total_bytes: 256 << 10, rejected_bytes: 4 << 10 };
+    let limits = Limits {
+        partition_bytes: 64 << 10,
+        total_bytes: 256 << 10,
+        rejected_bytes: 4 << 10,
+        ..Limits::default()
+    };
     let mut writer = LakeWriter::new(storage, SourceId::from_identity(b"input-1"), limits);
     for (index, line) in input.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
         writer.push(line, Origin { source: "input", line: index as u64 + 1 }).await?;
@@ -93,7 +118,8 @@ async fn a_put_that_always_fails_leaves_nothing_behind() {
         always: true,
     };
     let error = run(storage, &events()).await.unwrap_err();
-    assert!(error.to_string().contains("injected failure"), "{error}");
+    let message = eventlake::telemetry::error_chain(&error);
+    assert!(message.contains("injected failure"), "{message}");
     assert!(files_under(dir.path()).is_empty(), "{:?}", files_under(dir.path()));
 }
 
@@ -103,6 +129,26 @@ struct Wrapper<'a>(&'a Flaky);
 impl Storage for Wrapper<'_> {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         self.0.put(key, bytes).await
+    }
+
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StorageError> {
+        self.0.put_file(key, path).await
+    }
+
+    fn scratch_dir(&self) -> Result<&std::path::Path, StorageError> {
+        self.0.scratch_dir()
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        self.0.list(dir).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.0.delete(key).await
+    }
+
+    fn event_type_spellings(&self) -> Result<Option<Vec<String>>, StorageError> {
+        self.0.event_type_spellings()
     }
 
     fn describe(&self, key: &str) -> String {

@@ -104,6 +104,7 @@ impl Lake {
             glue_database: None,
             glue_table: "events".into(),
             limits: Limits::default(),
+            seconds_per_object: std::time::Duration::from_secs(30),
         };
         let handler = Handler::new(client.clone(), config, catalog(&moto));
         Lake { moto, client, handler }
@@ -122,6 +123,12 @@ impl Lake {
             .await
             .unwrap();
         s3_event(key, size, put.e_tag().unwrap().trim_matches('"')).to_string()
+    }
+
+    /// The tags of an object, as `name=value`.
+    pub async fn tags(&self, key: &str) -> Vec<String> {
+        let tagging = self.client.get_object_tagging().bucket(BUCKET).key(key).send().await.unwrap();
+        tagging.tag_set().iter().map(|tag| format!("{}={}", tag.key(), tag.value())).collect()
     }
 
     /// Every object under `prefix` with its bytes, sorted by key.
@@ -229,10 +236,44 @@ async fn a_corrupt_object_fails_alone_and_test_events_are_ignored() {
         ("junk", "not json".to_owned()),
     ]);
 
-    let response = lake.handler.handle(event).await.unwrap();
+    let invocation = lake.handler.invoke(event, || std::time::Duration::MAX).await;
+    let response = invocation.response.unwrap();
     assert_eq!(response["batchItemFailures"], json!([{"itemIdentifier": "bad"}, {"itemIdentifier": "junk"}]));
     let written = lake.objects("lake/events/").await;
     assert_eq!(pyarrow_rows(&written).len(), 15, "the good object's rows are all there");
+    // Failures are counted by reason, for the writer's ObjectsFailed alarm.
+    let report = invocation.report;
+    assert_eq!(report.objects_written, 1);
+    assert_eq!(
+        report.objects_failed.into_iter().collect::<Vec<_>>(),
+        [("not_an_s3_event", 1), ("unreadable_object", 1)]
+    );
+    // Only the written object is tagged for the lifecycle rule to expire.
+    assert_eq!(
+        lake.tags("staging/event_type=a/created_date=2024-03-17/good.gz").await,
+        ["eventlake-written=true"]
+    );
+    assert!(lake.tags("staging/event_type=a/created_date=2024-03-17/corrupt.gz").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_hands_back_the_messages_it_has_no_time_for() {
+    let lake = Lake::new().await;
+    let first =
+        lake.stage("staging/event_type=a/created_date=2024-03-17/first.gz", gzip(&staged_lines())).await;
+    let second =
+        lake.stage("staging/event_type=a/created_date=2024-03-17/second.gz", gzip(&staged_lines())).await;
+    // 40 s left before the first message, 10 s before the second: less than the
+    // 30 s one object may take, so the second goes back to SQS untouched.
+    let calls = std::cell::Cell::new(0);
+    let remaining = || {
+        calls.set(calls.get() + 1);
+        std::time::Duration::from_secs(if calls.get() == 1 { 40 } else { 10 })
+    };
+    let invocation = lake.handler.invoke(sqs_event(&[("first", first), ("second", second)]), remaining).await;
+    assert_eq!(invocation.response.unwrap()["batchItemFailures"], json!([{"itemIdentifier": "second"}]));
+    assert_eq!((invocation.report.objects_written, invocation.report.objects_deferred), (1, 1));
+    assert!(lake.tags("staging/event_type=a/created_date=2024-03-17/second.gz").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,5 +9,6 @@ mod lake_s3;
 mod lambda_runtime;
 mod properties;
 mod queries;
+mod response_size;
 mod support;
 mod transform_cli;
