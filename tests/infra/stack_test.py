@@ -1,16 +1,42 @@
 """The Terraform stack applied and destroyed on moto_server (127.0.0.1).
 
 A copy of terraform/ gets a generated provider override file that points every
-service at the emulator (the real stack never names an endpoint). The test plans,
-checks the plan's IAM statements for action wildcards, applies with the dev
-variables and the zips `make build` wrote, checks what was created against what
-the parquet-writer and the schema source expect, checks that a second plan is
-empty, destroys, and checks that nothing is left in the state.
+service at the emulator (the real stack never names an endpoint). The test:
+
+- plans with settings the variables' validations and the resources'
+  preconditions must refuse (a transform buffer that can exceed Lambda's 6 MB
+  response, a staged queue that outlives its DLQ, ...) and checks each refusal,
+  then plans accepted edge values and checks what they configure;
+- plans with the dev variables and the zips `make build` wrote, and checks the
+  plan's IAM statements for wildcard actions (Allow statements; KMS key policies
+  may use AWS's documented forms only);
+- applies, then checks what was created against what the parquet-writer and the
+  schema source expect: prefixes, processor parameters, the TLS-only bucket policy,
+  the lifecycle rules (no rule can expire a staged object the writer has not
+  written), queues, the alarm topic's customer-managed key;
+- checks that a second plan is empty;
+- runs both built Lambdas (from their zips) in cargo-lambda's Runtime API
+  emulator against the deployed stack on moto, with the environment Terraform gave
+  them: the transform on the fixture request, the writer on staged objects through
+  their real S3 notifications. It checks the writer's partial batch failure and
+  written-object tag, and that every alarm and dashboard metric is one something
+  really emits: AWS metrics against a table of what each service publishes, the
+  eventlake namespace against the EMF documents the Lambdas printed;
+- destroys, and checks that nothing is left in the state.
 
 usage: stack_test.py REPO_ROOT LAMBDA_ZIP_DIR EVENTLAKE_BINARY MOTO_SERVER
+
+cargo-lambda: $CARGO_LAMBDA, else next to MOTO_SERVER (the Makefile's venv), else
+the PATH. If a Lambda zip is missing, the stack is applied with a placeholder and
+the checks that run the Lambdas are skipped with a message (`make test-infra`
+builds the zips first, so they never are there).
 """
 
 import base64
+import gzip
+import http.client
+import http.server
+import io
 import json
 import os
 import shutil
@@ -18,7 +44,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import zipfile
 
 import boto3
 import botocore.exceptions
@@ -26,8 +54,12 @@ import botocore.exceptions
 REGION = "us-east-1"
 SERVICES = [
     "athena", "cloudwatch", "cloudwatchlogs", "firehose", "glue", "iam", "kinesis",
-    "lambda", "s3", "sns", "sqs", "sts",
+    "kms", "lambda", "s3", "sns", "sqs", "sts",
 ]
+# Output names of the Lambdas, and their zips under LAMBDA_ZIP_DIR.
+LAMBDAS = {"transform_function": "firehose-transform", "writer_function": "parquet-writer"}
+# The tag the writer puts on a staged object it has written (src/staged.rs).
+WRITTEN_TAG = ("eventlake-written", "true")
 
 
 def free_port():
@@ -36,21 +68,31 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for_port(port, what, process=None, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{what} exited with {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
 def start_moto(moto_server):
     port = free_port()
     process = subprocess.Popen(
         [moto_server, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("moto_server did not start")
+    try:
+        wait_for_port(port, "moto_server", process)
+    except AssertionError:
+        process.kill()
+        raise
+    return process, f"http://127.0.0.1:{port}"
 
 
 def override(endpoint):
@@ -70,6 +112,22 @@ provider "aws" {{
 """
 
 
+def lambda_zips(zips, work):
+    """The zips to deploy, and the names of those missing: each missing one is
+    replaced by a placeholder, so the stack can still be applied and checked."""
+    deployed, missing = {}, []
+    for name in LAMBDAS.values():
+        path = os.path.join(zips, name, "bootstrap.zip")
+        if not os.path.exists(path):
+            missing.append(name)
+            path = os.path.join(work, "placeholder", name, "bootstrap.zip")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with zipfile.ZipFile(path, "w") as z:
+                z.writestr("bootstrap", "#!/bin/sh\necho 'placeholder: run make build' >&2\nexit 1\n")
+        deployed[name] = path
+    return deployed, missing
+
+
 class Stack:
     def __init__(self, repo, zips, endpoint):
         self.work = tempfile.mkdtemp(prefix="eventlake-infra-")
@@ -82,13 +140,15 @@ class Stack:
         shutil.copytree(os.path.join(repo, "athena"), os.path.join(self.work, "athena"))
         with open(os.path.join(self.dir, "moto_override.tf"), "w") as f:
             f.write(override(endpoint))
+        self.zips, self.missing_zips = lambda_zips(zips, self.work)
         self.vars = [
             "-var-file=environments/dev.tfvars",
-            f"-var=transform_zip={zips}/firehose-transform/bootstrap.zip",
-            f"-var=writer_zip={zips}/parquet-writer/bootstrap.zip",
+            f"-var=transform_zip={self.zips['firehose-transform']}",
+            f"-var=writer_zip={self.zips['parquet-writer']}",
             f"-var=region={REGION}",
         ]
-        self.env = dict(os.environ, TF_IN_AUTOMATION="1", TF_INPUT="0")
+        self.env = dict(os.environ, TF_IN_AUTOMATION="1", TF_INPUT="0",
+                        **{f"TF_CLI_ARGS_{command}": "-no-color" for command in ("init", "plan", "apply", "destroy")})
         for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
             self.env.pop(key, None)
 
@@ -99,6 +159,10 @@ class Stack:
         if check and result.returncode != 0:
             raise AssertionError(f"terraform {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
+
+    def plan_json(self, name, *extra_vars):
+        self.terraform("plan", f"-out={name}", *self.vars, *extra_vars)
+        return json.loads(self.terraform("show", "-json", name).stdout)
 
 
 def client(endpoint, service):
@@ -114,13 +178,125 @@ def statements(policy):
     return found if isinstance(found, list) else [found]
 
 
+def as_list(value):
+    return [value] if isinstance(value, str) else list(value or [])
+
+
 def action_wildcards(actions):
-    actions = [actions] if isinstance(actions, str) else actions or []
-    return [a for a in actions if "*" in a or "?" in a]
+    return [a for a in as_list(actions) if "*" in a or "?" in a]
+
+
+# --- Settings Terraform must refuse, and what accepted ones configure ----------
+
+# Each value alone is refused by its variable's validation, with this message.
+REFUSED_VALUES = {
+    "transform_buffer_mb=2": "transform_buffer_mb must be between 0.2 and 1",
+    "transform_buffer_mb=0.1": "transform_buffer_mb must be between 0.2 and 1",
+    "staged_queue_retention_days=14": "staged_queue_retention_days must be a whole number between 1 and 13",
+    "writer_timeout_seconds=901": "writer_timeout_seconds must be between 1 and 900",
+    "writer_batch_size=10001": "writer_batch_size must be a whole number between 1 and 10000",
+    "writer_seconds_per_object=0": "writer_seconds_per_object must be a whole number",
+    "partition_count_alarm=500": "partition_count_alarm must be between 1 and 499",
+    "created_at_max_age_days=0": "created_at_max_age_days must be null or a whole number",
+    "created_at_max_future_days=0.5": "created_at_max_future_days must be null or a whole number",
+    "staging_expiration_days=0": "staging_expiration_days must be a whole number",
+}
+
+# Values each valid alone, refused together by a resource's precondition.
+REFUSED_COMBINATIONS = [
+    (["writer_timeout_seconds=50", "writer_seconds_per_object=30"],
+     "writer_timeout_seconds must be at least twice writer_seconds_per_object"),
+    (["staged_queue_retention_days=1", "staged_queue_age_alarm_seconds=86400"],
+     "staged_queue_age_alarm_seconds must be shorter than staged_queue_retention_days"),
+]
+
+
+def plan_errors(stack, values):
+    """The error diagnostics of a plan with `values` (which must fail)."""
+    result = stack.terraform("plan", "-json", *stack.vars, *[f"-var={v}" for v in values], check=False)
+    assert result.returncode != 0, f"a plan with {values} succeeded"
+    errors = []
+    for line in result.stdout.splitlines():
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        diagnostic = message.get("diagnostic") or {}
+        if diagnostic.get("severity") == "error":
+            errors.append(" ".join(f"{diagnostic.get('summary', '')} {diagnostic.get('detail', '')}".split()))
+    assert errors, f"a plan with {values} failed without error diagnostics:\n{result.stdout}\n{result.stderr}"
+    return errors
+
+
+def check_refused_settings(stack):
+    """Each refused value is refused with its own message and nothing else is:
+    the values go into as few plans as have one value per variable; the
+    combinations into one plan."""
+    pending = list(REFUSED_VALUES.items())
+    while pending:
+        batch, variables = [], set()
+        for value, expected in pending:
+            if value.split("=")[0] not in variables:
+                variables.add(value.split("=")[0])
+                batch.append((value, expected))
+        pending = [p for p in pending if p not in batch]
+        errors = plan_errors(stack, [value for value, _ in batch])
+        for value, expected in batch:
+            assert any(expected in e for e in errors), f"-var {value}: expected {expected!r}, got {errors}"
+        assert len(errors) == len(batch), errors
+    errors = plan_errors(stack, [value for values, _ in REFUSED_COMBINATIONS for value in values])
+    for values, expected in REFUSED_COMBINATIONS:
+        assert any(expected in e for e in errors), f"-var {values}: expected {expected!r}, got {errors}"
+    assert len(errors) == len(REFUSED_COMBINATIONS), errors
+
+
+def planned(plan, address):
+    return next(r["values"] for r in plan["planned_values"]["root_module"]["resources"] if r["address"] == address)
+
+
+def processor_parameters(stream):
+    """Parameter name to value (None while unknown, in a plan)."""
+    processor = stream["extended_s3_configuration"][0]["processing_configuration"][0]["processors"][0]
+    return {p["parameter_name"]: p.get("parameter_value") for p in processor["parameters"]}
+
+
+def check_accepted_settings(stack):
+    """A smaller transform buffer reaches the processor; a null created_at bound
+    leaves its variable out of the transform's environment."""
+    # null cannot be given with -var (it would be the string "null").
+    with open(os.path.join(stack.dir, "edge.tfvars"), "w") as f:
+        f.write("transform_buffer_mb     = 0.5\ncreated_at_max_age_days = null\n")
+    plan = stack.plan_json("edge.bin", "-var-file=edge.tfvars")
+    parameters = processor_parameters(planned(plan, "aws_kinesis_firehose_delivery_stream.events"))
+    assert parameters.get("BufferSizeInMBs") == "0.5", parameters
+    env = planned(plan, "aws_lambda_function.transform")["environment"][0]["variables"]
+    assert "CREATED_AT_MAX_AGE_DAYS" not in env and env.get("CREATED_AT_MAX_FUTURE_DAYS") == "1", env
+
+
+# --- IAM: no wildcard actions in what is allowed --------------------------------
+
+def key_policy_documents(plan):
+    """Addresses of the policy documents used as KMS key policies."""
+    documents = set()
+    for resource in plan["configuration"]["root_module"]["resources"]:
+        if resource["type"] == "aws_kms_key":
+            documents.update(r for r in resource["expressions"]["policy"].get("references", [])
+                             if r.startswith("data.aws_iam_policy_document.") and not r.endswith(".json"))
+    return documents
+
+
+# The wildcard actions a key policy may have: AWS's default statement (the
+# account's root administers the key through IAM) and the data-key actions
+# AWS documents for services publishing to an encrypted topic.
+KEY_POLICY_WILDCARDS = {"kms:*", "kms:GenerateDataKey*"}
 
 
 def check_plan_iam(plan):
-    """No statement in the configuration's policy documents has a wildcard action."""
+    """No Allow statement in the configuration's policy documents has a wildcard
+    action, except AWS's documented forms in KMS key policies. A Deny may use
+    them (the TLS-only bucket policy denies s3:*)."""
+    key_policies = key_policy_documents(plan)
+    assert key_policies, "no KMS key policy document found in the plan"
     bad = []
     for resource in plan["configuration"]["root_module"]["resources"]:
         if resource["type"] != "aws_iam_policy_document":
@@ -128,19 +304,58 @@ def check_plan_iam(plan):
         for statement in resource["expressions"].get("statement", []):
             actions = statement.get("actions", {}).get("constant_value", [])
             assert actions, f"{resource['address']}: actions must be literal lists"
-            if action_wildcards(actions):
-                bad.append((resource["address"], actions))
             assert "not_actions" not in statement, resource["address"]
+            if statement.get("effect", {}).get("constant_value", "Allow") != "Allow":
+                continue
+            wild = action_wildcards(actions)
+            if resource["address"] in key_policies:
+                wild = [a for a in wild if a not in KEY_POLICY_WILDCARDS]
+            if wild:
+                bad.append((resource["address"], wild))
     assert not bad, f"wildcard IAM actions in the plan: {bad}"
 
 
+def check_key_policy_statement(address, statement, account):
+    """A key policy's wildcard is kms:* for the account root alone, or
+    kms:GenerateDataKey* for a service principal limited to this account."""
+    wild = set(action_wildcards(statement.get("Action")))
+    assert wild <= KEY_POLICY_WILDCARDS, f"{address}: wildcard actions {wild}"
+    principal = statement.get("Principal") or {}
+    if "kms:*" in wild:
+        assert principal == {"AWS": f"arn:aws:iam::{account}:root"}, f"{address}: kms:* for {principal}"
+    elif wild:
+        assert set(principal) == {"Service"}, f"{address}: {wild} for {principal}"
+        condition = statement.get("Condition", {}).get("StringEquals", {})
+        assert as_list(condition.get("aws:SourceAccount")) == [account], f"{address}: {statement}"
+
+
+def check_applied_iam(state, account):
+    """Every policy the apply created: no NotAction, no wildcard action in an
+    Allow statement but the key policy forms."""
+    checked = 0
+    for resource in state["values"]["root_module"]["resources"]:
+        policy = resource["values"].get("policy") or resource["values"].get("assume_role_policy")
+        if resource["mode"] != "managed" or not policy:
+            continue
+        for statement in statements(policy):
+            assert "NotAction" not in statement, resource["address"]
+            if statement.get("Effect") != "Allow":
+                continue
+            if resource["type"] == "aws_kms_key":
+                check_key_policy_statement(resource["address"], statement, account)
+            else:
+                wild = action_wildcards(statement.get("Action"))
+                assert not wild, f"{resource['address']}: wildcard actions {wild}"
+            checked += 1
+    assert checked >= 10, checked
+
+
 def check_processor_config(state):
-    """The configuration sets only non-default processor parameters (issue 9827)."""
+    """Transform buffer 1 MB, Firehose's default: left out of the processor
+    parameters (a default set explicitly is a perpetual diff, issue 9827)."""
     stream = next(r for r in state["values"]["root_module"]["resources"]
                   if r["address"] == "aws_kinesis_firehose_delivery_stream.events")
-    processor = stream["values"]["extended_s3_configuration"][0]["processing_configuration"][0]["processors"][0]
-    names = sorted(p["parameter_name"] for p in processor["parameters"])
-    assert names == ["BufferSizeInMBs", "LambdaArn"], names
+    assert sorted(processor_parameters(stream["values"])) == ["LambdaArn"], processor_parameters(stream["values"])
 
 
 # Attributes moto does not return (or returns reformatted), so a second plan on the
@@ -177,21 +392,6 @@ def check_second_plan(plan):
     return seen
 
 
-def check_applied_iam(state):
-    """Every policy the apply created: no wildcard action, no NotAction."""
-    checked = 0
-    for resource in state["values"]["root_module"]["resources"]:
-        policy = resource["values"].get("policy") or resource["values"].get("assume_role_policy")
-        if resource["mode"] != "managed" or not policy:
-            continue
-        for statement in statements(policy):
-            assert "NotAction" not in statement, resource["address"]
-            wild = action_wildcards(statement.get("Action"))
-            assert not wild, f"{resource['address']}: wildcard actions {wild}"
-            checked += 1
-    assert checked >= 10, checked
-
-
 def check_view(glue, database, repo, schema):
     """The view Terraform creates is athena/ddl/events_unique.sql as Athena stores it."""
     view = glue.get_table(DatabaseName=database, Name="events_unique")["Table"]
@@ -211,8 +411,84 @@ def check_view(glue, database, repo, schema):
     assert glue_columns == [(c["name"], c["type"]) for c in columns], glue_columns
 
 
-def check_stack(endpoint, outputs, eventlake, repo):
-    out = {k: v["value"] for k, v in outputs.items()}
+# --- The lake bucket -------------------------------------------------------------
+
+def rule_scope(rule):
+    """The key prefix and the tags a lifecycle rule's filter requires."""
+    if "Prefix" in rule:  # the legacy form, without Filter
+        return rule["Prefix"], {}
+    scope = rule.get("Filter") or {}
+    if "And" in scope:
+        scope = scope["And"]
+        tags = {t["Key"]: t["Value"] for t in scope.get("Tags", [])}
+    else:
+        tags = {scope["Tag"]["Key"]: scope["Tag"]["Value"]} if "Tag" in scope else {}
+    return scope.get("Prefix", ""), tags
+
+
+def check_staging_lifecycle(rules, staging, expiration_days):
+    """No lifecycle rule can delete a staged object the writer has not written:
+    every enabled rule that expires current versions (Days or Date) and could
+    match a key under the staging prefix requires the writer's tag. An expiration
+    that only removes delete markers with nothing behind them removes no data."""
+    expiring = []
+    for rule in rules:
+        prefix, tags = rule_scope(rule)
+        could_match = staging.startswith(prefix) or prefix.startswith(staging)
+        expiration = rule.get("Expiration") or {}
+        if rule["Status"] != "Enabled" or not could_match or not {"Days", "Date"} & set(expiration):
+            continue
+        assert tags.get(WRITTEN_TAG[0]) == WRITTEN_TAG[1], (
+            f"lifecycle rule {rule.get('ID')} expires staged objects not tagged {WRITTEN_TAG}: {rule}")
+        expiring.append(rule)
+        assert "Transitions" not in rule and "Transition" not in rule, rule
+    assert [r["Expiration"].get("Days") for r in expiring] == [expiration_days], expiring
+
+
+def check_bucket(s3, bucket, staging):
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()), block
+    # TLS only: one Deny of every S3 action over plain HTTP, to everyone.
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    denials = [s for s in statements(policy) if s["Effect"] == "Deny"]
+    assert len(denials) == 1, denials
+    deny = denials[0]
+    assert as_list(deny["Action"]) == ["s3:*"], deny
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}, deny
+    assert deny["Principal"] in ("*", {"AWS": "*"}), deny
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    check_staging_lifecycle(rules, staging, expiration_days=3)  # dev.tfvars
+    ids = {r["ID"] for r in rules}
+    assert {"expire-rejected", "expire-firehose-errors"} <= ids, ids
+
+
+def check_alarm_topic(sns, kms, topic_arn, account):
+    """The alarm topic is encrypted with a customer-managed key that CloudWatch
+    may use (alias/aws/sns cannot be: alarms could never publish), and its policy
+    lets CloudWatch publish."""
+    topic = sns.get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+    key_id = topic.get("KmsMasterKeyId", "")
+    assert key_id and not key_id.startswith("alias/aws/"), f"alarm topic key: {key_id!r}"
+    key = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    assert key["KeyManager"] == "CUSTOMER" and key["Enabled"], key
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"]
+    aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=key["KeyId"])["Aliases"]]
+    assert aliases == [f"alias/{topic_arn.rsplit(':', 1)[1]}"], aliases
+    policy = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    for service in ("cloudwatch.amazonaws.com", "sns.amazonaws.com"):
+        granted = set()
+        for statement in statements(policy):
+            if statement["Effect"] == "Allow" and service in as_list(statement.get("Principal", {}).get("Service")):
+                assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] in (account, [account]), statement
+                granted.update(as_list(statement["Action"]))
+        assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted, f"key policy grants {service} {granted}"
+    publishers = [s for s in statements(topic["Policy"]) if s["Effect"] == "Allow"
+                  and "cloudwatch.amazonaws.com" in as_list(s.get("Principal", {}).get("Service"))]
+    assert publishers and all("sns:Publish" in as_list(s["Action"]) for s in publishers), topic["Policy"]
+
+
+def check_stack(endpoint, out, eventlake, repo, account):
     glue, lam, firehose = client(endpoint, "glue"), client(endpoint, "lambda"), client(endpoint, "firehose")
     s3, sqs, athena = client(endpoint, "s3"), client(endpoint, "sqs"), client(endpoint, "athena")
 
@@ -228,9 +504,11 @@ def check_stack(endpoint, outputs, eventlake, repo):
     check_view(glue, out["glue_database"], repo, expected)
 
     # The writer's settings agree with Firehose, S3 notifications and Glue.
-    env = lam.get_function_configuration(FunctionName=out["writer_function"])["Environment"]["Variables"]
+    writer = lam.get_function_configuration(FunctionName=out["writer_function"])
+    env = writer["Environment"]["Variables"]
     assert env["LAKE_BUCKET"] == out["lake_bucket"]
     assert env["GLUE_DATABASE"] == out["glue_database"] and env["GLUE_TABLE"] == "events"
+    assert env["SECONDS_PER_OBJECT"] == "30" and writer["Timeout"] == 300, (env, writer["Timeout"])
     lake_root = f"s3://{env['LAKE_BUCKET']}/{env.get('LAKE_PREFIX', '')}"
     assert out["lake_root"] == lake_root
     assert table["StorageDescriptor"]["Location"] == lake_root + "events/", table["StorageDescriptor"]["Location"]
@@ -247,30 +525,35 @@ def check_stack(endpoint, outputs, eventlake, repo):
     processors = destination["ProcessingConfiguration"]["Processors"]
     parameters = {p["ParameterName"]: p["ParameterValue"] for p in processors[0]["Parameters"]}
     assert parameters["LambdaArn"].endswith(":function:" + out["transform_function"]), parameters
-    assert parameters.get("BufferSizeInMBs") == "2", parameters
+    assert "BufferSizeInMBs" not in parameters, f"default 1 MB must be left out: {parameters}"
+
+    # The transform's created_at window: on by default in Terraform.
+    transform_env = lam.get_function_configuration(FunctionName=out["transform_function"])["Environment"]["Variables"]
+    assert transform_env.get("CREATED_AT_MAX_AGE_DAYS") == "30", transform_env
+    assert transform_env.get("CREATED_AT_MAX_FUTURE_DAYS") == "1", transform_env
 
     notification = s3.get_bucket_notification_configuration(Bucket=out["lake_bucket"])["QueueConfigurations"][0]
     rules = notification["Filter"]["Key"]["FilterRules"]
     assert {"Name": "Prefix", "Value": staging} in [{"Name": r["Name"].capitalize(), "Value": r["Value"]} for r in rules], rules
 
-    # The lake bucket is locked down.
-    assert s3.get_bucket_versioning(Bucket=out["lake_bucket"])["Status"] == "Enabled"
-    block = s3.get_public_access_block(Bucket=out["lake_bucket"])["PublicAccessBlockConfiguration"]
-    assert all(block.values()), block
-    policy = json.loads(s3.get_bucket_policy(Bucket=out["lake_bucket"])["Policy"])
-    assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s) for s in statements(policy))
-    lifecycle = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=out["lake_bucket"])["Rules"]}
-    assert lifecycle["expire-staging"]["Expiration"]["Days"] == 3
-    assert "expire-rejected" in lifecycle and "expire-firehose-errors" in lifecycle
+    # The lake bucket is locked down, and only written staged objects expire.
+    check_bucket(s3, out["lake_bucket"], staging)
 
-    # SQS: the writer consumes the staged queue with partial batch failures; a DLQ.
-    queue_arn = sqs.get_queue_attributes(QueueUrl=out["staged_queue_url"], AttributeNames=["All"])["Attributes"]
-    redrive = json.loads(queue_arn["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"].endswith(":" + out["dlq_url"].rsplit("/", 1)[1])
+    # SQS: the writer consumes the staged queue with partial batch failures; a DLQ
+    # that keeps failed messages longer than the queue keeps any message.
+    queue = sqs.get_queue_attributes(QueueUrl=out["staged_queue_url"], AttributeNames=["All"])["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=out["dlq_url"], AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq["QueueArn"], redrive
+    assert int(queue["MessageRetentionPeriod"]) == 4 * 86400, queue["MessageRetentionPeriod"]
+    assert int(dlq["MessageRetentionPeriod"]) == 14 * 86400, dlq["MessageRetentionPeriod"]
+    assert int(queue["VisibilityTimeout"]) == 6 * writer["Timeout"], queue["VisibilityTimeout"]
     mappings = [m for m in lam.list_event_source_mappings()["EventSourceMappings"]
                 if m["FunctionArn"].endswith(":function:" + out["writer_function"])]
     assert len(mappings) == 1 and mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], mappings
-    assert mappings[0]["EventSourceArn"] == queue_arn["QueueArn"], mappings
+    assert mappings[0]["EventSourceArn"] == queue["QueueArn"] and mappings[0]["BatchSize"] == 10, mappings
+
+    check_alarm_topic(client(endpoint, "sns"), client(endpoint, "kms"), out["alarm_topic_arn"], account)
 
     workgroup = athena.get_work_group(WorkGroup=out["athena_workgroup"])["WorkGroup"]["Configuration"]
     assert workgroup["BytesScannedCutoffPerQuery"] > 0
@@ -285,6 +568,400 @@ def check_stack(endpoint, outputs, eventlake, repo):
         assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 403, error
 
 
+# --- The built Lambdas in cargo-lambda's Runtime API emulator ----------------------
+
+class DeadlineProxy(http.server.ThreadingHTTPServer):
+    """The Runtime API of cargo-lambda's emulator, passed through with the
+    deadline Lambda would send. cargo-lambda 1.9.2 sends `Lambda-Runtime-Deadline-Ms:
+    600000` (a moment of 1970), which leaves a function that checks its remaining
+    time (the writer) none at all."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream_port, timeout_seconds):
+        self.upstream_port = upstream_port
+        self.timeout_millis = timeout_seconds * 1000
+        super().__init__(("127.0.0.1", 0), DeadlineProxyHandler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self):
+        return self.server_address[1]
+
+
+class DeadlineProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "date", "server"}
+
+    def log_message(self, *args):
+        pass
+
+    def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                chunk = self.rfile.read(size + 2)[:size]
+                if size == 0:
+                    return body
+                body += chunk
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    def forward(self):
+        body = self.read_body()
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in self.HOP_BY_HOP | {"host"}}
+        upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port)
+        try:
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+        finally:
+            upstream.close()
+        self.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() in self.HOP_BY_HOP:
+                continue
+            if name.lower() == "lambda-runtime-deadline-ms":
+                value = str(int(time.time() * 1000) + self.server.timeout_millis)
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = forward
+
+
+class Emulated:
+    """One built Lambda, unzipped, run as the Lambda service would run it (its
+    deployed environment, name, memory and timeout) under `cargo lambda watch
+    --only-lambda-apis`, with AWS pointed at the emulator."""
+
+    def __init__(self, cargo_lambda, repo, zip_path, configuration, endpoint, work):
+        self.cargo_lambda = cargo_lambda
+        self.name = configuration["FunctionName"]
+        self.dir = tempfile.mkdtemp(prefix=f"{self.name}-", dir=work)
+        with zipfile.ZipFile(zip_path) as z:
+            z.extractall(self.dir)
+        bootstrap = os.path.join(self.dir, "bootstrap")
+        os.chmod(bootstrap, 0o755)
+        self.port = free_port()
+        self.server = subprocess.Popen(
+            [cargo_lambda, "lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", str(self.port)],
+            cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.function = self.proxy = None
+        try:
+            wait_for_port(self.port, "cargo lambda watch", self.server)
+            self.proxy = DeadlineProxy(self.port, configuration["Timeout"])
+            scratch = os.path.join(self.dir, "tmp")
+            os.makedirs(scratch)
+            env = {
+                **configuration.get("Environment", {}).get("Variables", {}),
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.dir, "TMPDIR": scratch,
+                "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{self.proxy.port}/.rt",
+                "AWS_LAMBDA_FUNCTION_NAME": self.name, "AWS_LAMBDA_FUNCTION_VERSION": "1",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(configuration["MemorySize"]),
+                "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": endpoint,
+                "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_EC2_METADATA_DISABLED": "true",
+            }
+            self.stdout_path, self.stderr_path = os.path.join(self.dir, "stdout"), os.path.join(self.dir, "stderr")
+            with open(self.stdout_path, "wb") as stdout, open(self.stderr_path, "wb") as stderr:
+                self.function = subprocess.Popen([bootstrap], cwd=self.dir, env=env, stdout=stdout, stderr=stderr)
+        except BaseException:
+            self.close()
+            raise
+
+    def invoke(self, payload):
+        """The function's response to `payload` (the invocation must succeed)."""
+        path = os.path.join(self.dir, f"event-{time.time_ns()}.json")
+        with open(path, "w") as f:
+            json.dump(payload, f)
+        result = subprocess.run(
+            [self.cargo_lambda, "lambda", "invoke", "-A", "127.0.0.1", "-P", str(self.port), "-o", "json",
+             "--data-file", path],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert result.returncode == 0 and self.function.poll() is None, (
+            f"{self.name} invocation failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n"
+            f"function log:\n{self.log()}")
+        return json.loads(result.stdout)
+
+    def log(self):
+        with open(self.stderr_path, errors="replace") as f:
+            return f.read()[-4000:]
+
+    def documents(self):
+        """The EMF documents the function printed: stdout lines that are JSON
+        objects with an `_aws` key."""
+        found = []
+        with open(self.stdout_path, errors="replace") as f:
+            for line in f:
+                try:
+                    document = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(document, dict) and "_aws" in document:
+                    found.append(document)
+        return found
+
+    def close(self):
+        for process in (self.function, self.server):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+        if self.proxy is not None:
+            self.proxy.shutdown()
+            self.proxy.server_close()
+
+
+def cargo_lambda_path(moto_server):
+    candidates = [os.environ.get("CARGO_LAMBDA"), os.path.join(os.path.dirname(moto_server), "cargo-lambda"),
+                  shutil.which("cargo-lambda")]
+    found = next((c for c in candidates if c and os.path.exists(c)), None)
+    assert found, "cargo-lambda not found: run `make tools`, or set CARGO_LAMBDA"
+    return found
+
+
+def gzip_lines(lines):
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as f:
+        f.write(b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
+    return buffer.getvalue()
+
+
+def tags(s3, bucket, key):
+    return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+
+def staged_notifications(sqs, queue_url, keys, timeout=30):
+    """The staged queue's messages until one names each of `keys`: S3's
+    notifications of the objects, as the event source would deliver them."""
+    messages, seen, deadline = [], set(), time.time() + timeout
+    while not set(keys) <= seen:
+        assert time.time() < deadline, f"no S3 notification for {set(keys) - seen} within {timeout} s"
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                       AttributeNames=["All"]).get("Messages", [])
+        for message in received:
+            messages.append(message)
+            for record in json.loads(message["Body"]).get("Records", []):
+                seen.add(record["s3"]["object"]["key"])
+    return messages
+
+
+def sqs_event(messages, queue_arn):
+    return {"Records": [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+        "eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": REGION,
+    } for m in messages]}
+
+
+class StagingOpen:
+    """The deployed bucket without its TLS-only policy while the emulator's plain
+    HTTP has to reach it (moto ignores the policy's SecureTransport condition), and
+    the writer's event source disabled (moto would try to run the writer itself);
+    both put back afterwards."""
+
+    def __init__(self, s3, lam, bucket, mapping_uuid):
+        self.s3, self.lam, self.bucket, self.mapping = s3, lam, bucket, mapping_uuid
+
+    def __enter__(self):
+        self.policy = self.s3.get_bucket_policy(Bucket=self.bucket)["Policy"]
+        self.s3.delete_bucket_policy(Bucket=self.bucket)
+        self.lam.update_event_source_mapping(UUID=self.mapping, Enabled=False)
+        return self
+
+    def __exit__(self, *exc):
+        self.lam.update_event_source_mapping(UUID=self.mapping, Enabled=True)
+        self.s3.put_bucket_policy(Bucket=self.bucket, Policy=self.policy)
+
+
+def run_writer(emulated, endpoint, out, repo):
+    """Two staged objects through their real S3 notifications: one of two valid
+    events, one corrupt gzip. The corrupt one alone comes back as a batch item
+    failure; the written one is tagged (so it can expire), the failed one is not."""
+    s3, sqs = client(endpoint, "s3"), client(endpoint, "sqs")
+    bucket = out["lake_bucket"]
+    with open(os.path.join(repo, "tests", "fixtures", "lake-input.ndjson"), "rb") as f:
+        valid = f.readlines()[:2]
+    prefix = "staging/event_type=payment/created_date=2024-03-17/"
+    good, bad = prefix + "eventlake-test-good.gz", prefix + "eventlake-test-corrupt.gz"
+    s3.put_object(Bucket=bucket, Key=good, Body=gzip_lines(valid))
+    s3.put_object(Bucket=bucket, Key=bad, Body=b"\x1f\x8b\x08\x00" + b"not gzip at all" * 8)
+    assert tags(s3, bucket, good) == {} and tags(s3, bucket, bad) == {}, "staged objects arrive untagged"
+
+    messages = staged_notifications(sqs, out["staged_queue_url"], [good, bad])
+    queue_arn = sqs.get_queue_attributes(QueueUrl=out["staged_queue_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    response = emulated.invoke(sqs_event(messages, queue_arn))
+    bad_ids = {m["MessageId"] for m in messages if bad in m["Body"]}
+    failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+    assert failed == bad_ids, f"batch item failures {failed}, expected the corrupt object's {bad_ids}: {response}\n{emulated.log()}"
+    assert tags(s3, bucket, good) == dict([WRITTEN_TAG]), f"written object's tags: {tags(s3, bucket, good)}"
+    assert tags(s3, bucket, bad) == {}, "a failed object must stay untagged (it must not expire)"
+    parquet = s3.list_objects_v2(Bucket=bucket, Prefix="events/event_type=payment/created_date=2024-03-17/")
+    assert [o["Key"] for o in parquet.get("Contents", []) if o["Key"].endswith(".parquet")], parquet
+
+
+def run_lambdas(stack, endpoint, out, repo, moto_server):
+    """Runs both Lambdas as deployed; returns the EMF documents they printed."""
+    lam = client(endpoint, "lambda")
+    cargo_lambda = cargo_lambda_path(moto_server)
+    mapping = next(m["UUID"] for m in lam.list_event_source_mappings()["EventSourceMappings"]
+                   if m["FunctionArn"].endswith(":function:" + out["writer_function"]))
+    documents = []
+    with open(os.path.join(repo, "tests", "fixtures", "firehose-request.json")) as f:
+        request = json.load(f)
+    for output, name in LAMBDAS.items():
+        configuration = lam.get_function_configuration(FunctionName=out[output])
+        emulated = Emulated(cargo_lambda, repo, stack.zips[name], configuration, endpoint, stack.work)
+        try:
+            if name == "firehose-transform":
+                response = emulated.invoke(request)
+                assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in request["records"]]
+            else:
+                with StagingOpen(client(endpoint, "s3"), lam, out["lake_bucket"], mapping):
+                    run_writer(emulated, endpoint, out, repo)
+            printed = emulated.documents()
+            assert printed, f"{name} printed no EMF document\n{emulated.log()}"
+            documents.extend(printed)
+        finally:
+            emulated.close()
+    return documents
+
+
+# --- Every alarm and dashboard metric is one something emits ----------------------
+
+# Metrics AWS services publish that this stack may watch, and the dimension sets
+# each namespace publishes them with (CloudWatch's metric lists for Lambda, SQS,
+# Firehose including dynamic partitioning, and Kinesis Data Streams).
+AWS_METRICS = {
+    "AWS/Lambda": (
+        {"Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions", "DeadLetterErrors",
+         "IteratorAge", "AsyncEventAge", "UnreservedConcurrentExecutions"},
+        [{"FunctionName"}, {"FunctionName", "Resource"}, {"FunctionName", "ExecutedVersion"}],
+    ),
+    "AWS/SQS": (
+        {"ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible",
+         "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed", "NumberOfMessagesSent",
+         "NumberOfMessagesReceived", "NumberOfMessagesDeleted", "NumberOfEmptyReceives", "SentMessageSize"},
+        [{"QueueName"}],
+    ),
+    "AWS/Firehose": (
+        {"DeliveryToS3.DataFreshness", "DeliveryToS3.Success", "DeliveryToS3.Records", "DeliveryToS3.Bytes",
+         "DeliveryToS3.ObjectCount", "ExecuteProcessing.Success", "ExecuteProcessing.Duration",
+         "SucceedProcessing.Records", "SucceedProcessing.Bytes", "PartitionCount", "PartitionCountExceeded",
+         "ActivePartitionsLimit", "PerPartitionThroughput", "JQProcessing.Duration",
+         "DataReadFromKinesisStream.Records", "DataReadFromKinesisStream.Bytes", "ThrottledGetRecords",
+         "ThrottledDescribeStream", "ThrottledGetShardIterator", "KinesisMillisBehindLatest",
+         "IncomingBytes", "IncomingRecords"},
+        [{"DeliveryStreamName"}],
+    ),
+    "AWS/Kinesis": (
+        {"IncomingRecords", "IncomingBytes", "GetRecords.Records", "GetRecords.Bytes", "GetRecords.Success",
+         "GetRecords.Latency", "GetRecords.IteratorAgeMilliseconds", "PutRecord.Success", "PutRecords.Success",
+         "PutRecords.TotalRecords", "PutRecords.SuccessfulRecords", "PutRecords.FailedRecords",
+         "PutRecords.ThrottledRecords", "ReadProvisionedThroughputExceeded",
+         "WriteProvisionedThroughputExceeded"},
+        [{"StreamName"}],
+    ),
+}
+
+
+def emitted_metrics(documents):
+    """(namespace, metric, dimensions) for every metric the EMF documents define,
+    once per dimension set, with the dimension values the documents carry."""
+    found = set()
+    for document in documents:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for names in directive["Dimensions"]:
+                dimensions = frozenset((name, str(document[name])) for name in names)
+                for metric in directive["Metrics"]:
+                    assert metric["Name"] in document, f"EMF metric {metric['Name']} without a value: {document}"
+                    found.add((directive["Namespace"], metric["Name"], dimensions))
+    return found
+
+
+def stack_dimension_values(out):
+    """The dimension values that name this stack's resources."""
+    return {
+        "FunctionName": {out["transform_function"], out["writer_function"]},
+        "QueueName": {out["staged_queue_url"].rsplit("/", 1)[1], out["dlq_url"].rsplit("/", 1)[1]},
+        "DeliveryStreamName": {out["firehose_name"]},
+        "StreamName": {out["stream_name"]},
+    }
+
+
+def unemitted(namespace, name, dimensions, emitted, resources):
+    """Why nothing emits this metric, or None if something does."""
+    if namespace.startswith("AWS/"):
+        if namespace not in AWS_METRICS:
+            return f"no table of {namespace}'s metrics in this test"
+        names, dimension_sets = AWS_METRICS[namespace]
+        if name not in names:
+            return f"{namespace} publishes no metric {name}"
+        if set(dimensions) not in dimension_sets:
+            return f"{namespace} publishes {name} by {dimension_sets}, not {sorted(dimensions)}"
+        strangers = {k: v for k, v in dimensions.items() if v not in resources.get(k, set())}
+        return f"dimensions {strangers} name no resource of this stack" if strangers else None
+    if emitted is None:
+        return None  # the Lambdas could not be run: reported as skipped
+    if (namespace, name, frozenset(dimensions.items())) in emitted:
+        return None
+    near = sorted(f"{m} {dict(d)}" for ns, m, d in emitted if ns == namespace and m == name)
+    return f"no EMF document of the built Lambdas defines it (with other dimensions: {near or 'none'})"
+
+
+def check_alarm_metrics(cloudwatch, out, emitted, state):
+    """Every alarm of the stack watches a metric something emits."""
+    resources = stack_dimension_values(out)
+    alarms = cloudwatch.describe_alarms(MaxRecords=100)["MetricAlarms"]
+    declared = [r for r in state["values"]["root_module"]["resources"] if r["type"] == "aws_cloudwatch_metric_alarm"]
+    assert len(alarms) == len(declared) >= 10, (len(alarms), len(declared))
+    problems = []
+    for alarm in alarms:
+        watched = [(alarm.get("Namespace"), alarm.get("MetricName"), alarm.get("Dimensions", []))]
+        if alarm.get("Metrics"):
+            watched = [(q["MetricStat"]["Metric"]["Namespace"], q["MetricStat"]["Metric"]["MetricName"],
+                        q["MetricStat"]["Metric"].get("Dimensions", [])) for q in alarm["Metrics"] if "MetricStat" in q]
+        for namespace, name, dimensions in watched:
+            why = unemitted(namespace, name, {d["Name"]: d["Value"] for d in dimensions}, emitted, resources)
+            if why:
+                problems.append(f"alarm {alarm['AlarmName']} watches {namespace} {name}: {why}")
+        assert out["alarm_topic_arn"] in alarm["AlarmActions"], alarm["AlarmName"]
+    assert not problems, "alarms that can never fire:\n  " + "\n  ".join(problems)
+    return len(alarms)
+
+
+def dashboard_metrics(body):
+    """(namespace, metric, dimensions) of every metric line of a dashboard, with
+    CloudWatch's "." (same as the line above) resolved."""
+    found = []
+    for widget in body["widgets"]:
+        previous = []
+        for line in widget.get("properties", {}).get("metrics", []):
+            fields = [f for f in line if not isinstance(f, dict)]
+            fields = [previous[i] if f == "." and i < len(previous) else f for i, f in enumerate(fields)]
+            previous = fields
+            dimensions = dict(zip(fields[2::2], fields[3::2]))
+            found.append((fields[0], fields[1], dimensions))
+    return found
+
+
+def check_dashboard_metrics(cloudwatch, out, emitted):
+    """Every metric the dashboard shows is one something emits."""
+    body = json.loads(cloudwatch.get_dashboard(DashboardName=out["dashboard"])["DashboardBody"])
+    shown = dashboard_metrics(body)
+    resources = stack_dimension_values(out)
+    problems = [f"{ns} {name} {dims}: {why}" for ns, name, dims in shown
+                if (why := unemitted(ns, name, dims, emitted, resources))]
+    assert not problems, "dashboard metrics nothing emits:\n  " + "\n  ".join(problems)
+    names = {name for _, name, _ in shown}
+    assert {"PartitionsInBatch", "ObjectsFailed", "PartitionCount"} <= names, names
+    return len(shown)
+
+
 def main():
     repo, zips, eventlake, moto_server = sys.argv[1:5]
     moto, endpoint = start_moto(moto_server)
@@ -292,23 +969,44 @@ def main():
     try:
         plugin_dir = os.environ.get("TF_PLUGIN_DIR")
         stack.terraform("init", "-backend=false", "-input=false", *([f"-plugin-dir={plugin_dir}"] if plugin_dir else []))
-        stack.terraform("plan", "-out=plan.bin", *stack.vars)
-        plan = json.loads(stack.terraform("show", "-json", "plan.bin").stdout)
+        check_refused_settings(stack)
+        check_accepted_settings(stack)
+        print(f"plan: {len(REFUSED_VALUES)} unsafe values and {len(REFUSED_COMBINATIONS)} unsafe combinations "
+              "refused; a 0.5 MB transform buffer and an open created_at bound configured as set")
+        plan = stack.plan_json("plan.bin")
         check_plan_iam(plan)
-        print("plan: no wildcard IAM actions")
+        print("plan: no wildcard IAM actions allowed (KMS key policy: AWS's documented forms only)")
         started = time.time()
         stack.terraform("apply", "-auto-approve", *stack.vars)
         state = json.loads(stack.terraform("show", "-json").stdout)
         count = len(state["values"]["root_module"]["resources"])
         print(f"apply: {count} resources and data sources in {time.time() - started:.0f} s")
-        check_applied_iam(state)
+        account = client(endpoint, "sts").get_caller_identity()["Account"]
+        check_applied_iam(state, account)
         check_processor_config(state)
-        check_stack(endpoint, json.loads(stack.terraform("output", "-json").stdout), eventlake, repo)
-        print("stack: Glue columns, view, prefixes, processor parameters, bucket, queues, workgroup as expected")
-        stack.terraform("plan", "-out=second.bin", *stack.vars)
-        second = json.loads(stack.terraform("show", "-json", "second.bin").stdout)
+        out = {k: v["value"] for k, v in json.loads(stack.terraform("output", "-json").stdout).items()}
+        check_stack(endpoint, out, eventlake, repo, account)
+        print("stack: Glue columns, view, prefixes, processor parameters, TLS-only bucket, lifecycle "
+              "(only written staged objects expire), queues, alarm topic key as expected")
+        second = stack.plan_json("second.bin")
         gaps = check_second_plan(second)
         print(f"second plan: no changes but the emulator's known gaps ({', '.join(sorted(gaps)) or 'none'})")
+
+        emitted = None
+        if stack.missing_zips:
+            print(f"SKIPPED: running the Lambdas and checking eventlake alarm metrics against their EMF output: "
+                  f"no {', '.join(stack.missing_zips)} zip under {zips} (run make build)")
+        else:
+            documents = run_lambdas(stack, endpoint, out, repo, moto_server)
+            emitted = emitted_metrics(documents)
+            print(f"lambdas: transform answered the fixture; writer wrote and tagged the good object, "
+                  f"handed back the corrupt one; {len(documents)} EMF documents")
+        cloudwatch = client(endpoint, "cloudwatch")
+        alarms = check_alarm_metrics(cloudwatch, out, emitted, state)
+        shown = check_dashboard_metrics(cloudwatch, out, emitted)
+        print(f"metrics: {alarms} alarms and {shown} dashboard lines watch metrics that are published"
+              + (" (AWS namespaces only)" if emitted is None else ""))
+
         stack.terraform("destroy", "-auto-approve", *stack.vars)
         left = stack.terraform("state", "list").stdout.split()
         assert not [r for r in left if not r.startswith("data.")], f"left after destroy: {left}"

@@ -85,26 +85,28 @@ async fn failed_puts_then_retries_converge_on_the_clean_lake() {
     let flaky_dir = tempfile::tempdir().unwrap();
     // Calls are counted across attempts: the first attempt fails on its 5th put,
     // the next two on their first, the fourth succeeds: like SQS redelivering.
-    let storage = Flaky {
+    let flaky = Flaky {
         inner: LocalDir::new(flaky_dir.path()),
         calls: AtomicUsize::new(0),
         failing: BTreeSet::from([4, 5, 6]),
         always: false,
     };
     let mut attempts = 0;
-    let storage = &storage;
+    let storage = &flaky;
     let result = loop {
         attempts += 1;
         match run(Wrapper(storage), &input).await {
             Ok(summary) => break summary,
             Err(error) => {
-                assert!(error.to_string().contains("injected failure"));
+                assert!(eventlake::telemetry::error_chain(&error).contains("injected failure"));
                 assert!(attempts < 5, "never succeeded");
             }
         }
     };
     assert_eq!(attempts, 4);
     assert_eq!(result.written, summary.written);
+    // The store's run directory goes with it.
+    drop(flaky);
     assert_eq!(snapshot(flaky_dir.path()), snapshot(clean.path()), "retries left extra or different files");
 }
 

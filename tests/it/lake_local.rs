@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::support::{duckdb_rows, eventlake, files_under, fixture, run_with_input, success};
 
 /// The numeric rows of ingest's summary table, by name.
-fn summary_table(stdout: &[u8]) -> std::collections::BTreeMap<String, u64> {
+pub fn summary_table(stdout: &[u8]) -> std::collections::BTreeMap<String, u64> {
     String::from_utf8_lossy(stdout)
         .lines()
         .filter_map(|line| {

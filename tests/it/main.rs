@@ -6,6 +6,7 @@ mod faults;
 mod generate_cli;
 mod lake_local;
 mod lake_s3;
+mod lake_safety;
 mod lambda_runtime;
 mod properties;
 mod queries;

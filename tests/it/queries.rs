@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -274,4 +275,82 @@ print(json.dumps(failures))
         assert!(sql.starts_with("-- "), "{}: starts with a comment", file.display());
         assert!(sql.contains("created_date"), "{}: filters on the partition column", file.display());
     }
+}
+
+/// A lake of its own (the shared fixture lake must not be written to even by a
+/// test that expects the write to be refused).
+fn small_lake() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let events = success(eventlake().args(["generate", "--events", "20000", "--types", "3"])).stdout;
+    std::fs::write(dir.path().join("in.ndjson"), events).unwrap();
+    success(
+        eventlake()
+            .arg("ingest")
+            .arg("--lake")
+            .arg(dir.path().join("lake"))
+            .arg(dir.path().join("in.ndjson")),
+    );
+    dir
+}
+
+fn query_failure(lake: &Path, args: &[&str]) -> (String, Duration) {
+    let started = std::time::Instant::now();
+    let output = eventlake().arg("query").arg("--lake").arg(lake).args(args).output().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(output.status.code(), Some(1), "an error exit, not a crash: {output:?}");
+    (String::from_utf8_lossy(&output.stderr).into_owned(), elapsed)
+}
+
+#[test]
+fn queries_cannot_write_or_change_anything() {
+    let dir = small_lake();
+    let lake_dir = dir.path().join("lake");
+    let before = crate::support::files_under(dir.path());
+    let target = dir.path().join("copied.csv");
+    let statements = [
+        format!("COPY (SELECT * FROM events) TO '{}'", target.display()),
+        "INSERT INTO events SELECT * FROM events LIMIT 1".to_owned(),
+        "CREATE TABLE t AS SELECT 1".to_owned(),
+        "DROP VIEW events_unique".to_owned(),
+        "SET datafusion.execution.batch_size = 1".to_owned(),
+    ];
+    for sql in &statements {
+        let (stderr, _) = query_failure(&lake_dir, &[sql]);
+        assert!(stderr.contains("eventlake query only reads the lake"), "{sql}: {stderr}");
+    }
+    assert_eq!(crate::support::files_under(dir.path()), before, "a statement wrote a file");
+    // Reading still works.
+    let output = success(eventlake().arg("query").arg("--lake").arg(&lake_dir).args([
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM events",
+    ]));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("n\n"));
+}
+
+#[test]
+fn runaway_queries_fail_with_an_error_not_an_abort_or_a_hang() {
+    let dir = small_lake();
+    let lake_dir = dir.path().join("lake");
+    // 20,000 payloads of ~300 bytes, each 100,000 times: ~600 GB asked for.
+    let (stderr, _) = query_failure(&lake_dir, &["SELECT max(length(repeat(payload, 100000))) FROM events"]);
+    assert!(stderr.contains("repeat() would build") && stderr.contains("memory limit"), "{stderr}");
+    let (stderr, _) =
+        query_failure(&lake_dir, &["--memory-mib", "256", "SELECT length(lpad('x', 2000000000))"]);
+    assert!(stderr.contains("lpad() would build"), "{stderr}");
+    // A sort bigger than the memory given fails cleanly.
+    let (stderr, _) = query_failure(
+        &lake_dir,
+        &[
+            "--memory-mib",
+            "16",
+            "SELECT payload FROM events CROSS JOIN (SELECT 1 FROM events LIMIT 50) ORDER BY payload",
+        ],
+    );
+    assert!(stderr.to_lowercase().contains("resources exhausted") || stderr.contains("memory"), "{stderr}");
+    // A recursive query that never ends is stopped by --timeout.
+    let endless = "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t";
+    let (stderr, elapsed) = query_failure(&lake_dir, &["--timeout", "2", endless]);
+    assert!(stderr.contains("--timeout 2 s"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
 }

@@ -138,7 +138,8 @@ fn invalid_records_never_answer_with_more_than_the_request_held() {
     // Unprocessed records echo their data; with Kinesis record metadata in the
     // request, the response record is smaller than the request record, so a
     // request within Lambda's 6 MB payload limit gets a response within 6 MB too.
-    let shapes: [(&str, fn(usize) -> Vec<u8>); 4] = [
+    type Record = fn(usize) -> Vec<u8>;
+    let shapes: [(&str, Record); 4] = [
         ("empty", |_| Vec::new()),
         ("one byte", |_| b"x".to_vec()),
         ("not an object", |_| b"[]".to_vec()),
@@ -183,7 +184,7 @@ fn records_past_the_limit_come_back_unprocessed_and_the_rest_is_delivered() {
 fn a_duplicate_of_an_undelivered_record_is_not_dropped() {
     // Records 0..n, then copies of all of them: a copy of a record that came back
     // unprocessed must not be `Dropped` (no copy of it was delivered).
-    let (text, count) = request(100 * 1024, |index| smallest_event(index % 700));
+    let (text, count) = request(150 * 1024, |index| smallest_event(index % 700));
     assert!(count > 1400);
     let limit = unlimited_response(&text) * 95 / 100;
     let transformed = firehose::transform_with(&text, &limited(limit)).unwrap();

@@ -105,8 +105,9 @@ fn a_malformed_request_fails_loudly() {
 }
 
 #[test]
-fn an_oversized_response_is_an_error_not_a_truncated_answer() {
-    // 6,000 records of ~1 KB each: the response passes 6 MB.
+fn a_request_too_large_to_answer_is_an_error_not_a_truncated_answer() {
+    // 6,000 records of ~1 KB each: even with every record echoed back
+    // unprocessed, the response passes 6 MB (Lambda would refuse such a request).
     let payload = "x".repeat(1000);
     let records: Vec<serde_json::Value> = (0..6000)
         .map(|i| {
@@ -124,5 +125,5 @@ fn an_oversized_response_is_an_error_not_a_truncated_answer() {
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("exceeds Firehose's limit of 6291456 bytes"), "{stderr}");
+    assert!(stderr.contains("exceeds Firehose's limit even with every record unprocessed"), "{stderr}");
 }
