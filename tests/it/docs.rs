@@ -44,3 +44,52 @@ fn terraform_schema_is_the_generated_one() {
          `eventlake schema --format glue-json > terraform/schema.json`"
     );
 }
+
+/// Relative links of a Markdown text: `](target)` with no scheme, anchor removed.
+fn relative_links(markdown: &str) -> Vec<String> {
+    markdown
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(target, _)| target))
+        .filter(|target| {
+            !target.contains("://") && !target.starts_with('#') && !target.starts_with("mailto:")
+        })
+        .map(|target| target.split('#').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_relative_link_in_the_docs_resolves_inside_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut documents = vec![root.join("README.md")];
+    documents.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "md")),
+    );
+    for document in documents {
+        let text = std::fs::read_to_string(&document).unwrap();
+        let dir = document.parent().unwrap();
+        for link in relative_links(&text) {
+            let target = std::path::absolute(dir.join(&link)).unwrap();
+            assert!(
+                target.starts_with(root) && target.exists(),
+                "{}: link {link:?} does not resolve inside the repository",
+                document.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_contract_copy_matches_the_shared_contract_when_it_is_beside_the_clone() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let copy = std::fs::read_to_string(root.join("docs/CONTRACT.md")).unwrap();
+    assert!(copy.starts_with("# Event contract"));
+    // The team's shared contract sits beside the clone in the development setup;
+    // a clone on its own has only the copy, which then is the contract.
+    if let Ok(shared) = std::fs::read_to_string(root.join("../shared/CONTRACT.md")) {
+        assert_eq!(copy, shared, "docs/CONTRACT.md drifted: copy ../shared/CONTRACT.md over it");
+    }
+}
