@@ -24,7 +24,7 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// The payload is not a Firehose transformation request.
-    #[error("not a Firehose transformation request: {0}")]
+    #[error("not a Firehose transformation request")]
     Malformed(#[from] serde_json::Error),
     /// Even with every record returned unprocessed, the response would exceed
     /// Firehose's limit (a request Firehose does not send with a validated buffer).
@@ -475,7 +475,7 @@ fn describe_bad_base64(text: &[u8]) -> String {
 /// failed record as structured JSON (record id and reason, never the data).
 pub fn handle(request: &str, settings: &Settings) -> Result<Transformed, RequestError> {
     let transformed = transform_with(request, settings).inspect_err(|error| {
-        tracing::error!(error = %error, "invocation failed");
+        tracing::error!(error = %crate::telemetry::error_chain(error), "invocation failed");
     })?;
     for failed in &transformed.failures {
         tracing::warn!(

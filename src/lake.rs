@@ -1,13 +1,26 @@
 //! The lake writer (CONTRACT section 4): records in, Parquet files out, one
 //! partition per file, rejected records kept beside the lake with their reasons.
 //!
-//! Memory is bounded by the row buffers, not by the input: a partition is written
-//! as a new part file when its buffer fills, and when all buffers together reach
-//! the total limit the largest is spilled to local disk (see [`row_buffer`]), to be
-//! written at the end in full-size parts rather than as many small files. Object
-//! names depend only on
-//! the input (its [`SourceId`]), the partition and the part number, so running the
-//! same input again overwrites its own files instead of adding duplicates.
+//! Memory is bounded by the row buffers and the dedupe set, not by the input: a
+//! partition is written as a new part file when its buffer fills, and when the
+//! buffers and the dedupe set together reach the total limit the largest buffer is
+//! spilled to local disk (see [`row_buffer`]), to be written at the end in
+//! full-size parts rather than as many small files. The dedupe set starts again
+//! when it reaches half the limit (duplicates further apart are then written
+//! twice, as duplicates in different runs are; [`Summary::dedupe_resets`]).
+//!
+//! Object names depend only on the input (its [`SourceId`]), the partition and the
+//! part number, so running the same input again overwrites its own files instead
+//! of adding duplicates; at the end of a run, files an earlier run of the same
+//! input wrote and this one did not (other limits, other part counts) are deleted
+//! from the partitions this run wrote to and from `_rejected/`
+//! ([`Limits::delete_stale_files`]).
+//!
+//! A local lake keeps one spelling per event type, ignoring case: `Payment` and
+//! `payment` would share one folder on a case-insensitive file system (macOS,
+//! Windows), so a record whose type differs only in case from one already in the
+//! lake or the run is rejected ([`CASE_CONFLICT`]) and kept in `_rejected/`. An S3
+//! lake has no such rule: its keys are case-sensitive.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -22,7 +35,7 @@ use crate::row_buffer::{Buffer, Spill};
 use crate::storage::{Storage, StorageError};
 use crate::timestamp::CreatedDate;
 
-/// Buffer sizes of a writer.
+/// Buffer sizes and record rules of a writer.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// A partition's buffered row bytes that trigger writing it as a part file;
@@ -37,6 +50,11 @@ pub struct Limits {
     pub max_record_bytes: usize,
     /// The accepted range of `created_at` (open by default).
     pub window: TimeWindow,
+    /// Delete, at the end of a run, the files an earlier run of the same input
+    /// wrote and this one did not (an earlier run with other limits). Off for the
+    /// Lambda, whose limits are fixed: a retry writes the same names, and the
+    /// writer needs no list or delete permission.
+    pub delete_stale_files: bool,
 }
 
 impl Default for Limits {
@@ -47,6 +65,7 @@ impl Default for Limits {
             rejected_bytes: 8 << 20,
             max_record_bytes: MAX_RECORD_BYTES,
             window: TimeWindow::default(),
+            delete_stale_files: true,
         }
     }
 }
@@ -485,7 +504,9 @@ impl<S: Storage> LakeWriter<S> {
             self.finish_partition(partition).await?;
         }
         self.flush_rejected().await?;
-        self.delete_stale_files().await?;
+        if self.limits.delete_stale_files {
+            self.delete_stale_files().await?;
+        }
         self.summary.partitions = self.summary.touched.len();
         self.summary.spilled_bytes = self.spill.as_ref().map_or(0, Spill::bytes);
         Ok(self.summary)

@@ -32,9 +32,9 @@ const ZSTD_LEVEL: i32 = 3;
 /// A failure to encode a file (a bug or resource exhaustion, not bad input).
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
-    #[error("building Arrow arrays: {0}")]
+    #[error("building Arrow arrays")]
     Arrow(#[from] arrow::error::ArrowError),
-    #[error("writing Parquet: {0}")]
+    #[error("writing Parquet")]
     Parquet(#[from] parquet::errors::ParquetError),
 }
 

@@ -73,9 +73,15 @@ pub fn process_run_dir() -> io::Result<&'static Path> {
     Ok(DIR.get_or_init(|| created).path())
 }
 
-/// A path for a new file in `dir` (removed with the directory if left behind).
+/// A new file in `dir` (removed with the directory if left behind). Its mode is
+/// what a plain file gets (0666 less the umask), not a temporary file's 0600: it
+/// may be renamed into the lake, for other users' readers.
 pub fn new_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new().prefix("file-").tempfile_in(dir)
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("file-");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.tempfile_in(dir)
 }
 
 /// Where a run directory's parent is for a local lake rooted at `root`.
@@ -105,5 +111,17 @@ mod tests {
         assert!(!kept.exists(), "a run's directory goes when it ends");
         drop(second);
         assert_eq!(fs::read_dir(parent.path()).unwrap().count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_are_readable_like_plain_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = new_file_in(dir.path()).unwrap();
+        let plain = dir.path().join("plain");
+        fs::write(&plain, b"").unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(file.path()), mode(&plain));
     }
 }

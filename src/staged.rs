@@ -175,7 +175,11 @@ impl Config {
             glue_database: var("GLUE_DATABASE"),
             glue_table: var("GLUE_TABLE").unwrap_or_else(|| "events".into()),
             // Staged records are enriched: longer than the events they came from.
-            limits: Limits { max_record_bytes: MAX_ENRICHED_BYTES, ..Limits::default() },
+            limits: Limits {
+                max_record_bytes: MAX_ENRICHED_BYTES,
+                delete_stale_files: false,
+                ..Limits::default()
+            },
         })
     }
 }

@@ -42,7 +42,9 @@ async fn handle(
     let now = telemetry::now_millis();
     let settings =
         firehose::Settings { window: TimeWindow { now_millis: now, ..window }, ..Default::default() };
-    let transformed = firehose::handle(event.payload.get(), &settings)?;
+    // The invocation error Firehose records shows the whole cause chain.
+    let transformed = firehose::handle(event.payload.get(), &settings)
+        .map_err(|error| Error::from(telemetry::error_chain(&error)))?;
     for document in metrics::transform_documents(&transformed.stats, function_name, now) {
         println!("{document}");
     }
