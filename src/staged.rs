@@ -21,7 +21,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_lambda_events::s3::S3Event;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
@@ -296,10 +295,10 @@ impl Handler {
             tracing::info!("ignoring s3:TestEvent");
             return Ok(Vec::new());
         }
-        let event: S3Event = serde_json::from_str(body).map_err(ObjectError::NotAnS3Event)?;
+        let notification: Notification = serde_json::from_str(body).map_err(ObjectError::NotAnS3Event)?;
         let mut outcomes = Vec::new();
-        for record in event.records {
-            let object = staged_object(&record)?;
+        for record in notification.records {
+            let object = staged_object(record)?;
             outcomes.push(self.process(&object).await);
         }
         Ok(outcomes)
@@ -348,12 +347,44 @@ fn is_test_event(body: &str) -> bool {
     serde_json::from_str::<Value>(body).is_ok_and(|value| value["Event"] == "s3:TestEvent")
 }
 
-fn staged_object(record: &aws_lambda_events::s3::S3EventRecord) -> Result<StagedObject, ObjectError> {
-    let bucket = record.s3.bucket.name.clone().ok_or(ObjectError::MissingField("bucket name"))?;
-    let raw_key = record.s3.object.key.as_deref().ok_or(ObjectError::MissingField("object key"))?;
-    let key = decode_key(raw_key)?;
-    let etag = record.s3.object.e_tag.clone().unwrap_or_default();
-    Ok(StagedObject { bucket, key, etag })
+/// The part of an S3 event notification the writer reads: each record's bucket,
+/// key and ETag. Only these are required, so a notification with fewer of the
+/// other fields (as emulators send) is still read.
+#[derive(serde::Deserialize)]
+struct Notification {
+    #[serde(rename = "Records")]
+    records: Vec<NotifiedRecord>,
+}
+
+#[derive(serde::Deserialize)]
+struct NotifiedRecord {
+    s3: Option<NotifiedEntity>,
+}
+
+#[derive(serde::Deserialize)]
+struct NotifiedEntity {
+    bucket: Option<NotifiedBucket>,
+    object: Option<NotifiedObject>,
+}
+
+#[derive(serde::Deserialize)]
+struct NotifiedBucket {
+    name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct NotifiedObject {
+    key: Option<String>,
+    #[serde(rename = "eTag")]
+    etag: Option<String>,
+}
+
+fn staged_object(record: NotifiedRecord) -> Result<StagedObject, ObjectError> {
+    let entity = record.s3.ok_or(ObjectError::MissingField("s3"))?;
+    let bucket = entity.bucket.and_then(|b| b.name).ok_or(ObjectError::MissingField("bucket name"))?;
+    let object = entity.object.ok_or(ObjectError::MissingField("object"))?;
+    let key = decode_key(object.key.as_deref().ok_or(ObjectError::MissingField("object key"))?)?;
+    Ok(StagedObject { bucket, key, etag: object.etag.unwrap_or_default() })
 }
 
 /// Object keys in S3 notifications are URL-encoded with `+` for a space.
@@ -376,6 +407,22 @@ mod tests {
             "staging/event_type=payment/created_date=2024-03-17/a b+c.gz"
         );
         assert!(decode_key("bad%FF").is_err());
+    }
+
+    #[test]
+    fn notifications_need_only_bucket_key_and_etag() {
+        let body = r#"{"Records":[{"eventSource":"aws:s3","s3":{"bucket":{"name":"b"},"object":{"key":"staging/a+b","eTag":"e"}}}]}"#;
+        let notification: Notification = serde_json::from_str(body).unwrap();
+        let objects: Vec<StagedObject> =
+            notification.records.into_iter().map(|r| staged_object(r).unwrap()).collect();
+        assert_eq!(
+            objects,
+            [StagedObject { bucket: "b".into(), key: "staging/a b".into(), etag: "e".into() }]
+        );
+        let keyless: Notification =
+            serde_json::from_str(r#"{"Records":[{"s3":{"bucket":{"name":"b"},"object":{}}}]}"#).unwrap();
+        let error = staged_object(keyless.records.into_iter().next().unwrap()).unwrap_err();
+        assert_eq!(error.to_string(), "S3 record has no object key");
     }
 
     #[test]

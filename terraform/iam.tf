@@ -110,25 +110,16 @@ data "aws_iam_policy_document" "writer" {
     actions   = ["s3:PutObjectTagging"]
     resources = ["${aws_s3_bucket.lake.arn}/${local.staging_prefix}*"]
   }
-  # Deleting its own part files of an earlier run of the same staged object
-  # (a retry with other limits) needs listing them and deleting the extras.
+  # No list or delete: the writer's limits are fixed, so a retry of an object
+  # writes the same file names over its earlier files (src/lake.rs,
+  # Limits::delete_stale_files is off in the Lambda).
   statement {
     sid     = "WriteLake"
-    actions = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]
+    actions = ["s3:PutObject", "s3:AbortMultipartUpload"]
     resources = [
       "${aws_s3_bucket.lake.arn}/${local.events_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.rejected_prefix}*",
     ]
-  }
-  statement {
-    sid       = "ListLake"
-    actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.lake.arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = ["${local.events_prefix}*", "${local.rejected_prefix}*"]
-    }
   }
   statement {
     sid       = "ConsumeQueue"

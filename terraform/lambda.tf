@@ -14,7 +14,7 @@ resource "aws_cloudwatch_log_group" "writer" {
 # even at 256 MB (a sixth of a vCPU). Firehose waits up to the timeout; 60 s
 # leaves room for a cold start and a slow invocation without holding the stream.
 # The created_at window bounds the partitions one bad producer clock can open;
-# a null variable leaves its side of the window open (variable unset).
+# a null variable leaves its side of the window open (its env var unset).
 resource "aws_lambda_function" "transform" {
   function_name    = "${local.name}-firehose-transform"
   role             = aws_iam_role.transform.arn

@@ -297,10 +297,11 @@ resource "aws_cloudwatch_dashboard" "pipeline" {
         type = "metric", x = 12, y = 6, width = 12, height = 6
         properties = {
           title = "Lambda errors and throttles", region = local.region, stat = "Sum", period = 300
-          metrics = flatten([for name in values(local.functions) : [
-            ["AWS/Lambda", "Errors", "FunctionName", name],
-            ["AWS/Lambda", "Throttles", "FunctionName", name],
-          ]])
+          # One line per (function, metric): flatten() would flatten the lines too.
+          metrics = [
+            for pair in setproduct(values(local.functions), ["Errors", "Throttles"]) :
+            ["AWS/Lambda", pair[1], "FunctionName", pair[0]]
+          ]
         }
       },
       {

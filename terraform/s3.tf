@@ -74,13 +74,17 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
   # waiting for a retry or in the DLQ (14 days) is untagged and never expires, so
   # a redrive always finds it. No other rule may expire current versions under
   # the staging prefix (tests/infra/stack_test.py checks the applied rules).
+  # The filter is the tag alone: only the writer sets it, and its role may tag
+  # staging objects only (iam.tf). (An and { prefix, tags } filter would say the
+  # same, but the provider then sends ObjectSizeGreaterThan = 0, which the
+  # emulator does not keep, so the stack could not be tested on it.)
   rule {
     id     = "expire-written-staging"
     status = "Enabled"
     filter {
-      and {
-        prefix = local.staging_prefix
-        tags   = { (local.written_tag_key) = local.written_tag_value }
+      tag {
+        key   = local.written_tag_key
+        value = local.written_tag_value
       }
     }
     expiration {

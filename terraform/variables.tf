@@ -85,11 +85,11 @@ variable "transform_buffer_mb" {
   description = <<-EOT
     Record data per transform invocation in MB (Firehose's processor BufferSizeInMBs,
     0.2-1). The response must stay under Lambda's 6 MB payload limit: it is base64 of
-    the enriched records plus per-record metadata, which for the smallest valid events
-    (~70 bytes) or for invalid records comes to over 5 times the data. At 1 MB the
-    worst case stays under 6 MB (tests/it/response_size.rs computes it for every size
-    this validation accepts); at 2 MB it does not. 1 is Firehose's default and is then
-    left out of the configuration (terraform-provider-aws issue 9827).
+    the enriched records plus per-record metadata, about three times the data for the
+    smallest valid events (~70 bytes) or the longest event names, so at 2 MB it can
+    pass 6 MB; tests/it/response_size.rs computes the worst case for every size this
+    validation accepts. 1 is Firehose's default and is then left out of the
+    configuration (terraform-provider-aws issue 9827).
   EOT
   type        = number
   default     = 1
