@@ -1,5 +1,9 @@
-//! Fault injection on the storage trait: failed puts leave no partial and no
-//! duplicate output, and a retried run converges on the clean run's lake.
+//! Fault injection on the storage trait: a put that fails before it writes, one
+//! that writes and then reports failure (a lost acknowledgement), one that leaves
+//! a torn file behind, and puts that fail from some point on. Each run is checked
+//! against its input, not against another run of the same code: every record is
+//! written, a duplicate or rejected; the lake's rows are the written ones, each
+//! dedupe key once; and retries converge on the lake a clean run writes.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,24 +11,59 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use eventlake::lake::{LakeWriter, Limits, Origin, SourceId, Summary};
 use eventlake::storage::{LocalDir, S3Store, Storage, StorageError};
 
-use crate::support::{eventlake, files_under, success, Moto};
+use crate::support::{eventlake, files_under, python_json, success, Moto};
 
-/// A local lake whose puts fail on chosen call numbers (or always).
+/// How an injected put fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Nothing is written.
+    Before,
+    /// The object is written whole, then the put reports failure.
+    LostAcknowledgement,
+    /// Half the bytes land in a file in the store's scratch directory (what a
+    /// crash mid-write leaves), then the put fails.
+    Torn,
+}
+
+/// A local lake whose puts fail on chosen call numbers, or on every call from
+/// one on.
 struct Flaky {
     inner: LocalDir,
     calls: AtomicUsize,
     failing: BTreeSet<usize>,
-    always: bool,
+    failing_from: Option<usize>,
+    fault: Fault,
+}
+
+impl Flaky {
+    fn new(dir: &std::path::Path, fault: Fault) -> Self {
+        Flaky {
+            inner: LocalDir::new(dir),
+            calls: AtomicUsize::new(0),
+            failing: BTreeSet::new(),
+            failing_from: None,
+            fault,
+        }
+    }
 }
 
 impl Storage for Flaky {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.always || self.failing.contains(&call) {
-            let source = std::io::Error::other("injected failure");
-            return Err(StorageError::Io { path: key.into(), source });
+        let fails = self.failing.contains(&call) || self.failing_from.is_some_and(|from| call >= from);
+        if !fails {
+            return self.inner.put(key, bytes).await;
         }
-        self.inner.put(key, bytes).await
+        match self.fault {
+            Fault::Before => {}
+            Fault::LostAcknowledgement => self.inner.put(key, bytes).await?,
+            Fault::Torn => {
+                let torn = self.inner.scratch_dir()?.join(format!("torn-{call}"));
+                std::fs::write(torn, &bytes[..bytes.len() / 2]).unwrap();
+            }
+        }
+        let source = std::io::Error::other("injected failure");
+        Err(StorageError::Io { path: key.into(), source })
     }
 
     async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StorageError> {
@@ -53,7 +92,9 @@ impl Storage for Flaky {
 }
 
 fn events() -> Vec<u8> {
-    success(eventlake().args(["generate", "--events", "4000", "--days", "2", "--invalid", "0.01"])).stdout
+    let generate =
+        ["generate", "--events", "4000", "--days", "2", "--invalid", "0.01", "--duplicates", "0.03"];
+    success(eventlake().args(generate)).stdout
 }
 
 /// One run of the writer over `input` (small buffers: many puts per run).
@@ -75,54 +116,97 @@ fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     files_under(dir).into_iter().map(|f| (f.clone(), std::fs::read(dir.join(&f)).unwrap())).collect()
 }
 
-#[tokio::test]
-async fn failed_puts_then_retries_converge_on_the_clean_lake() {
+/// Checks a finished run against its input: the input's records (counted here)
+/// are each written, a duplicate or rejected; DuckDB, reading every file under
+/// `events/`, finds exactly the written rows with each dedupe key once; the
+/// rejected entries are the rejected records.
+fn assert_nothing_lost_nothing_twice(summary: &Summary, input: &[u8], dir: &std::path::Path) {
+    let records = input.split(|&b| b == b'\n').filter(|line| !line.is_empty()).count() as u64;
+    assert_eq!(summary.records, records);
+    assert_eq!(summary.written + summary.duplicates + summary.rejected_total(), records, "{summary:?}");
+    assert!(summary.duplicates > 0 && summary.rejected_total() > 0, "the input has both: {summary:?}");
+    const SCRIPT: &str = r#"
+import duckdb, glob, json, sys
+files = f"{sys.argv[1]}/events/**/*"
+one = lambda q: duckdb.sql(q).fetchall()[0][0]
+print(json.dumps({
+    "rows": one(f"SELECT count(*) FROM read_parquet('{files}')"),
+    "keys": one(f"SELECT count(DISTINCT (event_uuid, created_datetime)) FROM read_parquet('{files}')"),
+    "rejected": sum(1 for f in glob.glob(f"{sys.argv[1]}/_rejected/*.ndjson") for _ in open(f)),
+}))
+"#;
+    let lake = python_json(SCRIPT, &[dir.to_str().unwrap()]);
+    assert_eq!(lake["rows"], summary.written, "rows in the lake");
+    assert_eq!(lake["keys"], summary.written, "a dedupe key is in the lake twice");
+    assert_eq!(lake["rejected"], summary.rejected_total(), "rejected entries");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_puts_then_retries_converge_on_the_input_and_the_clean_lake() {
     let input = events();
     let clean = tempfile::tempdir().unwrap();
     let summary = run(LocalDir::new(clean.path()), &input).await.unwrap();
     assert!(summary.files > 10, "want many puts, got {}", summary.files);
+    assert_nothing_lost_nothing_twice(&summary, &input, clean.path());
 
-    let flaky_dir = tempfile::tempdir().unwrap();
-    // Calls are counted across attempts: the first attempt fails on its 5th put,
-    // the next two on their first, the fourth succeeds: like SQS redelivering.
-    let flaky = Flaky {
-        inner: LocalDir::new(flaky_dir.path()),
-        calls: AtomicUsize::new(0),
-        failing: BTreeSet::from([4, 5, 6]),
-        always: false,
-    };
-    let mut attempts = 0;
-    let storage = &flaky;
-    let result = loop {
-        attempts += 1;
-        match run(Wrapper(storage), &input).await {
-            Ok(summary) => break summary,
-            Err(error) => {
-                assert!(eventlake::telemetry::error_chain(&error).contains("injected failure"));
-                assert!(attempts < 5, "never succeeded");
+    for fault in [Fault::Before, Fault::LostAcknowledgement, Fault::Torn] {
+        let flaky_dir = tempfile::tempdir().unwrap();
+        // Calls are counted across attempts: the first attempt fails on its 5th
+        // put, the next two on their first, the fourth succeeds: like SQS
+        // redelivering.
+        let flaky = Flaky { failing: BTreeSet::from([4, 5, 6]), ..Flaky::new(flaky_dir.path(), fault) };
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            match run(Wrapper(&flaky), &input).await {
+                Ok(summary) => break summary,
+                Err(error) => {
+                    assert!(eventlake::telemetry::error_chain(&error).contains("injected failure"));
+                    assert!(attempts < 5, "{fault:?}: never succeeded");
+                }
             }
-        }
-    };
-    assert_eq!(attempts, 4);
-    assert_eq!(result.written, summary.written);
-    // The store's run directory goes with it.
-    drop(flaky);
-    assert_eq!(snapshot(flaky_dir.path()), snapshot(clean.path()), "retries left extra or different files");
+        };
+        assert_eq!(attempts, 4, "{fault:?}");
+        // The store's run directory (and the torn files in it) goes with it.
+        drop(flaky);
+        assert_nothing_lost_nothing_twice(&result, &input, flaky_dir.path());
+        assert_eq!(
+            snapshot(flaky_dir.path()),
+            snapshot(clean.path()),
+            "{fault:?}: retries left extra or different files"
+        );
+    }
 }
 
-#[tokio::test]
-async fn a_put_that_always_fails_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Flaky {
-        inner: LocalDir::new(dir.path()),
-        calls: AtomicUsize::new(0),
-        failing: BTreeSet::new(),
-        always: true,
-    };
-    let error = run(storage, &events()).await.unwrap_err();
-    let message = eventlake::telemetry::error_chain(&error);
-    assert!(message.contains("injected failure"), "{message}");
-    assert!(files_under(dir.path()).is_empty(), "{:?}", files_under(dir.path()));
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_puts_fail_from_some_point_leaves_only_whole_files_and_a_retry_completes_it() {
+    let input = events();
+    let clean = tempfile::tempdir().unwrap();
+    run(LocalDir::new(clean.path()), &input).await.unwrap();
+    for fault in [Fault::Before, Fault::LostAcknowledgement, Fault::Torn] {
+        let dir = tempfile::tempdir().unwrap();
+        let flaky = Flaky { failing_from: Some(6), ..Flaky::new(dir.path(), fault) };
+        let error = run(Wrapper(&flaky), &input).await.unwrap_err();
+        assert!(eventlake::telemetry::error_chain(&error).contains("injected failure"));
+        drop(flaky);
+        // What the failed run left is whole Parquet files where readers look and
+        // nothing else: no temporary or torn file anywhere.
+        let left = files_under(dir.path());
+        assert!(!left.is_empty(), "{fault:?}: the first puts landed");
+        assert!(
+            left.iter().all(|f| (f.starts_with("events/") && f.ends_with(".parquet")) || f.starts_with("_rejected/")),
+            "{fault:?}: {left:?}"
+        );
+        const READ_ALL: &str = r#"
+import duckdb, json, sys
+print(json.dumps(duckdb.sql(f"SELECT count(*) FROM read_parquet('{sys.argv[1]}/events/**/*')").fetchall()[0][0]))
+"#;
+        python_json(READ_ALL, &[dir.path().to_str().unwrap()]);
+        // A retry writes the rest and replaces nothing twice.
+        let summary = run(LocalDir::new(dir.path()), &input).await.unwrap();
+        assert_nothing_lost_nothing_twice(&summary, &input, dir.path());
+        assert_eq!(snapshot(dir.path()), snapshot(clean.path()), "{fault:?}");
+    }
 }
 
 /// Shares one `Flaky` across attempts, so its call counter spans them.

@@ -210,6 +210,23 @@ async fn staged_objects_become_parquet_and_a_second_delivery_changes_nothing() {
         assert_eq!(row["event_subtype"], event["event_subtype"]);
         assert_eq!(row["event_type"], event["event_type"]);
         assert_eq!(row["created_date"].as_str(), event["created_datetime"].as_str().map(|d| &d[..10]));
+        assert_eq!(
+            row["created_at"].as_i64(),
+            Some(
+                chrono::DateTime::parse_from_rfc3339(event["created_datetime"].as_str().unwrap())
+                    .unwrap()
+                    .timestamp()
+            )
+        );
+        // The payload is every other field of the staged event, values unchanged.
+        let mut payload = event.as_object().unwrap().clone();
+        for field in
+            ["event_uuid", "event_name", "created_at", "created_datetime", "event_type", "event_subtype"]
+        {
+            payload.remove(field);
+        }
+        let stored: Value = serde_json::from_str(row["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(stored, Value::Object(payload), "payload of {}", row["event_uuid"]);
     }
 
     // The same message again (SQS delivers at least once): same keys, same bytes.

@@ -93,6 +93,49 @@ fn mutated_event() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// The dedupe key of an event, computed here, not by the code under test: the
+/// UUID's bits and `created_at` in whole milliseconds.
+type Key = (u128, i64);
+
+/// An event valid by construction, with its key: a UUID from a small pool (so
+/// batches hold duplicates) or any, in any accepted form; a valid event type;
+/// `created_at` whole or with exactly three decimals; payload fields whose names
+/// cannot collide with the contract's or each other.
+fn valid_event() -> impl Strategy<Value = (Vec<u8>, Key)> {
+    (
+        prop_oneof![0..4_u128, any::<u128>()],
+        0..4_u8,
+        any::<bool>(),
+        "[A-Za-z0-9_.-]{1,12}(:[a-z]{0,8}){0,2}",
+        0..253_402_300_000_i64,
+        prop::option::of(0..1000_i64),
+        prop::collection::btree_map("p_[a-z]{1,8}", json_text(), 0..4),
+    )
+        .prop_map(|(bits, form, upper, name, seconds, millis, payload)| {
+            let uuid = uuid::Uuid::from_u128(bits);
+            let mut uuid_text = match form {
+                0 => uuid.simple().to_string(),
+                1 => uuid.braced().to_string(),
+                2 => uuid.urn().to_string(),
+                _ => uuid.hyphenated().to_string(),
+            };
+            if upper && form != 2 {
+                uuid_text = uuid_text.to_uppercase();
+            }
+            let created_at = match millis {
+                Some(ms) => format!("{seconds}.{ms:03}"),
+                None => seconds.to_string(),
+            };
+            let mut text =
+                format!(r#"{{"event_uuid":"{uuid_text}","event_name":"{name}","created_at":{created_at}"#);
+            for (key, value) in payload {
+                text.push_str(&format!(",{key:?}: {value}"));
+            }
+            text.push('}');
+            (text.into_bytes(), (bits, seconds * 1000 + millis.unwrap_or(0)))
+        })
+}
+
 fn data() -> impl Strategy<Value = Data> {
     prop_oneof![
         3 => event_text().prop_map(|t| Data::Encoded(t.into_bytes())),
@@ -161,6 +204,40 @@ proptest! {
         for (record, line) in response_records(&again).iter().zip(&ok_lines) {
             prop_assert_eq!(record["result"].as_str(), Some("Ok"));
             prop_assert_eq!(&STANDARD.decode(record["data"].as_str().unwrap()).unwrap(), line);
+        }
+    }
+
+    #[test]
+    fn the_first_valid_record_of_each_key_is_ok_and_its_copies_are_dropped(
+        batch in prop::collection::vec(prop_oneof![
+            2 => valid_event().prop_map(|(bytes, key)| (Data::Encoded(bytes), Some(key))),
+            1 => data().prop_map(|data| (data, None)),
+        ], 0..24)
+    ) {
+        let data: Vec<Data> = batch.iter().map(|(data, _)| data.clone()).collect();
+        let records = response_records(&request(&data));
+        // Counted from the request itself: one answer per record.
+        prop_assert_eq!(records.len(), batch.len());
+        // Records from `data()` may be valid too and take a key first: track every
+        // key an Ok record delivered, read back from its output.
+        let mut delivered = std::collections::HashSet::new();
+        for (record, (_, key)) in records.iter().zip(&batch) {
+            let result = record["result"].as_str().unwrap();
+            if let Some(key) = key {
+                let expected = if delivered.contains(key) { "Dropped" } else { "Ok" };
+                prop_assert_eq!(result, expected, "valid record {:?}", key);
+            }
+            if result == "Ok" {
+                let line = STANDARD.decode(record["data"].as_str().unwrap()).unwrap();
+                // Raw values: payload numbers such as 1e400 are valid JSON a typed
+                // parser would refuse.
+                let event: std::collections::HashMap<String, &serde_json::value::RawValue> =
+                    serde_json::from_slice(&line).unwrap();
+                let text = |field: &str| serde_json::from_str::<String>(event[field].get()).unwrap();
+                let uuid = uuid::Uuid::parse_str(&text("event_uuid")).unwrap().as_u128();
+                let datetime = chrono::DateTime::parse_from_rfc3339(&text("created_datetime")).unwrap();
+                prop_assert!(delivered.insert((uuid, datetime.timestamp_millis())), "two Ok records share a key");
+            }
         }
     }
 

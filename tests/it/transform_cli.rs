@@ -11,6 +11,12 @@ fn read(name: &str) -> String {
     std::fs::read_to_string(fixture(name)).expect("fixture")
 }
 
+/// The product's response to the fixture request.
+fn transformed_fixture() -> String {
+    let output = success(eventlake().arg("transform").arg("--input").arg(fixture("firehose-request.json")));
+    String::from_utf8(output.stdout).unwrap()
+}
+
 #[test]
 fn fixture_response_is_byte_identical_to_the_hand_written_contract() {
     let output = success(eventlake().arg("transform").arg("--input").arg(fixture("firehose-request.json")));
@@ -52,14 +58,14 @@ fn stdin_gives_the_same_response_as_a_file() {
 }
 
 #[test]
-fn fixture_speaks_aws_lambda_events_shapes() {
+fn the_response_speaks_aws_lambda_events_shapes() {
     let request: KinesisFirehoseEvent =
         serde_json::from_str(&read("firehose-request.json").replace("abc!def", "AAAA")).unwrap();
     assert!(serde_json::from_str::<KinesisFirehoseEvent>(&read("firehose-request.json")).is_err());
     // Base64Data cannot hold the record whose data is not base64 (which is why the
     // transform reads data as a string); swap it for this shape check.
     let response: KinesisFirehoseResponse =
-        serde_json::from_str(&read("firehose-response.json").replace("abc!def", "AAAA")).unwrap();
+        serde_json::from_str(&transformed_fixture().replace("abc!def", "AAAA")).unwrap();
     assert_eq!(request.records.len(), response.records.len());
     for (input, output) in request.records.iter().zip(&response.records) {
         assert_eq!(input.record_id, output.record_id);
@@ -78,17 +84,27 @@ fn fixture_speaks_aws_lambda_events_shapes() {
 #[test]
 fn dropped_and_failed_records_return_their_original_data() {
     let request: serde_json::Value = serde_json::from_str(&read("firehose-request.json")).unwrap();
-    let response: serde_json::Value = serde_json::from_str(&read("firehose-response.json")).unwrap();
-    for (input, output) in
-        request["records"].as_array().unwrap().iter().zip(response["records"].as_array().unwrap())
-    {
+    let response: serde_json::Value = serde_json::from_str(&transformed_fixture()).unwrap();
+    let (inputs, outputs) = (request["records"].as_array().unwrap(), response["records"].as_array().unwrap());
+    assert_eq!(inputs.len(), outputs.len());
+    let mut unchanged = 0;
+    for (input, output) in inputs.iter().zip(outputs) {
+        assert_eq!(input["recordId"], output["recordId"]);
         if output["result"] != "Ok" {
             assert_eq!(input["data"], output["data"], "{}", input["recordId"]);
+            unchanged += 1;
         } else {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(output["data"].as_str().unwrap());
-            assert!(decoded.is_ok());
+            // An Ok record's data is the enriched event: one JSON line.
+            let decoded =
+                base64::engine::general_purpose::STANDARD.decode(output["data"].as_str().unwrap()).unwrap();
+            let line = String::from_utf8(decoded).unwrap();
+            assert!(
+                line.ends_with('\n') && serde_json::from_str::<serde_json::Value>(&line).is_ok(),
+                "{line}"
+            );
         }
     }
+    assert!(unchanged > 0 && unchanged < inputs.len(), "the fixture holds both kinds");
 }
 
 #[test]
