@@ -259,3 +259,68 @@ async fn large_objects_go_up_as_multipart_uploads_whole() {
     assert!(uploads.uploads().is_empty(), "no upload left open");
     assert!(store.put("../outside", vec![1]).await.is_err());
 }
+
+/// Turns every UploadPart response into a 500 (after moto stored the part): S3
+/// failing mid-upload, as the SDK sees it.
+/// (The request is gone by the time the response is seen: whether it was a part
+/// is noted when it is sent; the upload sends its parts one at a time.)
+#[derive(Debug, Default)]
+struct FailUploadParts {
+    failed: std::sync::Arc<AtomicUsize>,
+    sending_part: std::sync::atomic::AtomicBool,
+}
+
+impl aws_sdk_s3::config::Intercept for FailUploadParts {
+    fn name(&self) -> &'static str {
+        "FailUploadParts"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request();
+        let is_part = request.method() == "PUT" && request.uri().contains("partNumber=");
+        self.sending_part.store(is_part, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.sending_part.load(Ordering::SeqCst) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            *context.response_mut().status_mut() = 500_u16.try_into()?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_upload_whose_parts_fail_is_aborted_and_leaves_no_object() {
+    let moto = Moto::start();
+    let plain = moto.s3();
+    plain.create_bucket().bucket("big").send().await.unwrap();
+    let failed = std::sync::Arc::new(AtomicUsize::new(0));
+    let config = plain
+        .config()
+        .to_builder()
+        .interceptor(FailUploadParts { failed: failed.clone(), ..FailUploadParts::default() })
+        .build();
+    let store = S3Store::new(aws_sdk_s3::Client::from_conf(config), "big", "lake");
+    let bytes = vec![7_u8; 20 * 1024 * 1024];
+    let error = store.put("events/x/part.parquet", bytes).await.unwrap_err();
+    let message = eventlake::telemetry::error_chain(&error);
+    assert!(message.contains("UploadPart"), "{message}");
+    assert!(failed.load(Ordering::SeqCst) >= 2, "the SDK retried the 5xx: {}", failed.load(Ordering::SeqCst));
+    // The upload was aborted (moto holds its parts otherwise) and no object exists.
+    let uploads = plain.list_multipart_uploads().bucket("big").send().await.unwrap();
+    assert!(uploads.uploads().is_empty(), "an upload was left open: {:?}", uploads.uploads());
+    let listing = plain.list_objects_v2().bucket("big").send().await.unwrap();
+    assert!(listing.contents().is_empty(), "{:?}", listing.contents());
+}
