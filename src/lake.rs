@@ -285,16 +285,21 @@ impl<S: Storage> LakeWriter<S> {
                 return self.reject(record, origin, code, rejection.to_string()).await;
             }
         };
-        if let Some(reason) = self.case_conflict(event.event_type())? {
-            return self.reject(record, origin, CASE_CONFLICT, reason).await;
+        if self.seen.bytes() > self.limits.total_bytes / 2 {
+            // No file may span a restart: a key forgotten here could otherwise
+            // reach one file twice (the contract allows that only across files).
+            self.write_pending().await?;
+            self.seen = Seen::default();
+            self.summary.dedupe_resets += 1;
         }
         if !self.seen.first_time(event.dedupe_key()) {
             self.summary.duplicates += 1;
             return Ok(());
         }
-        if self.seen.bytes() > self.limits.total_bytes / 2 {
-            self.seen = Seen::default();
-            self.summary.dedupe_resets += 1;
+        // After dedupe: a copy of an event is a duplicate, whatever its type's case.
+        if let Some(reason) = self.case_conflict(event.event_type())? {
+            self.seen.forget(event.dedupe_key());
+            return self.reject(record, origin, CASE_CONFLICT, reason).await;
         }
         self.payload.clear();
         event.write_payload(&mut self.payload);
@@ -360,9 +365,15 @@ impl<S: Storage> LakeWriter<S> {
         if let Spellings::NotLoaded = self.spellings {
             self.spellings = match self.storage.event_type_spellings()? {
                 None => Spellings::CaseSensitive,
-                Some(types) => Spellings::OnePerType(
-                    types.into_iter().map(|spelling| (spelling.to_ascii_lowercase(), spelling)).collect(),
-                ),
+                Some(mut types) => {
+                    // A lake that already holds two spellings keeps the first in
+                    // sort order, whatever order the directory lists them in.
+                    types.sort();
+                    types.reverse();
+                    Spellings::OnePerType(
+                        types.into_iter().map(|spelling| (spelling.to_ascii_lowercase(), spelling)).collect(),
+                    )
+                }
             };
         }
         let Spellings::OnePerType(spellings) = &mut self.spellings else {
@@ -496,20 +507,29 @@ impl<S: Storage> LakeWriter<S> {
 
     /// Writes everything still buffered and returns what the run did.
     pub async fn finish(mut self) -> Result<Summary, LakeError> {
-        // Every partition with rows in memory or on disk, sorted, so a run writes
-        // its files in the same order every time.
-        let mut pending: BTreeSet<Partition> = self.buffers.keys().cloned().collect();
-        pending.extend(self.spilled.iter().cloned());
-        for partition in &pending {
-            self.finish_partition(partition).await?;
-        }
+        self.write_pending().await?;
         self.flush_rejected().await?;
         if self.limits.delete_stale_files {
             self.delete_stale_files().await?;
         }
         self.summary.partitions = self.summary.touched.len();
-        self.summary.spilled_bytes = self.spill.as_ref().map_or(0, Spill::bytes);
         Ok(self.summary)
+    }
+
+    /// Writes every partition's rows, from memory and from the spill, and starts
+    /// the spill again.
+    async fn write_pending(&mut self) -> Result<(), LakeError> {
+        // Sorted, so a run writes its files in the same order every time.
+        let mut pending: BTreeSet<Partition> = self.buffers.keys().cloned().collect();
+        pending.extend(self.spilled.iter().cloned());
+        for partition in &pending {
+            self.finish_partition(partition).await?;
+        }
+        if let Some(spill) = self.spill.take() {
+            self.summary.spilled_bytes += spill.bytes();
+        }
+        self.spilled.clear();
+        Ok(())
     }
 }
 

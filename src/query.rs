@@ -53,14 +53,18 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// Half of this machine's memory (`/proc/meminfo`), or 4 GiB where that
-    /// cannot be read.
+    /// Half of the memory this process may use: the machine's (`/proc/meminfo`)
+    /// or its container's limit (cgroup v2 `memory.max`), whichever is smaller;
+    /// 4 GiB where neither can be read.
     pub fn default_memory_bytes() -> usize {
-        let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
             let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
-            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+            line.split_whitespace().nth(1)?.parse::<usize>().ok().map(|kib| kib * 1024)
         });
-        total_kib.map_or(4 << 30, |kib| kib * 1024 / 2)
+        let container = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+            .ok()
+            .and_then(|text| text.trim().parse::<usize>().ok());
+        machine.into_iter().chain(container).min().map_or(4 << 30, |bytes| bytes / 2)
     }
 }
 

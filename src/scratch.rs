@@ -1,77 +1,121 @@
 //! A run's private working directory: spill files, the copy of standard input,
 //! files being written before they are renamed into the lake, oversized records.
 //!
-//! Each run owns one `run-*` directory under a parent (the lake's `_tmp/` for a
-//! local lake, the system's temporary directory otherwise) and holds a lock on a
-//! file inside it for as long as it lives. The directory is removed when the run
-//! ends, error or not; a run that was killed leaves it behind, and the next run
-//! under the same parent removes every `run-*` directory whose lock it can take
-//! (its owner is gone). Nothing a lake reader lists lives here.
+//! Each run owns one private (0700) directory: `<lake>/_tmp/run-*` for a local
+//! lake, `$TMPDIR/eventlake-run-*` otherwise, and holds a lock on a file inside
+//! it for as long as it lives. The directory gets its run name only once the
+//! lock is held, so a starting run is never mistaken for an abandoned one. It is
+//! removed when the run ends, error or not; a run that was killed leaves it
+//! behind, and the next run under the same parent removes every such directory
+//! whose lock it can take (its owner is gone). Nothing a lake reader lists lives
+//! here.
 
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// The lock file inside each run directory.
 const LOCK: &str = "lock";
+/// Prefix of a directory being set up: it becomes a run directory only once its
+/// lock is held, so no other run ever takes a starting run's directory for an
+/// abandoned one.
+const STARTING: &str = ".starting-";
+/// A directory still starting after this long was left by a run killed at start.
+const STARTING_GRACE: Duration = Duration::from_secs(3600);
 
-/// A run directory, removed when dropped.
+/// A run directory (mode 0700), removed when dropped.
 #[derive(Debug)]
 pub struct RunDir {
-    dir: tempfile::TempDir,
+    path: PathBuf,
     /// Held (locked) while the run lives; the lock goes with the process.
     _lock: File,
 }
 
 impl RunDir {
-    /// Removes the abandoned run directories under `parent`, then creates this
-    /// run's own.
-    pub fn create(parent: &Path) -> io::Result<Self> {
+    /// Removes the abandoned run directories called `<prefix>*` under `parent`,
+    /// then creates this run's own.
+    pub fn create(parent: &Path, prefix: &str) -> io::Result<Self> {
         fs::create_dir_all(parent)?;
-        remove_abandoned(parent);
-        let dir = tempfile::Builder::new().prefix("run-").tempdir_in(parent)?;
-        let lock = File::create(dir.path().join(LOCK))?;
+        remove_abandoned(parent, prefix);
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(STARTING);
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let starting = builder.tempdir_in(parent)?;
+        let lock = File::create(starting.path().join(LOCK))?;
         lock.try_lock().map_err(io::Error::other)?;
-        Ok(RunDir { dir, _lock: lock })
+        let name = starting.path().file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let path = parent.join(format!("{prefix}{}", name.trim_start_matches(STARTING)));
+        fs::rename(starting.path(), &path)?;
+        // Renamed away: the TempDir must not remove its (now empty) old path.
+        let _ = starting.keep();
+        Ok(RunDir { path, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 }
 
-/// Removes every `run-*` directory under `parent` whose lock is free. Best
-/// effort: a directory that cannot be removed now is tried again next run.
-fn remove_abandoned(parent: &Path) {
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Removes every `<prefix>*` directory under `parent` whose lock is free, and
+/// every starting directory older than [`STARTING_GRACE`]. Best effort: what
+/// cannot be removed now is tried again next run.
+fn remove_abandoned(parent: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        let is_run = entry.file_name().to_str().is_some_and(|name| name.starts_with("run-"));
-        if is_run && path.is_dir() && is_abandoned(&path) {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        if !path.is_dir() {
+            continue;
+        }
+        let abandoned = if name.starts_with(prefix) {
+            is_unlocked(&path)
+        } else if name.starts_with(STARTING) {
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok());
+            age.is_some_and(|age| age > STARTING_GRACE)
+        } else {
+            false
+        };
+        if abandoned {
             let _ = fs::remove_dir_all(&path);
         }
     }
 }
 
-fn is_abandoned(dir: &Path) -> bool {
+fn is_unlocked(dir: &Path) -> bool {
     match File::options().write(true).open(dir.join(LOCK)) {
         // Locked by a live run: keep it. Free: its run is gone.
         Ok(lock) => lock.try_lock().is_ok(),
-        // A run killed between creating its directory and its lock file.
-        Err(error) => error.kind() == io::ErrorKind::NotFound,
+        // No lock file in a run directory: not one of ours to judge, keep it.
+        Err(_) => false,
     }
 }
 
-/// The process's run directory under the system's temporary directory
-/// (`TMPDIR`), for stores that have no local root (S3). Created on first use.
+/// The process's run directory for stores that have no local root (S3): a
+/// private `eventlake-run-*` directory in the system's temporary directory
+/// (`TMPDIR`). Created on first use.
 pub fn process_run_dir() -> io::Result<&'static Path> {
     static DIR: std::sync::OnceLock<RunDir> = std::sync::OnceLock::new();
     if let Some(dir) = DIR.get() {
         return Ok(dir.path());
     }
-    let created = RunDir::create(&std::env::temp_dir().join("eventlake"))?;
+    let created = RunDir::create(&std::env::temp_dir(), "eventlake-run-")?;
     Ok(DIR.get_or_init(|| created).path())
 }
+
+/// The prefix of a local lake's run directories, under [`lake_scratch_parent`].
+pub const LAKE_RUN_PREFIX: &str = "run-";
 
 /// A new file in `dir` (removed with the directory if left behind). Its mode is
 /// what a plain file gets (0666 less the umask), not a temporary file's 0600: it
@@ -101,10 +145,20 @@ mod tests {
         fs::create_dir_all(&killed).unwrap();
         File::create(killed.join(LOCK)).unwrap();
         fs::write(killed.join("spill"), b"rows").unwrap();
-        let live = RunDir::create(parent.path()).unwrap();
+        // A run just starting: its directory is not yet a run directory.
+        let starting = parent.path().join(format!("{STARTING}now"));
+        fs::create_dir_all(&starting).unwrap();
+        let live = RunDir::create(parent.path(), LAKE_RUN_PREFIX).unwrap();
         assert!(!killed.exists(), "the killed run's directory is removed");
+        assert!(starting.exists(), "a starting run's directory is left alone");
+        fs::remove_dir(&starting).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(live.path()).unwrap().permissions().mode() & 0o777, 0o700);
+        }
         // A second run keeps the live one's directory.
-        let second = RunDir::create(parent.path()).unwrap();
+        let second = RunDir::create(parent.path(), LAKE_RUN_PREFIX).unwrap();
         assert!(live.path().exists());
         let kept = live.path().to_owned();
         drop(live);

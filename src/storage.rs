@@ -218,7 +218,7 @@ impl Storage for LocalDir {
     fn scratch_dir(&self) -> Result<&Path, StorageError> {
         if self.scratch.get().is_none() {
             let parent = scratch::lake_scratch_parent(&self.root);
-            let created = RunDir::create(&parent).map_err(io_error(&parent))?;
+            let created = RunDir::create(&parent, scratch::LAKE_RUN_PREFIX).map_err(io_error(&parent))?;
             let _ = self.scratch.set(created);
         }
         Ok(self.scratch.get().map(RunDir::path).unwrap_or(&self.root))

@@ -80,7 +80,7 @@ impl ScalarUDFImpl for Bounded {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let bytes = output_bytes(self.growth, &args.args)?;
+        let bytes = output_bytes(self.growth, &args.args, args.number_rows)?;
         if bytes > self.limit_bytes as u128 {
             return exec_err!(
                 "{}() would build {bytes} bytes, over the query's memory limit of {} bytes (--memory-mib)",
@@ -92,28 +92,43 @@ impl ScalarUDFImpl for Bounded {
     }
 }
 
-/// The most bytes a bounded function's result can take for `args`.
-fn output_bytes(growth: Growth, args: &[ColumnarValue]) -> Result<u128> {
+/// The most bytes a bounded function's result can take for `args` over `rows`
+/// rows. A scalar argument is read once, never copied per row (that copy alone
+/// could be the allocation the check is there to prevent).
+fn output_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u128> {
     use datafusion::arrow::compute::{cast, kernels::length::length};
     use datafusion::arrow::datatypes::Int64Type;
     if args.len() < 2 {
         return Ok(0);
     }
-    let arrays = ColumnarValue::values_to_arrays(args)?;
-    let counts = cast(&arrays[1], &DataType::Int64)?;
-    let counts = counts.as_primitive::<Int64Type>();
-    let per_row: Box<dyn Fn(usize) -> u128> = match growth {
-        Growth::Repeat => {
-            let lengths = cast(&length(&arrays[0])?, &DataType::Int64)?;
-            let lengths = lengths.as_primitive::<Int64Type>().clone();
-            Box::new(move |row| lengths.value(row).max(0) as u128)
+    let values = |arg: &ColumnarValue| -> Result<ArrayRef> {
+        match arg {
+            ColumnarValue::Array(array) => Ok(array.clone()),
+            ColumnarValue::Scalar(scalar) => scalar.to_array_of_size(1),
         }
-        Growth::PadTo => Box::new(|_| 4),
     };
-    Ok((0..counts.len())
-        .filter(|&row| counts.is_valid(row))
-        .map(|row| counts.value(row).max(0) as u128 * per_row(row))
-        .sum())
+    // A one-value array stands for a scalar: the same value on every row.
+    let at = |len: usize, row: usize| if len == 1 { 0 } else { row };
+    let counts = cast(&values(&args[1])?, &DataType::Int64)?;
+    let counts = counts.as_primitive::<Int64Type>();
+    let lengths = match growth {
+        Growth::Repeat => Some(cast(&length(&values(&args[0])?)?, &DataType::Int64)?),
+        Growth::PadTo => None,
+    };
+    let lengths = lengths.as_ref().map(|lengths| lengths.as_primitive::<Int64Type>());
+    let mut total = 0_u128;
+    for row in 0..rows {
+        let count_at = at(counts.len(), row);
+        if counts.is_null(count_at) {
+            continue;
+        }
+        let per_unit = match lengths {
+            Some(lengths) => lengths.value(at(lengths.len(), row)).max(0) as u128,
+            None => 4,
+        };
+        total += counts.value(count_at).max(0) as u128 * per_unit;
+    }
+    Ok(total)
 }
 
 /// The zone-aware millisecond timestamp type the functions use.

@@ -80,6 +80,14 @@ fn a_rerun_with_other_limits_replaces_the_earlier_runs_files() {
     let small = crate::lake_local::summary_table(&small.stdout);
     // The dedupe set counts against the 1 MiB budget: it had to start again.
     assert!(small["dedupe restarts"] > 0, "{small:?}");
+    // And no file spans a restart: no file holds two rows with one dedupe key.
+    const SAME_FILE_DUPLICATES: &str = r#"
+import duckdb, json, sys
+print(json.dumps(duckdb.sql(f"""SELECT count(*) FROM (
+    SELECT filename, event_uuid, created_datetime FROM read_parquet('{sys.argv[1]}/events/**/*.parquet', filename = true)
+    GROUP BY ALL HAVING count(*) > 1)""").fetchall()[0][0]))
+"#;
+    assert_eq!(python_json(SAME_FILE_DUPLICATES, &[lake.to_str().unwrap()]), 0);
     let written = small["written"];
     let files_small = files_under(&lake.join("events")).len();
     let again = ingest(&lake, &[], &[&input]);
@@ -283,4 +291,45 @@ fn reasons_and_logs_never_carry_payload_values() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.matches("\"record rejected\"").count(), records.len(), "{stderr}");
     assert!(!stderr.contains(SECRET), "{stderr}");
+}
+
+#[test]
+fn a_dedupe_restart_never_puts_one_key_twice_in_a_file() {
+    // Every event followed by two copies, in one partition: with a 1 MiB budget
+    // the dedupe set restarts between some event and its last copy (the set
+    // grows while a copy is looked up, so the restart comes one record later).
+    let dir = tempfile::tempdir().unwrap();
+    let generate = [
+        "generate",
+        "--events",
+        "70000",
+        "--types",
+        "1",
+        "--days",
+        "1",
+        "--duplicates",
+        "0",
+        "--invalid",
+        "0",
+    ];
+    let events = success(eventlake().args(generate)).stdout;
+    let tripled: Vec<u8> = events
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .flat_map(|line| [line, b"\n", line, b"\n", line, b"\n"].concat())
+        .collect();
+    let input = dir.path().join("tripled.ndjson");
+    std::fs::write(&input, tripled).unwrap();
+    let lake = dir.path().join("lake");
+    let output = ingest(&lake, &["--partition-mib", "1", "--buffer-mib", "1"], &[&input]);
+    let summary = crate::lake_local::summary_table(&output.stdout);
+    assert!(summary["dedupe restarts"] > 0, "{summary:?}");
+    const SAME_FILE_DUPLICATES: &str = r#"
+import duckdb, json, sys
+print(json.dumps(duckdb.sql(f"""SELECT count(*) FROM (
+    SELECT filename, event_uuid, created_datetime FROM read_parquet('{sys.argv[1]}/events/**/*.parquet', filename = true)
+    GROUP BY ALL HAVING count(*) > 1)""").fetchall()[0][0]))
+"#;
+    assert_eq!(python_json(SAME_FILE_DUPLICATES, &[lake.to_str().unwrap()]), 0, "{summary:?}");
+    assert_eq!(duckdb_count_all_files(&lake), summary["written"]);
 }

@@ -353,6 +353,16 @@ fn runaway_queries_fail_with_an_error_not_an_abort_or_a_hang() {
     let (stderr, _) =
         query_failure(&lake_dir, &["--memory-mib", "256", "SELECT length(lpad('x', 2000000000))"]);
     assert!(stderr.contains("lpad() would build"), "{stderr}");
+    // A large constant repeated per row: the check itself must not copy it per row.
+    let (stderr, _) = query_failure(
+        &lake_dir,
+        &[
+            "--memory-mib",
+            "256",
+            "SELECT max(length(repeat(repeat('x', 100000000), CAST(created_at % 2 + 1 AS INT)))) FROM events",
+        ],
+    );
+    assert!(stderr.contains("repeat() would build"), "{stderr}");
     // A sort bigger than the memory given fails cleanly.
     let (stderr, _) = query_failure(
         &lake_dir,
