@@ -69,12 +69,17 @@ pub async fn feed<S: Storage>(
             let mut file = scratch::new_file_in(scratch).map_err(io)?;
             file.write_all(&line).map_err(io)?;
             let rest = copy_rest_of_line(&mut reader, &mut file).map_err(read_error)?;
+            if rest.blank && is_blank(&line) {
+                // Only whitespace, however long: no record (the file goes with it).
+                fed.blank += 1;
+                continue;
+            }
             file.flush().map_err(io)?;
-            let len = line.len() as u64 + rest;
+            let len = line.len() as u64 + rest.bytes;
             writer.reject_stored(file.path(), len, origin).await?;
             continue;
         }
-        if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+        if is_blank(&line) {
             fed.blank += 1;
             continue;
         }
@@ -127,10 +132,23 @@ fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::R
     }
 }
 
+/// A line holding nothing but JSON whitespace other than newline: no record.
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+/// What [`copy_rest_of_line`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rest {
+    bytes: u64,
+    /// Whether it was all whitespace (see [`is_blank`]).
+    blank: bool,
+}
+
 /// Copies the rest of the current line to `out` (its newline consumed, not
-/// copied); returns the bytes copied.
-fn copy_rest_of_line(reader: &mut impl BufRead, out: &mut impl Write) -> io::Result<u64> {
-    let mut copied = 0;
+/// copied).
+fn copy_rest_of_line(reader: &mut impl BufRead, out: &mut impl Write) -> io::Result<Rest> {
+    let mut rest = Rest { bytes: 0, blank: true };
     loop {
         let available = match reader.fill_buf() {
             Ok(available) => available,
@@ -138,17 +156,18 @@ fn copy_rest_of_line(reader: &mut impl BufRead, out: &mut impl Write) -> io::Res
             Err(error) => return Err(error),
         };
         if available.is_empty() {
-            return Ok(copied);
+            return Ok(rest);
         }
         let (end, newline) = match memchr::memchr(b'\n', available) {
             Some(end) => (end, true),
             None => (available.len(), false),
         };
         out.write_all(&available[..end])?;
-        copied += end as u64;
+        rest.bytes += end as u64;
+        rest.blank &= is_blank(&available[..end]);
         reader.consume(end + usize::from(newline));
         if newline {
-            return Ok(copied);
+            return Ok(rest);
         }
     }
 }
@@ -229,13 +248,17 @@ mod tests {
         assert_eq!(next(&mut reader), (LineEnd::Line, "".into()));
         assert_eq!(next(&mut reader), (LineEnd::TooLong, "012345678".into()));
         let mut rest = Vec::new();
-        assert_eq!(copy_rest_of_line(&mut reader, &mut rest).unwrap(), 7);
+        assert_eq!(copy_rest_of_line(&mut reader, &mut rest).unwrap(), Rest { bytes: 7, blank: false });
         assert_eq!(rest, b"9abcdef");
         assert_eq!(next(&mut reader), (LineEnd::Line, "after".into()));
         assert_eq!(next(&mut reader), (LineEnd::Eof, "".into()));
         // Exactly at the limit is a line.
         let mut reader = BufReader::new(&b"12345678\n"[..]);
         assert_eq!(next(&mut reader), (LineEnd::Line, "12345678".into()));
+        // A long line of whitespace is known to be blank once copied.
+        let mut reader = BufReader::with_capacity(3, &b"                 \t \r\nx"[..]);
+        assert_eq!(next(&mut reader).0, LineEnd::TooLong);
+        assert_eq!(copy_rest_of_line(&mut reader, &mut Vec::new()).unwrap(), Rest { bytes: 11, blank: true });
     }
 
     #[test]

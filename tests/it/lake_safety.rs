@@ -47,10 +47,14 @@ fn records_past_the_size_and_depth_limits_are_rejected_and_kept_whole() {
     let huge = event(1, "a", &format!(r#","p":"{big_payload}""#));
     let deep = event(2, "a", &format!(r#","p":{}{}"#, "[".repeat(100_000), "]".repeat(100_000)));
     let nested_128 = event(3, "a", &format!(r#","p":{}{}"#, "[".repeat(127), "]".repeat(127)));
-    let input = [event(0, "a", ""), huge.clone(), deep, nested_128, event(4, "a", "")].join("\n") + "\n";
+    // A line of 2 MiB of spaces holds no record: blank, not rejected.
+    let spaces = " ".repeat(2 << 20);
+    let input =
+        [event(0, "a", ""), huge.clone(), deep, nested_128, spaces, event(4, "a", "")].join("\n") + "\n";
     std::fs::write(dir.path().join("in.ndjson"), &input).unwrap();
     let lake = dir.path().join("lake");
-    ingest(&lake, &[], &[&dir.path().join("in.ndjson")]);
+    let output = ingest(&lake, &[], &[&dir.path().join("in.ndjson")]);
+    assert_eq!(crate::lake_local::summary_table(&output.stdout)["blank lines"], 1);
 
     assert_eq!(duckdb_count_all_files(&lake), 3, "the small events and the one 128 levels deep");
     let entries = rejected_entries(&lake);
