@@ -104,11 +104,7 @@ enum LineEnd {
 fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::Result<LineEnd> {
     let mut started = false;
     loop {
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
+        let available = fill(reader)?;
         if available.is_empty() {
             return Ok(if started { LineEnd::Line } else { LineEnd::Eof });
         }
@@ -132,6 +128,17 @@ fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::R
     }
 }
 
+/// The reader's buffered bytes, refilled if empty (empty at the end); a read
+/// interrupted by a signal is tried again.
+fn fill(reader: &mut impl BufRead) -> io::Result<&[u8]> {
+    loop {
+        match reader.fill_buf() {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            _ => return reader.fill_buf(),
+        }
+    }
+}
+
 /// A line holding nothing but JSON whitespace other than newline: no record.
 fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
@@ -150,11 +157,7 @@ struct Rest {
 fn copy_rest_of_line(reader: &mut impl BufRead, out: &mut impl Write) -> io::Result<Rest> {
     let mut rest = Rest { bytes: 0, blank: true };
     loop {
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
+        let available = fill(reader)?;
         if available.is_empty() {
             return Ok(rest);
         }

@@ -379,8 +379,14 @@ impl<S: Storage> LakeWriter<S> {
         let Spellings::OnePerType(spellings) = &mut self.spellings else {
             return Ok(None);
         };
-        let folded = event_type.to_ascii_lowercase();
-        match spellings.get(&folded) {
+        // Called for every record: most types are lowercase already, and are
+        // looked up without an allocation.
+        let folded: std::borrow::Cow<str> = if event_type.bytes().any(|b| b.is_ascii_uppercase()) {
+            event_type.to_ascii_lowercase().into()
+        } else {
+            event_type.into()
+        };
+        match spellings.get(folded.as_ref()) {
             Some(spelling) if spelling == event_type => Ok(None),
             Some(spelling) => Ok(Some(format!(
                 "event_type {event_type:?} differs only in case from {spelling:?}, already in this lake: \
@@ -388,7 +394,7 @@ impl<S: Storage> LakeWriter<S> {
                  one spelling; fix the producer's event_name, or ingest into an S3 lake"
             ))),
             None => {
-                spellings.insert(folded, event_type.to_owned());
+                spellings.insert(folded.into_owned(), event_type.to_owned());
                 Ok(None)
             }
         }

@@ -229,6 +229,13 @@ impl Storage for LocalDir {
     }
 }
 
+/// What one level of an S3 "directory" holds.
+#[derive(Debug, Default)]
+struct Level {
+    files: Vec<String>,
+    directories: Vec<String>,
+}
+
 /// A prefix in an S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -316,7 +323,13 @@ impl S3Store {
     /// relative to the store's prefix: `list_directories("events")` gives
     /// `["event_type=a", …]`. Pages through any number of entries.
     pub async fn list_directories(&self, dir: &str) -> Result<Vec<String>, StorageError> {
-        let parent = format!("{}/", self.full_key(dir.trim_end_matches('/')));
+        Ok(self.list_level(dir.trim_end_matches('/')).await?.directories)
+    }
+
+    /// The objects and "directories" directly under `dir` (relative to the
+    /// store's prefix), by name; pages through any number of entries.
+    async fn list_level(&self, dir: &str) -> Result<Level, StorageError> {
+        let parent = format!("{}/", self.full_key(dir));
         let mut pages = self
             .client
             .list_objects_v2()
@@ -325,16 +338,22 @@ impl S3Store {
             .delimiter("/")
             .into_paginator()
             .send();
-        let mut names = Vec::new();
+        let mut level = Level::default();
+        fn name<'k>(parent: &str, key: Option<&'k str>) -> Option<&'k str> {
+            key.and_then(|k| k.strip_prefix(parent)).map(|n| n.trim_end_matches('/'))
+        }
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
+            for object in page.contents() {
+                level.files.extend(name(&parent, object.key()).map(str::to_owned));
+            }
             for common in page.common_prefixes() {
-                let name =
-                    common.prefix().and_then(|p| p.strip_prefix(&parent)).map(|p| p.trim_end_matches('/'));
-                names.extend(name.filter(|n| !n.is_empty()).map(str::to_owned));
+                level
+                    .directories
+                    .extend(name(&parent, common.prefix()).filter(|n| !n.is_empty()).map(str::to_owned));
             }
         }
-        Ok(names)
+        Ok(level)
     }
 
     /// `s3://bucket/prefix/` followed by `key`: the URL of a directory in the store.
@@ -458,23 +477,7 @@ impl Storage for S3Store {
 
     async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
         validate_key(dir)?;
-        let parent = format!("{}/", self.full_key(dir));
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&parent)
-            .delimiter("/")
-            .into_paginator()
-            .send();
-        let mut names = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
-            for object in page.contents() {
-                names.extend(object.key().and_then(|k| k.strip_prefix(&parent)).map(str::to_owned));
-            }
-        }
-        Ok(names)
+        Ok(self.list_level(dir).await?.files)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -40,6 +40,18 @@ print(json.dumps(duckdb.sql(f"SELECT count(*) FROM read_parquet('{sys.argv[1]}/e
     python_json(SCRIPT, &[lake.to_str().unwrap()]).as_u64().unwrap()
 }
 
+/// Keys a single Parquet file holds more than once (DuckDB): the contract allows
+/// duplicates across files, never within one.
+fn same_file_duplicates(lake: &std::path::Path) -> u64 {
+    const SCRIPT: &str = r#"
+import duckdb, json, sys
+print(json.dumps(duckdb.sql(f"""SELECT count(*) FROM (
+    SELECT filename, event_uuid, created_datetime FROM read_parquet('{sys.argv[1]}/events/**/*.parquet', filename = true)
+    GROUP BY ALL HAVING count(*) > 1)""").fetchall()[0][0]))
+"#;
+    python_json(SCRIPT, &[lake.to_str().unwrap()]).as_u64().unwrap()
+}
+
 #[test]
 fn records_past_the_size_and_depth_limits_are_rejected_and_kept_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,13 +97,7 @@ fn a_rerun_with_other_limits_replaces_the_earlier_runs_files() {
     // The dedupe set counts against the 1 MiB budget: it had to start again.
     assert!(small["dedupe restarts"] > 0, "{small:?}");
     // And no file spans a restart: no file holds two rows with one dedupe key.
-    const SAME_FILE_DUPLICATES: &str = r#"
-import duckdb, json, sys
-print(json.dumps(duckdb.sql(f"""SELECT count(*) FROM (
-    SELECT filename, event_uuid, created_datetime FROM read_parquet('{sys.argv[1]}/events/**/*.parquet', filename = true)
-    GROUP BY ALL HAVING count(*) > 1)""").fetchall()[0][0]))
-"#;
-    assert_eq!(python_json(SAME_FILE_DUPLICATES, &[lake.to_str().unwrap()]), 0);
+    assert_eq!(same_file_duplicates(&lake), 0);
     let written = small["written"];
     let files_small = files_under(&lake.join("events")).len();
     let again = ingest(&lake, &[], &[&input]);
@@ -328,12 +334,6 @@ fn a_dedupe_restart_never_puts_one_key_twice_in_a_file() {
     let output = ingest(&lake, &["--partition-mib", "1", "--buffer-mib", "1"], &[&input]);
     let summary = crate::lake_local::summary_table(&output.stdout);
     assert!(summary["dedupe restarts"] > 0, "{summary:?}");
-    const SAME_FILE_DUPLICATES: &str = r#"
-import duckdb, json, sys
-print(json.dumps(duckdb.sql(f"""SELECT count(*) FROM (
-    SELECT filename, event_uuid, created_datetime FROM read_parquet('{sys.argv[1]}/events/**/*.parquet', filename = true)
-    GROUP BY ALL HAVING count(*) > 1)""").fetchall()[0][0]))
-"#;
-    assert_eq!(python_json(SAME_FILE_DUPLICATES, &[lake.to_str().unwrap()]), 0, "{summary:?}");
+    assert_eq!(same_file_duplicates(&lake), 0, "{summary:?}");
     assert_eq!(duckdb_count_all_files(&lake), summary["written"]);
 }
