@@ -60,7 +60,7 @@ build: $(TOOLS) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (AR
 	@for name in $(LAMBDAS); do ls -l $(TARGET_DIR)/lambda/$$name/bootstrap.zip; done
 
 .PHONY: test
-test: $(TOOLS) ## Run every test a contributor must pass (Rust tests, then test-infra)
+test: $(TOOLS) ## Run every test a contributor must pass (Rust tests, the demo, then test-infra with make e2e's test)
 	CARGO_LAMBDA="$(abspath $(CARGO_LAMBDA))" EVENTLAKE_PYTHON="$(abspath $(VENV))/bin/python" \
 		MOTO_SERVER="$(abspath $(VENV))/bin/moto_server" cargo test --all-targets
 	cargo test --doc
@@ -82,7 +82,7 @@ $(CHECKOV): requirements-checkov.txt
 	touch $@
 
 .PHONY: test-infra
-test-infra: $(TOOLS) build ## Terraform: fmt, offline init, validate, checkov, apply + destroy on moto
+test-infra: $(TOOLS) build ## Terraform: fmt, offline init, validate, checkov, apply on moto, the stack test and make e2e's test on it, destroy
 	terraform fmt -check -recursive -diff terraform
 	$(TF_INIT) -backend=false > /dev/null
 	$(TF) validate
@@ -92,6 +92,16 @@ test-infra: $(TOOLS) build ## Terraform: fmt, offline init, validate, checkov, a
 	else echo "checkov could not be installed from PyPI; set ALLOW_NO_CHECKOV=1 to run the rest without it" >&2; exit 1; fi
 	cargo build --quiet --bin eventlake
 	TF_PLUGIN_DIR="$(TF_PLUGIN_DIR)" $(VENV)/bin/python tests/infra/stack_test.py "$(CURDIR)" \
+		"$(abspath $(TARGET_DIR))/lambda" "$(TARGET_DIR)/debug/eventlake" "$(abspath $(VENV))/bin/moto_server" --e2e
+
+# Events per first delivery of the e2e test (its faults add about 13,000 more).
+E2E_EVENTS ?= 20000
+export E2E_EVENTS
+
+.PHONY: e2e
+e2e: $(TOOLS) build ## The pipeline on emulators: apply terraform/ to moto, events through the built Lambdas into the lake, faults
+	cargo build --quiet --bin eventlake
+	TF_PLUGIN_DIR="$(TF_PLUGIN_DIR)" $(VENV)/bin/python tests/infra/e2e_test.py "$(CURDIR)" \
 		"$(abspath $(TARGET_DIR))/lambda" "$(TARGET_DIR)/debug/eventlake" "$(abspath $(VENV))/bin/moto_server"
 
 .PHONY: deploy

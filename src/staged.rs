@@ -3,8 +3,9 @@
 //! writer.
 //!
 //! Each staged object is one run of the writer: its rows are deduped within the
-//! object, its output names derive from its bucket, key and ETag, so a retried or
-//! replayed notification overwrites its own files. Through SQS, a message that fails
+//! object, its output names derive from its bucket, key and the ETag of the version
+//! read, so a retried or replayed notification (even one of a version since
+//! replaced) overwrites the files of what it reads. Through SQS, a message that fails
 //! is reported in `batchItemFailures` and retried alone, reaching the DLQ after the
 //! queue's `maxReceiveCount`; its neighbours are not retried.
 //!
@@ -195,7 +196,6 @@ pub struct Handler {
 pub struct StagedObject {
     pub bucket: String,
     pub key: String,
-    pub etag: String,
 }
 
 impl Handler {
@@ -311,9 +311,13 @@ impl Handler {
             return Ok(Summary::default());
         }
         let source_store = S3Store::new(self.client.clone(), &object.bucket, "");
-        let body = source_store.read_object(&object.key).await?;
+        // Output names derive from the version read, not the one notified: a
+        // notification of a version since replaced (an object repaired under its
+        // key, then its DLQ message redriven) rewrites the current version's files
+        // instead of adding a second copy of its rows.
+        let (etag, body) = source_store.read_object(&object.key).await?;
         let lake = S3Store::new(self.client.clone(), &self.config.lake_bucket, &self.config.lake_prefix);
-        let identity = format!("s3://{}/{}@{}", object.bucket, object.key, object.etag);
+        let identity = format!("s3://{}/{}@{}", object.bucket, object.key, etag);
         let mut writer =
             LakeWriter::new(lake, SourceId::from_identity(identity.as_bytes()), self.config.limits);
         let source_name = format!("s3://{}/{}", object.bucket, object.key);
@@ -375,8 +379,6 @@ struct NotifiedBucket {
 #[derive(serde::Deserialize)]
 struct NotifiedObject {
     key: Option<String>,
-    #[serde(rename = "eTag")]
-    etag: Option<String>,
 }
 
 fn staged_object(record: NotifiedRecord) -> Result<StagedObject, ObjectError> {
@@ -384,7 +386,7 @@ fn staged_object(record: NotifiedRecord) -> Result<StagedObject, ObjectError> {
     let bucket = entity.bucket.and_then(|b| b.name).ok_or(ObjectError::MissingField("bucket name"))?;
     let object = entity.object.ok_or(ObjectError::MissingField("object"))?;
     let key = decode_key(object.key.as_deref().ok_or(ObjectError::MissingField("object key"))?)?;
-    Ok(StagedObject { bucket, key, etag: object.etag.unwrap_or_default() })
+    Ok(StagedObject { bucket, key })
 }
 
 /// Object keys in S3 notifications are URL-encoded with `+` for a space.
@@ -410,15 +412,12 @@ mod tests {
     }
 
     #[test]
-    fn notifications_need_only_bucket_key_and_etag() {
+    fn notifications_need_only_bucket_and_key() {
         let body = r#"{"Records":[{"eventSource":"aws:s3","s3":{"bucket":{"name":"b"},"object":{"key":"staging/a+b","eTag":"e"}}}]}"#;
         let notification: Notification = serde_json::from_str(body).unwrap();
         let objects: Vec<StagedObject> =
             notification.records.into_iter().map(|r| staged_object(r).unwrap()).collect();
-        assert_eq!(
-            objects,
-            [StagedObject { bucket: "b".into(), key: "staging/a b".into(), etag: "e".into() }]
-        );
+        assert_eq!(objects, [StagedObject { bucket: "b".into(), key: "staging/a b".into() }]);
         let keyless: Notification =
             serde_json::from_str(r#"{"Records":[{"s3":{"bucket":{"name":"b"},"object":{}}}]}"#).unwrap();
         let error = staged_object(keyless.records.into_iter().next().unwrap()).unwrap_err();

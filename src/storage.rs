@@ -282,8 +282,9 @@ impl S3Store {
     }
 
     /// Reads a whole object (`key` relative to the bucket, not the prefix) into
-    /// memory once, as the chunks it arrived in, and returns a reader over them.
-    pub async fn read_object(&self, key: &str) -> Result<impl std::io::Read + Send, StorageError> {
+    /// memory once, as the chunks it arrived in: its ETag (without quotes) and a
+    /// reader over its bytes.
+    pub async fn read_object(&self, key: &str) -> Result<(String, impl std::io::Read + Send), StorageError> {
         let object = self
             .client
             .get_object()
@@ -292,8 +293,9 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.error("GetObject", key, e))?;
+        let etag = object.e_tag().unwrap_or_default().trim_matches('"').to_owned();
         let body = object.body.collect().await.map_err(|e| self.error("GetObject", key, e))?;
-        Ok(bytes::Buf::reader(body))
+        Ok((etag, bytes::Buf::reader(body)))
     }
 
     /// Sets the tag `name=value` on an object (`key` relative to the bucket),

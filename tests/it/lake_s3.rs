@@ -273,6 +273,34 @@ async fn a_corrupt_object_fails_alone_and_test_events_are_ignored() {
     assert!(lake.tags("staging/event_type=a/created_date=2024-03-17/corrupt.gz").await.is_empty());
 }
 
+/// The poison-object runbook: a torn object fails (its message ends in the DLQ),
+/// the operator puts the whole object back under its key (a second notification),
+/// then redrives the DLQ. The redriven notification names the torn version; it
+/// must rewrite the repaired version's files, not add a second copy of its rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redriven_notification_of_a_replaced_object_adds_no_second_copy() {
+    let lake = Lake::new().await;
+    let key = "staging/event_type=a/created_date=2024-03-17/torn.gz";
+    let whole = gzip(&staged_lines());
+    let torn_notification = lake.stage(key, whole[..whole.len() / 2].to_vec()).await;
+    let torn = lake.handler.handle(sqs_event(&[("torn", torn_notification.clone())])).await.unwrap();
+    assert_eq!(torn["batchItemFailures"], json!([{"itemIdentifier": "torn"}]));
+
+    let repaired_notification = lake.stage(key, whole).await;
+    let repaired = lake.handler.handle(sqs_event(&[("repaired", repaired_notification)])).await.unwrap();
+    assert_eq!(repaired["batchItemFailures"], json!([]));
+    let written = lake.objects("lake/events/").await;
+    assert_eq!(pyarrow_rows(&written).len(), 15);
+
+    let redriven = lake.handler.handle(sqs_event(&[("redriven", torn_notification)])).await.unwrap();
+    assert_eq!(redriven["batchItemFailures"], json!([]));
+    assert_eq!(
+        lake.objects("lake/events/").await,
+        written,
+        "the redrive rewrote the same files, nothing more"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_hands_back_the_messages_it_has_no_time_for() {
     let lake = Lake::new().await;

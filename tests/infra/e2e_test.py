@@ -1,0 +1,815 @@
+"""`make e2e`: events through the Terraform stack deployed on emulators, into the
+lake, then faults on the same pipeline; each step checked against the input.
+
+What is real: Terraform applies terraform/ to moto_server on 127.0.0.1 and every
+setting below is read from what it created (outputs, state, the deployed function
+configurations); the events come from `eventlake generate` and go to moto's
+Kinesis with PutRecords; the built firehose-transform and parquet-writer zips run
+as processes under cargo-lambda's Runtime API emulator with their deployed
+environment; moto's S3 notifies the deployed SQS queue of each staged object, and
+its redrive policy moves a message to the DLQ; the writer registers partitions in
+moto's Glue; the lake is read back with DuckDB, and every record is judged by an
+oracle written from the contract (contract_oracle.py), not by the Rust code.
+
+What is emulated here, because no emulator runs it (each small, in this file):
+- `FirehoseStandIn`, Firehose's delivery loop: reads the stream with GetRecords,
+  cuts batches at the deployed processor buffer (BufferSizeInMBs; Firehose's
+  default of 1 MB when Terraform leaves it out), invokes the transform, writes its
+  `Ok` records by their partition keys as GZIP NDJSON under the deployed prefix
+  (one object per partition per flush) and its `ProcessingFailed` ones under the
+  deployed error prefix in Firehose's error-record format. It flushes when the
+  stream is drained, standing in for the buffering interval (no partition here
+  reaches the deployed buffering size). A transform invocation that gives no
+  answer is retried whole, in a new sandbox, as Firehose retries a timeout.
+- `WriterEventSource`, Lambda's SQS event source mapping: receives up to the
+  mapping's batch size, invokes the writer, deletes what it did not hand back and
+  makes the handed-back messages visible again (the visibility timeout elapsing).
+- `FaultProxy`: the writer's AWS endpoint, forwarding to moto and failing or
+  holding chosen requests.
+
+What it cannot show: Firehose's real buffering and retry timing, IAM evaluation
+(moto allows every call), service limits and throttling, Lambda's concurrency and
+scaling, S3's real notification latency.
+
+usage: e2e_test.py REPO_ROOT LAMBDA_ZIP_DIR EVENTLAKE_BINARY MOTO_SERVER
+Environment: E2E_EVENTS (events of the first wave, default 20000).
+"""
+
+import base64
+import collections
+import datetime
+import gzip
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+
+import duckdb
+
+import contract_oracle as oracle
+from emulators import (
+    REGION, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, sqs_event,
+    start_moto, tags,
+)
+
+MB = 1024 * 1024
+# Firehose's processor buffer when BufferSizeInMBs is not set (its documented default).
+FIREHOSE_DEFAULT_PROCESSOR_MB = 1
+# What Firehose writes for a record the transform returned ProcessingFailed.
+PROCESSING_FAILED = ("Lambda.ProcessingFailedStatus", "ProcessingFailed status set for record")
+# How long the stand-in waits for a transform answer before it counts a timeout.
+TRANSFORM_PATIENCE_SECONDS = 20
+
+
+def resource(state, address):
+    found = [r for r in state["values"]["root_module"]["resources"] if r["address"] == address]
+    assert len(found) == 1, f"{address} is not in the state"
+    return found[0]["values"]
+
+
+class Deployed:
+    """Every setting the harness uses, read from the applied stack."""
+
+    def __init__(self, endpoint, out, state):
+        firehose = resource(state, "aws_kinesis_firehose_delivery_stream.events")
+        destination = firehose["extended_s3_configuration"][0]
+        self.stream = out["stream_name"]
+        self.delivery_stream_arn = firehose["arn"]
+        self.source_stream_arn = firehose["kinesis_source_configuration"][0]["kinesis_stream_arn"]
+        self.bucket = destination["bucket_arn"].split(":::", 1)[1]
+        assert self.bucket == out["lake_bucket"], (self.bucket, out["lake_bucket"])
+        self.prefix = destination["prefix"]
+        self.error_prefix = destination["error_output_prefix"]
+        self.buffer_bytes = destination["buffering_size"] * MB
+        assert destination["compression_format"] == "GZIP", destination["compression_format"]
+        processor = destination["processing_configuration"][0]["processors"][0]
+        parameters = {p["parameter_name"]: p["parameter_value"] for p in processor["parameters"]}
+        self.transform_arn = parameters["LambdaArn"]
+        self.processor_buffer_bytes = int(float(parameters.get("BufferSizeInMBs", FIREHOSE_DEFAULT_PROCESSOR_MB)) * MB)
+
+        lam = client(endpoint, "lambda")
+        self.transform = lam.get_function_configuration(FunctionName=out["transform_function"])
+        self.writer = lam.get_function_configuration(FunctionName=out["writer_function"])
+        assert self.transform["FunctionArn"] == self.transform_arn, "the processor invokes another function"
+        transform_env = self.transform["Environment"]["Variables"]
+        days = lambda name: int(transform_env[name]) if transform_env.get(name) else None  # noqa: E731
+        self.max_age_days = days("CREATED_AT_MAX_AGE_DAYS")
+        self.max_future_days = days("CREATED_AT_MAX_FUTURE_DAYS")
+
+        mapping = resource(state, "aws_lambda_event_source_mapping.writer")
+        self.mapping_uuid, self.writer_batch_size = mapping["uuid"], mapping["batch_size"]
+        staged = resource(state, "aws_sqs_queue.staged")
+        self.queue_url, self.queue_arn = out["staged_queue_url"], staged["arn"]
+        assert mapping["event_source_arn"] == self.queue_arn
+        self.max_receives = json.loads(staged["redrive_policy"])["maxReceiveCount"]
+        self.dlq_url = out["dlq_url"]
+        writer_env = self.writer["Environment"]["Variables"]
+        assert writer_env["LAKE_BUCKET"] == self.bucket
+        self.lake_prefix = writer_env.get("LAKE_PREFIX", "")
+        self.staging_prefix = writer_env["STAGING_PREFIX"]
+        self.glue_database, self.glue_table = writer_env["GLUE_DATABASE"], writer_env["GLUE_TABLE"]
+        assert self.prefix.startswith(self.staging_prefix), (self.prefix, self.staging_prefix)
+
+    def window(self):
+        return (time.time(), self.max_age_days, self.max_future_days)
+
+
+def render_prefix(template, values):
+    """A Firehose prefix with its `!{namespace:name}` expressions filled in; an
+    expression the stand-in does not know fails the test (so does a prefix change
+    it would get wrong)."""
+    out, rest = "", template
+    while "!{" in rest:
+        before, _, after = rest.partition("!{")
+        expression, _, rest = after.partition("}")
+        assert expression in values, f"the stand-in cannot fill !{{{expression}}} in {template!r}"
+        out += before + values[expression]
+    return out + rest
+
+
+# --- The producer ------------------------------------------------------------------
+
+def generate(eventlake, events, seed, start, days, duplicates, invalid, types=20):
+    result = subprocess.run(
+        [eventlake, "generate", "--events", str(events), "--seed", str(seed), "--start", start, "--days", str(days),
+         "--types", str(types), "--duplicates", str(duplicates), "--invalid", str(invalid)],
+        capture_output=True, check=True,
+    )
+    lines = result.stdout.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == events + 1, "generate must write one line per event"
+    return lines[:-1]
+
+
+def put_records(kinesis, stream, records):
+    """PutRecords in calls of 500, failed entries sent again until none fails."""
+    pending = list(records)
+    while pending:
+        chunk, pending = pending[:500], pending[500:]
+        entries = [{"Data": data, "PartitionKey": uuid.uuid4().hex} for data in chunk]
+        while entries:
+            response = kinesis.put_records(StreamName=stream, Records=entries)
+            entries = [e for e, r in zip(entries, response["Records"]) if "ErrorCode" in r]
+
+
+# --- Firehose's delivery loop (the stand-in) ----------------------------------------
+
+class FirehoseStandIn:
+    def __init__(self, deployed, endpoint, start_transform):
+        self.deployed = deployed
+        self.kinesis, self.s3 = client(endpoint, "kinesis"), client(endpoint, "s3")
+        self.start_transform = start_transform
+        self.transform = start_transform()
+        self.iterators = {
+            shard["ShardId"]: self.kinesis.get_shard_iterator(
+                StreamName=deployed.stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON",
+            )["ShardIterator"]
+            for shard in self.kinesis.list_shards(StreamName=deployed.stream)["Shards"]
+        }
+        self.flushes = 0
+        # What was delivered, for the oracle: every batch's records (recordId ->
+        # original bytes) by flush, and every staged object with its flush.
+        self.batches = []                 # (flush, {recordId: raw})
+        self.staged = []                  # (key, flush, partition)
+        self.transform_logs = []          # the stderr lines of every transform sandbox
+        self.seconds = collections.Counter()
+        # Faults for the next flush's first staged object: written twice (a lost
+        # acknowledgement: Firehose writes it again under a new name), or torn
+        # (its first half only; the whole body kept in `torn` to repair it).
+        self.lose_next_staged_ack = False
+        self.tear_next_object = False
+        self.torn = {}
+
+    def close(self):
+        self.transform_logs.extend(self.transform.log_lines())
+        self.transform.close()
+
+    def restart_transform(self):
+        self.close()
+        self.transform = self.start_transform()
+
+    def read_stream(self):
+        records = []
+        for shard, iterator in self.iterators.items():
+            while True:
+                response = self.kinesis.get_records(ShardIterator=iterator, Limit=10000)
+                iterator = response["NextShardIterator"]
+                records.extend((shard, r) for r in response["Records"])
+                if not response["Records"]:
+                    break
+            self.iterators[shard] = iterator
+        return records
+
+    def batches_of(self, records):
+        """Batches of at most the processor buffer's bytes of record data."""
+        batch, size = [], 0
+        for shard, record in records:
+            if batch and size + len(record["Data"]) > self.deployed.processor_buffer_bytes:
+                yield batch
+                batch, size = [], 0
+            batch.append((shard, record))
+            size += len(record["Data"])
+        if batch:
+            yield batch
+
+    def request(self, batch):
+        def millis(moment):
+            return int(moment.timestamp() * 1000)
+        return {
+            "invocationId": str(uuid.uuid4()), "deliveryStreamArn": self.deployed.delivery_stream_arn,
+            "sourceKinesisStreamArn": self.deployed.source_stream_arn, "region": REGION,
+            "records": [{
+                "recordId": f"{record['SequenceNumber']}{shard[-4:]}",
+                "approximateArrivalTimestamp": millis(record["ApproximateArrivalTimestamp"]),
+                "data": base64.b64encode(record["Data"]).decode(),
+                "kinesisRecordMetadata": {
+                    "shardId": shard, "partitionKey": record["PartitionKey"],
+                    "approximateArrivalTimestamp": millis(record["ApproximateArrivalTimestamp"]),
+                    "sequenceNumber": record["SequenceNumber"], "subsequenceNumber": 0,
+                },
+            } for shard, record in batch],
+        }
+
+    def invoke(self, request, timeouts):
+        """The transform's answer, retrying a timed-out invocation whole in a new
+        sandbox; `timeouts`: how many invocations give no answer (fault injection)."""
+        attempts = 0
+        while True:
+            attempts += 1
+            if timeouts > 0:
+                self.transform.proxy.lose_responses(1)
+                timeouts -= 1
+            started = time.time()
+            try:
+                response = self.transform.invoke_http(request, timeout=TRANSFORM_PATIENCE_SECONDS)
+            except TimeoutError:
+                self.restart_transform()
+                continue
+            self.seconds["transform"] += time.time() - started
+            return response, attempts
+
+    def deliver(self, transform_timeouts=0):
+        """Reads what the stream holds, transforms it batch by batch, then flushes:
+        staged objects and error records to S3. Returns the staged keys written."""
+        started = time.time()
+        records = self.read_stream()
+        self.seconds["read"] += time.time() - started
+        flush = self.flushes
+        self.flushes += 1
+        buffers, errors = collections.defaultdict(list), []
+        for batch in self.batches_of(records):
+            request = self.request(batch)
+            response, attempts = self.invoke(request, transform_timeouts)
+            transform_timeouts = 0
+            sent = request["records"]
+            answered = response["records"]
+            assert [r["recordId"] for r in answered] == [r["recordId"] for r in sent], "records out of order"
+            self.batches.append((flush, {r["recordId"]: base64.b64decode(r["data"]) for r in sent}))
+            now = int(time.time() * 1000)
+            for original, result in zip(sent, answered):
+                if result["result"] == "Ok":
+                    keys = result["metadata"]["partitionKeys"]
+                    partition = (keys["event_type"], keys["created_date"])
+                    buffers[partition].append(base64.b64decode(result["data"]))
+                elif result["result"] == "ProcessingFailed":
+                    errors.append({
+                        "attemptsMade": attempts, "arrivalTimestamp": original["approximateArrivalTimestamp"],
+                        "errorCode": PROCESSING_FAILED[0], "errorMessage": PROCESSING_FAILED[1],
+                        "attemptEndingTimestamp": now, "rawData": original["data"],
+                        "lambdaArn": self.deployed.transform_arn,
+                    })
+                else:
+                    assert result["result"] == "Dropped", result["result"]
+        started = time.time()
+        written = []
+        for partition, lines in sorted(buffers.items()):
+            prefix = render_prefix(self.deployed.prefix, {
+                "partitionKeyFromLambda:event_type": partition[0],
+                "partitionKeyFromLambda:created_date": partition[1],
+            })
+            body = gzip_compress(b"".join(lines))
+            copies = 2 if self.lose_next_staged_ack else 1
+            self.lose_next_staged_ack = False
+            for _ in range(copies):
+                key = f"{prefix}{self.deployed.stream}-1-{time.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}.gz"
+                if self.tear_next_object:
+                    self.tear_next_object = False
+                    self.torn[key] = body
+                    body = body[:len(body) // 2]
+                self.s3.put_object(Bucket=self.deployed.bucket, Key=key, Body=body)
+                self.staged.append((key, flush, partition))
+                written.append(key)
+        if errors:
+            prefix = render_prefix(self.deployed.error_prefix, {
+                "firehose:error-output-type": "processing-failed",
+                "timestamp:yyyy-MM-dd": time.strftime("%Y-%m-%d", time.gmtime()),
+            })
+            key = f"{prefix}{self.deployed.stream}-1-{time.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}.gz"
+            body = gzip_compress(b"".join(json.dumps(e).encode() + b"\n" for e in errors))
+            self.s3.put_object(Bucket=self.deployed.bucket, Key=key, Body=body)
+        self.seconds["stage"] += time.time() - started
+        return written
+
+
+def gzip_compress(data):
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb") as f:
+        f.write(data)
+    return buffer.getvalue()
+
+
+# --- Lambda's SQS event source (the stand-in) and the writer's faulty endpoint ------
+
+class FaultProxy(Forwarder):
+    """moto, as the writer reaches it, with faults: `fail(predicate, times)`
+    answers the next `times` matching requests with a 503; `hold(predicate)` keeps
+    the first matching request waiting until `release()`, with `held` set."""
+
+    def __init__(self, upstream_port):
+        self.lock = threading.Lock()
+        self.failures = []  # [predicate, remaining]
+        self.holding = None
+        self.held, self.released = threading.Event(), threading.Event()
+        super().__init__(upstream_port)
+
+    def fail(self, predicate, times):
+        with self.lock:
+            self.failures.append([predicate, times])
+
+    def hold(self, predicate):
+        self.held.clear()
+        self.released.clear()
+        self.holding = predicate
+
+    def release(self):
+        self.holding = None
+        self.released.set()
+
+    def intercept(self, method, path, headers, body):
+        holding = self.holding
+        if holding is not None and holding(method, path, headers):
+            self.holding = None
+            self.held.set()
+            self.released.wait(60)
+            return 503, {"Content-Type": "application/xml"}, b"<Error><Code>ServiceUnavailable</Code></Error>"
+        with self.lock:
+            for rule in self.failures:
+                if rule[1] > 0 and rule[0](method, path, headers):
+                    rule[1] -= 1
+                    target = headers.get("x-amz-target", "")
+                    if target:
+                        return 503, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(
+                            {"__type": "InternalServiceException", "message": "injected by the e2e test"}).encode()
+                    return 503, {"Content-Type": "application/xml"}, (
+                        b"<Error><Code>ServiceUnavailable</Code><Message>injected by the e2e test</Message></Error>")
+        return None
+
+
+def is_lake_put(deployed):
+    events = f"/{deployed.bucket}/{deployed.lake_prefix}events/"
+
+    def matches(method, path, headers):
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query, keep_blank_values=True)
+        return method == "PUT" and path.startswith(events) and not {"tagging", "uploadId"} & set(query)
+    return matches
+
+
+def is_glue(method, path, headers):
+    return headers.get("x-amz-target", "").startswith("AWSGlue.")
+
+
+class WriterEventSource:
+    def __init__(self, deployed, endpoint, start_writer):
+        self.deployed = deployed
+        self.sqs = client(endpoint, "sqs")
+        self.start_writer = start_writer
+        self.writer = start_writer()
+        self.seconds = collections.Counter()
+        self.invocations = 0
+
+    def close(self):
+        self.writer.close()
+
+    def receive(self):
+        messages = []
+        while len(messages) < self.deployed.writer_batch_size:
+            received = self.sqs.receive_message(
+                QueueUrl=self.deployed.queue_url, AttributeNames=["All"], WaitTimeSeconds=1,
+                MaxNumberOfMessages=min(10, self.deployed.writer_batch_size - len(messages)),
+            ).get("Messages", [])
+            if not received:
+                break
+            messages.extend(received)
+        return messages
+
+    def make_visible(self, messages):
+        for m in messages:
+            self.sqs.change_message_visibility(QueueUrl=self.deployed.queue_url, ReceiptHandle=m["ReceiptHandle"],
+                                               VisibilityTimeout=0)
+
+    def invoke(self, messages):
+        started = time.time()
+        response = self.writer.invoke_http(sqs_event(messages, self.deployed.queue_arn),
+                                           timeout=self.deployed.writer["Timeout"])
+        self.seconds["write"] += time.time() - started
+        self.invocations += 1
+        handed_back = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in handed_back]
+        for m in done:
+            self.sqs.delete_message(QueueUrl=self.deployed.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        self.make_visible([m for m in messages if m["MessageId"] in handed_back])
+        return len(handed_back)
+
+    def drain(self, passes=None):
+        """Feeds the writer until the queue is empty (or for `passes` batches);
+        returns how many messages it handed back."""
+        handed_back, count = 0, 0
+        while passes is None or count < passes:
+            messages = self.receive()
+            if not messages:
+                break
+            handed_back += self.invoke(messages)
+            count += 1
+        return handed_back
+
+    def kill_during_next_batch(self, proxy, predicate):
+        """Feeds one batch and kills the writer when it makes its first request
+        that matches `predicate`, mid-object; the batch's messages come back after
+        the visibility timeout. Returns the messages of that batch."""
+        messages = self.receive()
+        assert messages, "nothing to feed the writer"
+        proxy.hold(predicate)
+        outcome = {}
+
+        def run():
+            try:
+                self.writer.invoke_http(sqs_event(messages, self.deployed.queue_arn), timeout=60)
+                outcome["finished"] = True
+            except Exception as error:  # the sandbox is killed under it
+                outcome["error"] = error
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert proxy.held.wait(60), "the writer never made the request to kill it at"
+        self.writer.close()
+        proxy.release()
+        thread.join(60)
+        assert "finished" not in outcome, "the writer finished although it was killed"
+        self.writer = self.start_writer()
+        self.make_visible(messages)
+        return messages
+
+
+# --- What the lake must hold --------------------------------------------------------
+
+class Ledger:
+    """The oracle's account: every record sent, and how many staged objects each
+    valid event must have reached."""
+
+    def __init__(self, deployed):
+        self.deployed = deployed
+        self.window = deployed.window()
+        self.verdicts = {}
+
+    def judge(self, raw):
+        if raw not in self.verdicts:
+            self.verdicts[raw] = oracle.verdict(raw, self.window)
+        return self.verdicts[raw]
+
+    def expected(self, firehose):
+        """(rows of events by dedupe key with their expected count, first copy's
+        row) and (original bytes -> (times rejected, code)) from what the stand-in
+        sent to the transform and flushed."""
+        objects = collections.Counter((flush, partition) for _, flush, partition in firehose.staged)
+        counts, rows, rejected = collections.Counter(), {}, {}
+        seen_in_flush = set()
+        for flush, records in firehose.batches:
+            for record_id, raw in records.items():
+                verdict = self.judge(raw)
+                if isinstance(verdict, oracle.Rejected):
+                    times = rejected[raw][0] if raw in rejected else 0
+                    rejected[raw] = (times + 1, verdict.code, record_id)
+                    continue
+                rows.setdefault(verdict.key, verdict)
+                if (flush, verdict.key) not in seen_in_flush:
+                    seen_in_flush.add((flush, verdict.key))
+                    counts[verdict.key] += objects[(flush, verdict.partition)]
+        return counts, rows, rejected
+
+
+def list_keys(s3, bucket, prefix=""):
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(o["Key"] for o in page.get("Contents", []))
+    return keys
+
+
+def lake_rows(s3, deployed, work):
+    """Every row of the lake's Parquet files as DuckDB reads them (the files
+    downloaded from moto: DuckDB's S3 extension is not installable offline)."""
+    root = tempfile.mkdtemp(prefix="lake-", dir=work)
+    events = f"{deployed.lake_prefix}events/"
+    files = [k for k in list_keys(s3, deployed.bucket, events)]
+    assert all(k.endswith(".parquet") for k in files), [k for k in files if not k.endswith(".parquet")]
+    for key in files:
+        path = os.path.join(root, key[len(deployed.lake_prefix):])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        s3.download_file(deployed.bucket, key, path)
+    if not files:
+        return [], set()
+    rows = duckdb.sql(f"""
+        SELECT event_uuid, event_name, event_subtype, created_at, created_datetime, payload,
+               event_type, created_date, filename
+        FROM read_parquet('{root}/events/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false,
+                          filename = true)""").fetchall()
+    partitions = {tuple(part.split("=", 1)[1] for part in k[len(events):].split("/")[:2]) for k in files}
+    shutil.rmtree(root)
+    return rows, partitions
+
+
+def check_lake(endpoint, deployed, ledger, firehose, work):
+    """The lake against the oracle: each valid event's rows, the rejected
+    records and their reasons, Glue's partitions, and nothing else in the bucket."""
+    s3, glue = client(endpoint, "s3"), client(endpoint, "glue")
+    counts, first, rejected = ledger.expected(firehose)
+    rows, partitions = lake_rows(s3, deployed, work)
+
+    found = collections.Counter()
+    for uuid_, name, subtype, created_at, created_datetime, payload, event_type, created_date, _ in rows:
+        key = (uuid_, datetime_millis(created_datetime))
+        found[key] += 1
+        expected = first.get(key)
+        assert expected is not None, f"the lake holds an event nobody sent: {uuid_} {created_datetime}"
+        actual = {"event_uuid": uuid_, "event_name": name, "event_subtype": subtype, "created_at": created_at,
+                  "created_datetime": created_datetime, "payload": oracle.parse_payload(payload)}
+        assert actual == expected.row, f"row differs from the input:\n{actual}\n{expected.row}"
+        assert (event_type, created_date) == expected.partition, (event_type, created_date, expected.partition)
+    lost = [k for k in counts if found[k] == 0]
+    assert not lost, f"{len(lost)} valid events are not in the lake, e.g. {lost[:3]}"
+    wrong = {k: (found[k], counts[k]) for k in counts if found[k] != counts[k]}
+    assert not wrong, (f"{len(wrong)} events are in the lake a wrong number of times (found, expected), "
+                       f"e.g. {list(wrong.items())[:3]}")
+
+    glue_partitions = {}
+    for page in glue.get_paginator("get_partitions").paginate(DatabaseName=deployed.glue_database,
+                                                              TableName=deployed.glue_table):
+        for p in page["Partitions"]:
+            glue_partitions[tuple(p["Values"])] = p["StorageDescriptor"]["Location"]
+    assert set(glue_partitions) == partitions, (
+        f"Glue partitions differ from the files: only in Glue {set(glue_partitions) - partitions}, "
+        f"only in S3 {partitions - set(glue_partitions)}")
+    for (event_type, created_date), location in glue_partitions.items():
+        path = f"{deployed.lake_prefix}events/event_type={event_type}/created_date={created_date}"
+        assert location.rstrip("/") == f"s3://{deployed.bucket}/{path}", location
+
+    error_keys = list_keys(s3, deployed.bucket, render_prefix(deployed.error_prefix.split("!{")[0], {}))
+    stored = collections.Counter()
+    for key in error_keys:
+        body = gzip.decompress(s3.get_object(Bucket=deployed.bucket, Key=key)["Body"].read())
+        for line in body.splitlines():
+            record = json.loads(line)
+            assert (record["errorCode"], record["errorMessage"]) == PROCESSING_FAILED, record
+            stored[base64.b64decode(record["rawData"])] += 1
+    expected_errors = collections.Counter({raw: times for raw, (times, _, _) in rejected.items()})
+    assert stored == expected_errors, (
+        f"error records differ from the rejected input: {sum(stored.values())} stored, "
+        f"{sum(expected_errors.values())} expected; missing {list((expected_errors - stored).items())[:3]}, "
+        f"extra {list((stored - expected_errors).items())[:3]}")
+    reasons = logged_reasons(firehose.transform_logs + firehose.transform.log_lines())
+    wrong_reasons = [(code, reasons.get(record_id), raw[:80]) for raw, (_, code, record_id) in rejected.items()
+                     if reasons.get(record_id) != code]
+    assert not wrong_reasons, f"rejection reasons differ from the contract's (expected, logged): {wrong_reasons[:5]}"
+
+    rejected_prefix = f"{deployed.lake_prefix}_rejected/"
+    everything = list_keys(s3, deployed.bucket)
+    assert not [k for k in everything if k.startswith(rejected_prefix)], "the writer rejected records: none expected"
+    staged = [k for k in everything if k.startswith(deployed.staging_prefix)]
+    untagged = [k for k in staged if tags(s3, deployed.bucket, k) != dict([WRITTEN_TAG])]
+    assert not untagged, f"staged objects not marked written: {untagged[:3]}"
+    known = (deployed.staging_prefix, f"{deployed.lake_prefix}events/", deployed.error_prefix.split("!{")[0])
+    strangers = [k for k in everything if not k.startswith(known)]
+    assert not strangers, f"unexpected objects in the bucket: {strangers[:5]}"
+    return {"events": len(counts), "rows": len(rows), "rejected": sum(expected_errors.values()),
+            "partitions": len(partitions)}
+
+
+def datetime_millis(text):
+    """Unix milliseconds of a `created_datetime` (RFC 3339, UTC, `Z`)."""
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    moment = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp()) * 1000 + int((fraction + "000")[:3])
+
+
+def logged_reasons(lines):
+    """recordId -> reason code from the transform's `record rejected` log lines."""
+    reasons = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        fields = entry.get("fields", entry)
+        if "recordId" in fields and "code" in fields:
+            reasons[fields["recordId"]] = fields["code"]
+    return reasons
+
+
+# --- The run ------------------------------------------------------------------------
+
+class Pipeline:
+    """The deployed stack with the stand-ins around the built Lambdas."""
+
+    def __init__(self, repo, stack, endpoint, deployed, eventlake, cargo_lambda):
+        self.endpoint, self.deployed, self.eventlake, self.work = endpoint, deployed, eventlake, stack.work
+        self.kinesis, self.s3, self.sqs = client(endpoint, "kinesis"), client(endpoint, "s3"), client(endpoint, "sqs")
+        self.proxy = FaultProxy(int(endpoint.rsplit(":", 1)[1]))
+        proxied = f"http://127.0.0.1:{self.proxy.port}"
+        zips = stack.zips
+        self.firehose = FirehoseStandIn(deployed, endpoint, lambda: Emulated(
+            cargo_lambda, repo, zips["firehose-transform"], deployed.transform, endpoint, stack.work))
+        self.writer = WriterEventSource(deployed, endpoint, lambda: Emulated(
+            cargo_lambda, repo, zips["parquet-writer"], deployed.writer, proxied, stack.work))
+        self.ledger = Ledger(deployed)
+        self.today = datetime.datetime.now(datetime.timezone.utc).date()
+
+    def close(self):
+        self.firehose.close()
+        self.writer.close()
+        self.proxy.close()
+
+    def events(self, count, seed, days_ago, days=1):
+        """Generated records from `days_ago` days before today over `days` days:
+        each fault gets days of its own, so its partitions are new (the writer
+        registers a partition in Glue once per process)."""
+        start = (self.today - datetime.timedelta(days=days_ago)).isoformat()
+        return generate(self.eventlake, count, seed, start, days, duplicates=0.02, invalid=0.01)
+
+    def send(self, records):
+        put_records(self.kinesis, self.deployed.stream, records)
+
+    def check(self, what):
+        figures = check_lake(self.endpoint, self.deployed, self.ledger, self.firehose, self.work)
+        for url in (self.deployed.queue_url, self.deployed.dlq_url):
+            attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            waiting = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            assert waiting == 0, f"{url} still holds {waiting} messages"
+        print(f"e2e {what}: {figures['events']} events once each (rows {figures['rows']}), "
+              f"{figures['rejected']} rejected records with their reasons, {figures['partitions']} partitions in Glue")
+
+
+def baseline(pipeline, events):
+    """Two deliveries: the second repeats part of the first (a producer resending)
+    besides duplicates within each. Returns the stage timings."""
+    records = pipeline.events(events, seed=1, days_ago=2, days=3)
+    half = len(records) // 2
+    resent = records[:half:50]
+    timings = {}
+    started = time.time()
+    pipeline.send(records[:half])
+    timings["put"] = time.time() - started
+    pipeline.firehose.deliver()
+    staged = time.time()
+    pipeline.writer.drain()
+    timings["writer"] = time.time() - staged
+    pipeline.send(records[half:] + resent)
+    pipeline.firehose.deliver()
+    pipeline.writer.drain()
+    timings["total"] = time.time() - started
+    valid = {v.key for r in records if isinstance(v := pipeline.ledger.judge(r), oracle.Event)}
+    timings["events"] = len(valid)
+    pipeline.check(f"{len(records) + len(resent)} records in two deliveries, {len(resent)} sent again")
+    return timings
+
+
+def transform_timeout(pipeline):
+    pipeline.send(pipeline.events(3000, seed=2, days_ago=3))
+    pipeline.firehose.deliver(transform_timeouts=1)
+    pipeline.writer.drain()
+    pipeline.check("transform timed out once, its batch retried whole")
+
+
+def lost_acknowledgement(pipeline):
+    pipeline.send(pipeline.events(2000, seed=3, days_ago=4))
+    pipeline.firehose.lose_next_staged_ack = True
+    pipeline.firehose.deliver()
+    pipeline.writer.drain()
+    pipeline.check("a staged object written twice (lost acknowledgement)")
+
+
+def writer_killed(pipeline):
+    pipeline.send(pipeline.events(2000, seed=4, days_ago=5))
+    pipeline.firehose.deliver()
+    killed = pipeline.writer.kill_during_next_batch(pipeline.proxy, is_glue)
+    pipeline.writer.drain()
+    pipeline.check(f"writer killed mid-object (files written, partitions not registered; {len(killed)} messages retried)")
+
+
+def s3_put_failures(pipeline):
+    pipeline.send(pipeline.events(2000, seed=5, days_ago=6))
+    pipeline.firehose.deliver()
+    # 12 failed PUTs in a row: more than the writer's 5 attempts (src/storage.rs)
+    # for a file, so at least one object fails and comes back from SQS.
+    pipeline.proxy.fail(is_lake_put(pipeline.deployed), 12)
+    handed_back = pipeline.writer.drain()
+    assert handed_back >= 1, "12 failed PUTs in a row must fail an object"
+    pipeline.check(f"S3 PUT failures ({handed_back} objects handed back and retried)")
+
+
+def glue_outage(pipeline):
+    pipeline.send(pipeline.events(2000, seed=6, days_ago=7))
+    pipeline.firehose.deliver()
+    pipeline.proxy.fail(is_glue, 10**9)
+    handed_back = pipeline.writer.drain(passes=1)
+    pipeline.proxy.failures.clear()
+    assert handed_back >= 1, "a Glue outage must fail the objects it meets"
+    pipeline.writer.drain()
+    pipeline.check(f"Glue outage ({handed_back} objects registered on their retry)")
+
+
+def poison_object(pipeline):
+    """A torn staged object fails every receive and reaches the DLQ; repaired,
+    its new notification writes it, and the redriven old one adds nothing."""
+    deployed, sqs, s3 = pipeline.deployed, pipeline.sqs, pipeline.s3
+    pipeline.send(pipeline.events(2000, seed=7, days_ago=8))
+    pipeline.firehose.tear_next_object = True
+    pipeline.firehose.deliver()
+    (torn, body), = pipeline.firehose.torn.items()
+    for _ in range(deployed.max_receives + 1):
+        pipeline.writer.drain(passes=1)
+    dead = sqs.receive_message(QueueUrl=deployed.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    assert [torn] == [k for m in dead for k in notified(m)], f"the DLQ holds {dead}, expected the torn object's message"
+    assert tags(s3, deployed.bucket, torn) == {}, "a failed staged object must stay untagged (it must not expire)"
+    s3.put_object(Bucket=deployed.bucket, Key=torn, Body=body)
+    pipeline.writer.drain()
+    # The redrive: what StartMessageMoveTask does, moving the DLQ's messages back.
+    for m in dead:
+        sqs.send_message(QueueUrl=deployed.queue_url, MessageBody=m["Body"])
+        sqs.delete_message(QueueUrl=deployed.dlq_url, ReceiptHandle=m["ReceiptHandle"])
+    pipeline.writer.drain()
+    pipeline.check(f"poison object: to the DLQ after {deployed.max_receives} receives, repaired, redriven")
+
+
+def notified(message):
+    return [urllib.parse.unquote_plus(r["s3"]["object"]["key"]) for r in json.loads(message["Body"]).get("Records", [])]
+
+
+def report(timings, pipeline):
+    firehose, writer = pipeline.firehose.seconds, pipeline.writer.seconds
+    print(f"e2e throughput: {timings['events']} events in {timings['total']:.1f} s from the first PutRecords to the "
+          f"last Parquet file and Glue partition: {timings['events'] / timings['total']:.0f} events/s on this machine")
+    print(f"e2e stages of the first delivery: PutRecords {timings['put']:.1f} s; writer (S3 notification, SQS, "
+          f"Parquet, Glue) {timings['writer']:.1f} s. Over the whole test: GetRecords {firehose['read']:.1f} s, "
+          f"transform {firehose['transform']:.1f} s, staging {firehose['stage']:.1f} s, writer {writer['write']:.1f} s "
+          f"in {pipeline.writer.invocations} invocations")
+
+
+def run(stack, endpoint, out, state, repo, eventlake, cargo_lambda, events):
+    """The whole test on a stack already applied to moto at `endpoint`."""
+    assert not stack.missing_zips, f"no {stack.missing_zips} zip: run make build"
+    deployed = Deployed(endpoint, out, state)
+    pipeline = None
+    with StagingOpen(client(endpoint, "s3"), client(endpoint, "lambda"), deployed.bucket, deployed.mapping_uuid):
+        try:
+            pipeline = Pipeline(repo, stack, endpoint, deployed, eventlake, cargo_lambda)
+            timings = baseline(pipeline, events)
+            for fault in (transform_timeout, lost_acknowledgement, writer_killed, s3_put_failures, glue_outage,
+                          poison_object):
+                fault(pipeline)
+            report(timings, pipeline)
+        finally:
+            if pipeline is not None:
+                pipeline.close()
+
+
+def main():
+    repo, zips, eventlake, moto_server = sys.argv[1:5]
+    moto, endpoint = start_moto(moto_server)
+    stack = Stack(repo, zips, endpoint)
+    try:
+        plugin_dir = os.environ.get("TF_PLUGIN_DIR")
+        stack.terraform("init", "-backend=false", "-input=false", *([f"-plugin-dir={plugin_dir}"] if plugin_dir else []))
+        started = time.time()
+        stack.terraform("apply", "-auto-approve", *stack.vars)
+        print(f"e2e: stack applied to moto in {time.time() - started:.0f} s")
+        state = json.loads(stack.terraform("show", "-json").stdout)
+        out = {k: v["value"] for k, v in json.loads(stack.terraform("output", "-json").stdout).items()}
+        run(stack, endpoint, out, state, repo, eventlake, cargo_lambda_path(moto_server), events_from_env())
+        stack.terraform("destroy", "-auto-approve", *stack.vars)
+    finally:
+        moto.kill()
+        moto.wait()
+        shutil.rmtree(stack.work, ignore_errors=True)
+
+
+def events_from_env():
+    return int(os.environ.get("E2E_EVENTS", "20000"))
+
+
+if __name__ == "__main__":
+    main()
