@@ -3,8 +3,8 @@
 use eventlake::schema;
 
 #[test]
-fn readme_schema_table_matches_the_schema() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+fn lake_docs_schema_table_matches_the_schema() {
+    let lake = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/lake.md")).unwrap();
     let arrow = schema::arrow_schema();
     for (column, field) in schema::columns().iter().zip(arrow.fields()) {
         let kind = match (column.athena_type, field.is_nullable()) {
@@ -13,7 +13,7 @@ fn readme_schema_table_matches_the_schema() {
             (kind, false) => kind.to_owned(),
         };
         let row = format!("| `{}` | {kind} | {} |", column.name, column.comment);
-        assert!(readme.contains(&row), "README lacks the row:\n{row}");
+        assert!(lake.contains(&row), "docs/lake.md lacks the row:\n{row}");
     }
 }
 
@@ -50,11 +50,26 @@ fn relative_links(markdown: &str) -> Vec<String> {
     markdown
         .split("](")
         .skip(1)
-        .filter_map(|rest| rest.split_once(')').map(|(target, _)| target))
-        .filter(|target| {
-            !target.contains("://") && !target.starts_with('#') && !target.starts_with("mailto:")
+        .filter_map(|rest| rest.split_once(')').map(|(target, _)| target.to_owned()))
+        .filter(|target| !target.contains("://") && !target.starts_with("mailto:"))
+        .collect()
+}
+
+/// The anchors GitHub gives the headings of a Markdown document: lowercase,
+/// punctuation but `-` and `_` dropped, spaces as `-`.
+fn heading_anchors(markdown: &str) -> Vec<String> {
+    markdown
+        .lines()
+        .filter(|line| line.starts_with('#'))
+        .map(|line| {
+            line.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
         })
-        .map(|target| target.split('#').next().unwrap_or_default().to_owned())
         .collect()
 }
 
@@ -72,12 +87,26 @@ fn every_relative_link_in_the_docs_resolves_inside_the_repository() {
         let text = std::fs::read_to_string(&document).unwrap();
         let dir = document.parent().unwrap();
         for link in relative_links(&text) {
-            let target = std::path::absolute(dir.join(&link)).unwrap();
+            let (path, anchor) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if path.is_empty() {
+                document.clone()
+            } else {
+                std::path::absolute(dir.join(path)).unwrap()
+            };
             assert!(
                 target.starts_with(root) && target.exists(),
                 "{}: link {link:?} does not resolve inside the repository",
                 document.display()
             );
+            if !anchor.is_empty() {
+                let headings = heading_anchors(&std::fs::read_to_string(&target).unwrap());
+                assert!(
+                    headings.iter().any(|heading| heading == anchor),
+                    "{}: link {link:?}: no heading of {} has that anchor",
+                    document.display(),
+                    target.display()
+                );
+            }
         }
     }
 }
