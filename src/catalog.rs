@@ -19,7 +19,7 @@ use aws_sdk_glue::types::{PartitionInput, StorageDescriptor};
 /// depends on the SDK crate directly).
 pub use aws_sdk_glue::Client as GlueClient;
 
-use crate::lake::Partition;
+use crate::core::partition::Partition;
 
 /// `BatchCreatePartition` accepts at most 100 partitions per call.
 const BATCH_SIZE: usize = 100;
@@ -47,13 +47,9 @@ pub enum CatalogError {
     Refused { table: String, count: usize, first: String },
 }
 
-/// Builds the Glue client once per process: region, credentials and endpoint from
-/// the environment, standard retries with backoff (5 attempts).
-pub async fn glue_client() -> GlueClient {
-    let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(5);
-    let config =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retries).load().await;
-    GlueClient::new(&config)
+/// The Glue client of `config` (see [`crate::aws::load_config`]).
+pub fn glue_client(config: &crate::aws::SdkConfig) -> GlueClient {
+    GlueClient::new(config)
 }
 
 /// What a registration did.
@@ -164,7 +160,7 @@ impl Catalog {
                 let mut descriptor = template.clone();
                 descriptor.location = Some(partition_location(table_location, partition));
                 PartitionInput::builder()
-                    .set_values(Some(partition_values(partition)))
+                    .set_values(Some(partition.values()))
                     .storage_descriptor(descriptor)
                     .build()
             })
@@ -210,19 +206,9 @@ impl Catalog {
     }
 }
 
-/// The Glue partition values of a partition, in partition-key order.
-pub fn partition_values(partition: &Partition) -> Vec<String> {
-    vec![partition.event_type.clone(), partition.created_date.to_string()]
-}
-
-/// The partition's location under the table's location.
+/// The partition's location under the table's location (the lake's `events/`).
 fn partition_location(table_location: &str, partition: &Partition) -> String {
-    format!(
-        "{}/event_type={}/created_date={}/",
-        table_location.trim_end_matches('/'),
-        partition.event_type,
-        partition.created_date
-    )
+    format!("{}/{partition}/", table_location.trim_end_matches('/'))
 }
 
 /// Runs `attempt` on `partitions`, then again (with backoff) on the ones refused for
@@ -244,7 +230,7 @@ where
         let (existing, refused): (Vec<Refusal>, Vec<Refusal>) =
             refusals.into_iter().partition(|r| r.code == ALREADY_EXISTS);
         registration.existing += existing.len();
-        let is_refused = |p: &&Partition| refused.iter().any(|r| r.values == partition_values(p));
+        let is_refused = |p: &&Partition| refused.iter().any(|r| r.values == p.values());
         registration.created += pending.iter().filter(|p| !is_refused(p)).count() - existing.len();
         pending.retain(is_refused);
         let Some(last) = refused.last() else { return Ok(registration) };
@@ -268,7 +254,7 @@ mod tests {
     }
 
     fn refusal(p: &Partition, code: &str) -> Refusal {
-        Refusal { values: partition_values(p), code: code.into(), message: "no".into() }
+        Refusal { values: p.values(), code: code.into(), message: "no".into() }
     }
 
     #[test]

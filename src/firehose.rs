@@ -12,9 +12,10 @@ use std::io::Write as _;
 use base64_simd::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
-use crate::dedupe::Seen;
-use crate::event::{Event, Rejection, TimeWindow};
-use crate::json;
+use crate::core::dedupe::Seen;
+use crate::core::event::{Event, Rejection, TimeWindow};
+use crate::core::json;
+use crate::core::partition;
 
 /// Firehose rejects a transformation response larger than this (Lambda's 6 MB
 /// synchronous response limit).
@@ -335,7 +336,7 @@ fn fits(reserve: Option<&[usize]>, response_len: usize, record: usize, max_respo
 
 /// Tells partitions apart for counting (a collision only undercounts a metric).
 fn partition_digest(event: &Event<'_>) -> u64 {
-    let keys = event.partition_keys();
+    let keys = event.partition();
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     hasher.update(keys.event_type.as_bytes());
     hasher.update(&[0]);
@@ -356,13 +357,14 @@ fn write_record_start(record_id: &str, first: bool, response: &mut Vec<u8>) {
 fn write_ok(event: &Event<'_>, line: &[u8], response: &mut Vec<u8>) {
     response.extend_from_slice(b",\"result\":\"Ok\",\"data\":\"");
     encode_base64(line, response);
-    let keys = event.partition_keys();
-    response.extend_from_slice(b"\",\"metadata\":{\"partitionKeys\":{\"event_type\":\"");
-    // The event type's charset (A-Z a-z 0-9 _ - .) needs no escaping.
-    response.extend_from_slice(keys.event_type.as_bytes());
-    response.extend_from_slice(b"\",\"created_date\":\"");
-    let _ = write!(response, "{}", keys.created_date);
-    response.extend_from_slice(b"\"}}}");
+    // The keys and the event type's charset (A-Z a-z 0-9 _ - .) need no escaping.
+    let [event_type, created_date] = partition::KEYS;
+    let keys = event.partition();
+    let _ = write!(
+        response,
+        "\",\"metadata\":{{\"partitionKeys\":{{\"{event_type}\":\"{}\",\"{created_date}\":\"{}\"}}}}}}",
+        keys.event_type, keys.created_date
+    );
 }
 
 /// Parses the request object, handing every record of `records` to the visitor.
@@ -473,7 +475,7 @@ fn describe_bad_base64(text: &[u8]) -> String {
 
 /// Runs one invocation as the Lambda and the CLI both do: transform, then log every
 /// failed record as structured JSON (record id and reason, never the data).
-pub fn handle(request: &str, settings: &Settings) -> Result<Transformed, RequestError> {
+pub fn transform_and_log(request: &str, settings: &Settings) -> Result<Transformed, RequestError> {
     let transformed = transform_with(request, settings).inspect_err(|error| {
         tracing::error!(error = %crate::telemetry::error_chain(error), "invocation failed");
     })?;

@@ -1,47 +1,37 @@
 //! eventlake: an open data-lake ETL for JSON event streams on AWS.
 //!
-//! The library holds every rule; `src/bin/` holds thin binaries (the
-//! `firehose-transform` Lambda and the `eventlake` CLI) that adapt it to the world.
+//! The library holds every rule; `src/bin/` holds thin binaries (the two Lambdas
+//! and the `eventlake` CLI) that adapt it to the world. The map, lower layers first
+//! (a module uses only those above it in this list; `make lint` checks `core`):
 //!
-//! - [`event`]: the event contract: validate, enrich, dedupe key, partition keys.
-//! - [`rejection`]: why a record was rejected, for people and for metrics.
-//! - [`timestamp`]: exact reading of `created_at`.
-//! - [`json`]: byte-level helpers over validated JSON text.
-//! - [`dedupe`]: first-seen-wins deduplication.
-//! - [`firehose`]: the Firehose transformation request and response.
-//! - [`metrics`]: CloudWatch Embedded Metric Format documents.
+//! - [`core`]: the event contract, pure: [`core::event`] (validate, enrich, dedupe
+//!   key, partition), [`core::timestamp`], [`core::json`], [`core::dedupe`],
+//!   [`core::rejection`].
+//! - [`telemetry`]: logs, error chains and the clock, for every binary.
+//! - [`firehose`]: the Firehose transformation request and response (the
+//!   `firehose-transform` Lambda's work).
 //! - [`generate`]: deterministic sample events.
-//! - [`schema`]: the lake's one schema and the forms derived from it.
-//! - [`parquet_file`]: Parquet encoding of one partition's rows.
-//! - [`ingest`]: NDJSON (plain or gzip) into the lake writer, line by line.
-//! - [`lake`]: the lake writer: partition buffers, part files, rejected records.
-//! - [`row_buffer`]: a partition's rows in memory, and spilled to local disk.
-//! - [`storage`]: local directory and S3 behind one trait.
-//! - [`scratch`]: a run's private working directory, cleaned after a crash.
+//! - [`lake`]: the lake's [`lake::schema`], the [`lake::writer`] (partition
+//!   buffers in [`lake::rows`], Parquet from [`lake::encoder`], part files,
+//!   rejected records), [`lake::ndjson`] input, [`lake::storage`] and
+//!   [`lake::scratch`].
+//! - [`aws`]: the SDK configuration loaded once, and the lake in S3 ([`aws::s3`]).
 //! - [`catalog`]: partitions registered in the Glue table.
+//! - [`lambda`]: the `parquet-writer`'s handling of S3 notifications, and the
+//!   metrics both Lambdas publish.
 //! - [`query`]: SQL over a local lake with Athena's functions (feature `query`).
-//! - [`staged`]: the parquet-writer Lambda's work on S3 notifications.
-//! - [`telemetry`]: logs, error chains and the clock, for the binaries.
-//! - [`cli`]: the `eventlake` command line.
+//! - [`cli`]: the `eventlake` command line (feature `cli`; the Lambdas are built
+//!   without it).
 
+pub mod aws;
 pub mod catalog;
+#[cfg(feature = "cli")]
 pub mod cli;
-pub mod dedupe;
-pub mod event;
+pub mod core;
 pub mod firehose;
 pub mod generate;
-pub mod ingest;
-pub mod json;
 pub mod lake;
-pub mod metrics;
-pub mod parquet_file;
+pub mod lambda;
 #[cfg(feature = "query")]
 pub mod query;
-pub mod rejection;
-pub mod row_buffer;
-pub mod schema;
-pub mod scratch;
-pub mod staged;
-pub mod storage;
 pub mod telemetry;
-pub mod timestamp;

@@ -111,7 +111,7 @@ data "aws_iam_policy_document" "writer" {
     resources = ["${aws_s3_bucket.lake.arn}/${local.staging_prefix}*"]
   }
   # No list or delete: the writer's limits are fixed, so a retry of an object
-  # writes the same file names over its earlier files (src/lake.rs,
+  # writes the same file names over its earlier files (src/lake/writer.rs,
   # Limits::delete_stale_files is off in the Lambda).
   statement {
     sid     = "WriteLake"

@@ -13,7 +13,7 @@ locals {
 
   bucket_name = coalesce(var.lake_bucket_name, "${local.name}-lake-${local.account_id}")
 
-  # The layout the parquet-writer expects (src/staged.rs): staged objects under
+  # The layout the parquet-writer expects (src/lambda/parquet_writer.rs): staged objects under
   # STAGING_PREFIX, the lake under LAKE_PREFIX (events/ and _rejected/ below it).
   staging_prefix  = "staging/"
   lake_prefix     = ""
@@ -23,7 +23,7 @@ locals {
   athena_prefix   = "athena-results/"
 
   # The tag the parquet-writer puts on a staged object once it is in the lake
-  # (src/staged.rs WRITTEN_TAG); the staging lifecycle rule expires only these.
+  # (src/lambda/parquet_writer.rs WRITTEN_TAG); the staging lifecycle rule expires only these.
   written_tag_key   = "eventlake-written"
   written_tag_value = "true"
 

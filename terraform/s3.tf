@@ -70,7 +70,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
   bucket = aws_s3_bucket.lake.id
 
   # Only staged objects the parquet-writer has written to Parquet expire: it tags
-  # each one eventlake-written=true after writing it (src/staged.rs). An object
+  # each one eventlake-written=true after writing it (src/lambda/parquet_writer.rs). An object
   # waiting for a retry or in the DLQ (14 days) is untagged and never expires, so
   # a redrive always finds it. No other rule may expire current versions under
   # the staging prefix (tests/infra/stack_test.py checks the applied rules).

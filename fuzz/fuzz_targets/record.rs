@@ -2,7 +2,7 @@
 //! line is one JSON line that parses again to the same bytes.
 #![no_main]
 
-use eventlake::event::Event;
+use eventlake::core::event::Event;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

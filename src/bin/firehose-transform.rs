@@ -1,7 +1,8 @@
 //! The `firehose-transform` Lambda: Firehose's data-transformation hook.
 
-use eventlake::event::TimeWindow;
-use eventlake::{firehose, metrics, telemetry};
+use eventlake::core::event::TimeWindow;
+use eventlake::lambda::metrics;
+use eventlake::{firehose, telemetry};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::value::RawValue;
 
@@ -12,7 +13,8 @@ async fn main() -> Result<(), Error> {
     // Set by the Lambda service; absent only when run by hand.
     let function_name =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "firehose-transform".into());
-    run(service_fn(|event: LambdaEvent<Box<RawValue>>| handle(event, &function_name, window))).await
+    run(service_fn(|event: LambdaEvent<Box<RawValue>>| transform_invocation(event, &function_name, window)))
+        .await
 }
 
 /// `CREATED_AT_MAX_AGE_DAYS` and `CREATED_AT_MAX_FUTURE_DAYS`: whole days, each
@@ -34,7 +36,7 @@ fn window_from_env() -> Result<TimeWindow, Error> {
     })
 }
 
-async fn handle(
+async fn transform_invocation(
     event: LambdaEvent<Box<RawValue>>,
     function_name: &str,
     window: TimeWindow,
@@ -43,7 +45,7 @@ async fn handle(
     let settings =
         firehose::Settings { window: TimeWindow { now_millis: now, ..window }, ..Default::default() };
     // The invocation error Firehose records shows the whole cause chain.
-    let transformed = firehose::handle(event.payload.get(), &settings)
+    let transformed = firehose::transform_and_log(event.payload.get(), &settings)
         .map_err(|error| Error::from(telemetry::error_chain(&error)))?;
     for document in metrics::transform_documents(&transformed.stats, function_name, now) {
         println!("{document}");

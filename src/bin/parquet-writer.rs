@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use eventlake::aws::{self, s3};
 use eventlake::catalog::{self, Catalog};
-use eventlake::staged::{Config, Handler};
-use eventlake::{metrics, storage, telemetry};
+use eventlake::lambda::metrics;
+use eventlake::lambda::parquet_writer::{Config, Handler};
+use eventlake::telemetry;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -13,13 +15,14 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init_json_logs(std::io::stderr);
     let config = Config::from_env()?;
+    let aws_config = aws::load_config().await;
     let catalog = match &config.glue_database {
-        Some(database) => Some(Catalog::new(catalog::glue_client().await, database, &config.glue_table)),
+        Some(database) => Some(Catalog::new(catalog::glue_client(&aws_config), database, &config.glue_table)),
         None => None,
     };
     // Set by the Lambda service; absent only when run by hand.
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "parquet-writer".into());
-    let handler = Handler::new(storage::s3_client().await, config, catalog);
+    let handler = Handler::new(s3::s3_client(&aws_config), config, catalog);
     let (handler, function_name) = (&handler, function_name.as_str());
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let started = Instant::now();

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::aws::{self, s3::S3Store};
 use crate::catalog::{self, Catalog};
-use crate::lake::Partition;
-use crate::storage::{self, Location, S3Store};
+use crate::core::partition::{Partition, EVENTS_DIR};
+use crate::lake::storage::Location;
 
 /// Keep the Glue catalog in step with the lake.
 #[derive(Debug, clap::Args)]
@@ -50,11 +51,12 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
     let Location::S3 { bucket, prefix } = location else {
         anyhow::bail!("--lake must be s3://bucket/prefix: Glue partitions point at S3 locations");
     };
-    let store = S3Store::new(storage::s3_client().await, bucket, prefix);
-    let catalog = Catalog::new(catalog::glue_client().await, &args.database, &args.table);
+    let aws_config = aws::load_config().await;
+    let store = S3Store::new(aws::s3::s3_client(&aws_config), bucket, prefix);
+    let catalog = Catalog::new(catalog::glue_client(&aws_config), &args.database, &args.table);
 
     let table_location = catalog.table_location().await?;
-    let expected = store.url("events/");
+    let expected = store.url(&format!("{EVENTS_DIR}/"));
     if table_location.trim_end_matches('/') != expected.trim_end_matches('/') {
         return Err(
             catalog::CatalogError::WrongLocation { table: catalog.name(), table_location, expected }.into()
@@ -66,7 +68,7 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
     }
     let existing = catalog.existing_partitions().await?;
     let missing: Vec<Partition> =
-        in_lake.iter().filter(|p| !existing.contains(&catalog::partition_values(p))).cloned().collect();
+        in_lake.iter().filter(|p| !existing.contains(&p.values())).cloned().collect();
     if args.dry_run {
         for partition in &missing {
             println!("{}", partition.directory());
@@ -90,11 +92,11 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
 /// partitions.
 async fn lake_partitions(store: &S3Store) -> anyhow::Result<(Vec<Partition>, Vec<String>)> {
     let (mut partitions, mut ignored) = (Vec::new(), Vec::new());
-    for type_dir in store.list_directories("events").await? {
-        for date_dir in store.list_directories(&format!("events/{type_dir}")).await? {
+    for type_dir in store.list_directories(EVENTS_DIR).await? {
+        for date_dir in store.list_directories(&format!("{EVENTS_DIR}/{type_dir}")).await? {
             match Partition::from_directories(&type_dir, &date_dir) {
                 Some(partition) => partitions.push(partition),
-                None => ignored.push(format!("events/{type_dir}/{date_dir}")),
+                None => ignored.push(format!("{EVENTS_DIR}/{type_dir}/{date_dir}")),
             }
         }
     }

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::ingest::{self, ContentDigest, Fed};
-use crate::lake::{LakeWriter, Limits, SourceId, Summary};
-use crate::storage::{self, LocalDir, Location, S3Store, Storage};
-use crate::{scratch, telemetry};
+use crate::aws::{self, s3::S3Store};
+use crate::lake::ndjson::{self, ContentDigest, LineCounts};
+use crate::lake::scratch;
+use crate::lake::storage::{LocalDir, Location, Storage};
+use crate::lake::writer::{LakeWriter, Limits, SourceId, Summary};
+use crate::telemetry;
 
 /// Ingest NDJSON events into a Parquet lake (a directory or s3://bucket/prefix).
 #[derive(Debug, clap::Args)]
@@ -70,7 +72,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let (summary, fed, total_bytes, elapsed) = match &location {
         Location::Local(dir) => ingest(LocalDir::new(dir), limits, &args).await?,
         Location::S3 { bucket, prefix } => {
-            let store = S3Store::new(storage::s3_client().await, bucket, prefix);
+            let store = S3Store::new(aws::s3::s3_client(&aws::load_config().await), bucket, prefix);
             ingest(store, limits, &args).await?
         }
     };
@@ -88,7 +90,7 @@ async fn ingest<S: Storage>(
     storage: S,
     limits: Limits,
     args: &Args,
-) -> anyhow::Result<(Summary, Fed, u64, Duration)> {
+) -> anyhow::Result<(Summary, LineCounts, u64, Duration)> {
     // Standard input is kept in a file in the run's scratch directory: the run's
     // output names come from a digest of its whole input, taken before the first
     // file is written.
@@ -127,26 +129,23 @@ async fn write_lake<S: Storage>(
     limits: Limits,
     inputs: &[Input],
     progress: Option<&ProgressBar>,
-) -> anyhow::Result<(Summary, Fed)> {
-    let mut writer = LakeWriter::new(storage, source, limits);
-    let mut fed = Fed::default();
-    for input in inputs {
-        let file = Progress { inner: open(&input.path)?, bar: progress };
-        let reader = ingest::decompressing_reader(file).with_context(|| format!("reading {}", input.name))?;
-        let this = ingest::feed(&mut writer, reader, &input.name).await?;
-        fed.lines += this.lines;
-        fed.blank += this.blank;
-    }
-    if let Some(bar) = progress {
-        // Input is read; the partitions still in memory or spilled are written now.
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_message("writing partitions");
-        bar.enable_steady_tick(Duration::from_millis(100));
-    }
-    Ok((writer.finish().await?, fed))
+) -> anyhow::Result<(Summary, LineCounts)> {
+    let opened = inputs.iter().map(|input| {
+        let file = File::open(&input.path).map(|inner| Progress { inner, bar: progress });
+        (input.name.clone(), file)
+    });
+    let writing = || {
+        if let Some(bar) = progress {
+            // Input is read; the partitions still in memory or spilled are written now.
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message("writing partitions");
+            bar.enable_steady_tick(Duration::from_millis(100));
+        }
+    };
+    Ok(ndjson::load(LakeWriter::new(storage, source, limits), opened, writing).await?)
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
@@ -174,7 +173,7 @@ impl<R: Read> Read for Progress<'_, R> {
 }
 
 /// The end-of-run table.
-fn report(summary: &Summary, fed: Fed, input_bytes: u64, elapsed: Duration, lake: &str) -> String {
+fn report(summary: &Summary, fed: LineCounts, input_bytes: u64, elapsed: Duration, lake: &str) -> String {
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let mut rows: Vec<(String, String)> = vec![
         ("events read".into(), count(summary.records)),

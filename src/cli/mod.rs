@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::event::TimeWindow;
+use crate::core::event::TimeWindow;
 
 /// Open data-lake ETL for JSON event streams: the AWS pipeline, on a laptop.
 #[derive(Debug, Parser)]

@@ -18,8 +18,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     lake: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    format: OutputFormat,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
     /// Read the SQL from this file (for example athena/queries/events_per_type_per_day.sql).
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
@@ -35,13 +35,6 @@ pub struct Args {
     sql: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum OutputFormat {
-    Table,
-    Csv,
-    Json,
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sql = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),
@@ -50,11 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give SQL or --file FILE"),
     };
-    let format = match args.format {
-        OutputFormat::Table => Format::Table,
-        OutputFormat::Csv => Format::Csv,
-        OutputFormat::Json => Format::Json,
-    };
+    let format = args.format;
     let bounds = query::Bounds {
         memory_bytes: args
             .memory_mib

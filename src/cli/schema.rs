@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::schema;
+use crate::lake::schema;
 
 /// Print the lake schema as Arrow, Glue JSON (for Terraform) or Athena DDL.
 #[derive(Debug, clap::Args)]

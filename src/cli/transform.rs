@@ -1,6 +1,6 @@
 //! `eventlake transform`: the Firehose hook on the command line.
 //!
-//! Runs `firehose::handle`, the Lambda's own code path, on requests read from a file
+//! Runs `firehose::transform_and_log`, the Lambda's own code path, on requests read from a file
 //! or stdin. Input may hold several requests (as `eventlake generate --firehose`
 //! writes them); each gets one response line on stdout.
 
@@ -61,8 +61,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut total = Totals::default();
     for (index, request) in serde_json::Deserializer::from_str(&input).into_iter::<&RawValue>().enumerate() {
         let request = request.with_context(|| format!("request {} is not valid JSON", index + 1))?;
-        let transformed =
-            firehose::handle(request.get(), &settings).with_context(|| format!("request {}", index + 1))?;
+        let transformed = firehose::transform_and_log(request.get(), &settings)
+            .with_context(|| format!("request {}", index + 1))?;
         stdout.write_all(&transformed.response)?;
         stdout.write_all(b"\n")?;
         total.add(&transformed.stats);

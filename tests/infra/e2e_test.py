@@ -723,7 +723,7 @@ def writer_killed(pipeline):
 def s3_put_failures(pipeline):
     pipeline.send(pipeline.events(2000, seed=5, days_ago=6))
     pipeline.firehose.deliver()
-    # 12 failed PUTs in a row: more than the writer's 5 attempts (src/storage.rs)
+    # 12 failed PUTs in a row: more than the writer's 5 attempts (src/aws/mod.rs ATTEMPTS)
     # for a file, so at least one object fails and comes back from SQS.
     pipeline.proxy.fail(is_lake_put(pipeline.deployed), 12)
     handed_back = pipeline.writer.drain()
@@ -733,7 +733,7 @@ def s3_put_failures(pipeline):
 
 def glue_outage(pipeline):
     """Glue refuses the writer's calls for as long as its 5 attempts at one
-    object take (src/catalog.rs), with exponential backoff: that object fails after
+    object take (src/aws/mod.rs ATTEMPTS), with exponential backoff: that object fails after
     its files are written, comes back from SQS and registers its partitions then.
     (A longer outage fails more objects the same way, each waiting its backoff.)"""
     pipeline.send(pipeline.events(2000, seed=6, days_ago=7))

@@ -31,7 +31,7 @@ SERVICES = [
 ]
 # Output names of the Lambdas, and their zips under LAMBDA_ZIP_DIR.
 LAMBDAS = {"transform_function": "firehose-transform", "writer_function": "parquet-writer"}
-# The tag the writer puts on a staged object it has written (src/staged.rs).
+# The tag the writer puts on a staged object it has written (src/lambda/parquet_writer.rs).
 WRITTEN_TAG = ("eventlake-written", "true")
 
 

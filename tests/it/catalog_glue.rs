@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_glue::types::{Column, SerDeInfo, StorageDescriptor, TableInput};
-use eventlake::catalog::{self, Catalog};
+use eventlake::catalog::Catalog;
 use serde_json::json;
 
 use crate::lake_s3::{gzip, sqs_event, staged_lines, Lake, BUCKET};
@@ -22,7 +22,7 @@ async fn create_table(glue: &aws_sdk_glue::Client, location: &str) {
         .send()
         .await
         .unwrap();
-    let glue_json = eventlake::schema::glue_json();
+    let glue_json = eventlake::lake::schema::glue_json();
     let columns = |key: &str| -> Vec<Column> {
         glue_json[key]
             .as_array()
@@ -87,7 +87,7 @@ async fn the_writer_registers_the_partitions_it_creates() {
     let body =
         lake.stage("staging/event_type=payment/created_date=2024-03-17/a.gz", gzip(&staged_lines())).await;
     let event = sqs_event(&[("m1", body)]);
-    let response = lake.handler.handle(event.clone()).await.unwrap();
+    let response = lake.handler.invoke_without_deadline(event.clone()).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
 
     let written: std::collections::BTreeSet<String> = lake
@@ -112,7 +112,7 @@ async fn the_writer_registers_the_partitions_it_creates() {
     assert_eq!(registered, expected);
 
     // A redelivery: the partitions exist; still a success, nothing changes.
-    let response = lake.handler.handle(event).await.unwrap();
+    let response = lake.handler.invoke_without_deadline(event).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]));
     assert_eq!(partitions(&glue).await, expected);
 }
@@ -124,14 +124,14 @@ async fn a_registration_failure_fails_the_message_and_the_retry_registers() {
         lake.stage("staging/event_type=payment/created_date=2024-03-17/a.gz", gzip(&staged_lines())).await;
     let event = sqs_event(&[("m1", body)]);
     // No table yet: the files are written, the message is reported for retry.
-    let response = lake.handler.handle(event.clone()).await.unwrap();
+    let response = lake.handler.invoke_without_deadline(event.clone()).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([{"itemIdentifier": "m1"}]));
     let files = lake.objects("lake/events/").await;
     assert!(!files.is_empty());
 
     let glue = lake.moto.glue();
     create_table(&glue, &format!("s3://{BUCKET}/lake/events/")).await;
-    let response = lake.handler.handle(event).await.unwrap();
+    let response = lake.handler.invoke_without_deadline(event).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]));
     assert_eq!(lake.objects("lake/events/").await, files, "the retry rewrote the same files");
     assert!(partitions(&glue).await.len() > 3);
@@ -165,8 +165,11 @@ async fn catalog_repair_registers_every_missing_partition() {
 
     create_table(&glue, &format!("{root}/events/")).await;
     let catalog = Catalog::new(glue.clone(), DATABASE, "events");
-    let first = eventlake::lake::Partition::from_directories("event_type=payment", "created_date=2024-03-17")
-        .unwrap();
+    let first = eventlake::core::partition::Partition::from_directories(
+        "event_type=payment",
+        "created_date=2024-03-17",
+    )
+    .unwrap();
     catalog.register(std::slice::from_ref(&first)).await.unwrap();
 
     let repair = |extra: &[&str]| {
@@ -216,5 +219,5 @@ async fn catalog_repair_registers_every_missing_partition() {
         String::from_utf8_lossy(&wrong.stderr)
     );
     // The values Glue holds for the first partition are the partition's own.
-    assert_eq!(catalog::partition_values(&first), ["payment", "2024-03-17"]);
+    assert_eq!(first.values(), ["payment", "2024-03-17"]);
 }

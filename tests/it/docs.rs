@@ -1,6 +1,6 @@
 //! The docs agree with the one schema source.
 
-use eventlake::schema;
+use eventlake::lake::schema;
 
 #[test]
 fn lake_docs_schema_table_matches_the_schema() {
@@ -88,11 +88,8 @@ fn every_relative_link_in_the_docs_resolves_inside_the_repository() {
         let dir = document.parent().unwrap();
         for link in relative_links(&text) {
             let (path, anchor) = link.split_once('#').unwrap_or((&link, ""));
-            let target = if path.is_empty() {
-                document.clone()
-            } else {
-                std::path::absolute(dir.join(path)).unwrap()
-            };
+            let target =
+                if path.is_empty() { document.clone() } else { std::path::absolute(dir.join(path)).unwrap() };
             assert!(
                 target.starts_with(root) && target.exists(),
                 "{}: link {link:?} does not resolve inside the repository",

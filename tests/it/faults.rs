@@ -8,8 +8,9 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use eventlake::lake::{LakeWriter, Limits, Origin, SourceId, Summary};
-use eventlake::storage::{LocalDir, S3Store, Storage, StorageError};
+use eventlake::aws::s3::S3Store;
+use eventlake::lake::storage::{LocalDir, Storage, StorageError};
+use eventlake::lake::writer::{LakeWriter, Limits, Origin, SourceId, Summary};
 
 use crate::support::{eventlake, files_under, python_json, success, Moto};
 
@@ -98,7 +99,7 @@ fn events() -> Vec<u8> {
 }
 
 /// One run of the writer over `input` (small buffers: many puts per run).
-async fn run<S: Storage>(storage: S, input: &[u8]) -> Result<Summary, eventlake::lake::LakeError> {
+async fn run<S: Storage>(storage: S, input: &[u8]) -> Result<Summary, eventlake::lake::writer::LakeError> {
     let limits = Limits {
         partition_bytes: 64 << 10,
         total_bytes: 256 << 10,

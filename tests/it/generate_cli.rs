@@ -34,7 +34,7 @@ fn clean_events_are_all_valid_and_span_the_requested_types_and_days() {
     let mut types = BTreeSet::new();
     let mut days = BTreeSet::new();
     for line in out.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
-        let event = eventlake::event::Event::parse(line)
+        let event = eventlake::core::event::Event::parse(line)
             .unwrap_or_else(|r| panic!("{r}: {}", String::from_utf8_lossy(line)));
         types.insert(event.event_type().to_owned());
         days.insert(event.time().created_date().to_string());

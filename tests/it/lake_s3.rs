@@ -6,8 +6,8 @@ use std::io::Write;
 
 use aws_sdk_s3::primitives::ByteStream;
 use eventlake::catalog::Catalog;
-use eventlake::lake::Limits;
-use eventlake::staged::{Config, Handler};
+use eventlake::lake::writer::Limits;
+use eventlake::lambda::parquet_writer::{Config, Handler};
 use serde_json::{json, Value};
 
 use crate::support::{fixture, python_json, Moto};
@@ -181,7 +181,7 @@ async fn staged_objects_become_parquet_and_a_second_delivery_changes_nothing() {
     let body = lake.stage(key, gzip(&lines)).await;
     let event = sqs_event(&[("m1", body)]);
 
-    let response = lake.handler.handle(event.clone()).await.unwrap();
+    let response = lake.handler.invoke_without_deadline(event.clone()).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     let written = lake.objects("lake/events/").await;
     assert!(!written.is_empty());
@@ -230,7 +230,7 @@ async fn staged_objects_become_parquet_and_a_second_delivery_changes_nothing() {
     }
 
     // The same message again (SQS delivers at least once): same keys, same bytes.
-    let response = lake.handler.handle(event).await.unwrap();
+    let response = lake.handler.invoke_without_deadline(event).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]));
     assert_eq!(lake.objects("lake/events/").await, written);
     drop(lake.moto);
@@ -283,16 +283,25 @@ async fn a_redriven_notification_of_a_replaced_object_adds_no_second_copy() {
     let key = "staging/event_type=a/created_date=2024-03-17/torn.gz";
     let whole = gzip(&staged_lines());
     let torn_notification = lake.stage(key, whole[..whole.len() / 2].to_vec()).await;
-    let torn = lake.handler.handle(sqs_event(&[("torn", torn_notification.clone())])).await.unwrap();
+    let torn = lake
+        .handler
+        .invoke_without_deadline(sqs_event(&[("torn", torn_notification.clone())]))
+        .await
+        .unwrap();
     assert_eq!(torn["batchItemFailures"], json!([{"itemIdentifier": "torn"}]));
 
     let repaired_notification = lake.stage(key, whole).await;
-    let repaired = lake.handler.handle(sqs_event(&[("repaired", repaired_notification)])).await.unwrap();
+    let repaired = lake
+        .handler
+        .invoke_without_deadline(sqs_event(&[("repaired", repaired_notification)]))
+        .await
+        .unwrap();
     assert_eq!(repaired["batchItemFailures"], json!([]));
     let written = lake.objects("lake/events/").await;
     assert_eq!(pyarrow_rows(&written).len(), 15);
 
-    let redriven = lake.handler.handle(sqs_event(&[("redriven", torn_notification)])).await.unwrap();
+    let redriven =
+        lake.handler.invoke_without_deadline(sqs_event(&[("redriven", torn_notification)])).await.unwrap();
     assert_eq!(redriven["batchItemFailures"], json!([]));
     assert_eq!(
         lake.objects("lake/events/").await,
@@ -329,7 +338,7 @@ async fn invalid_lines_go_to_the_rejected_prefix_with_reasons() {
     let notification = lake.stage("staging/event_type=a/created_date=2024-03-17/mixed", body).await;
     // A direct S3 event (no SQS) works too.
     let direct: Value = serde_json::from_str(&notification).unwrap();
-    lake.handler.handle(direct).await.unwrap();
+    lake.handler.invoke_without_deadline(direct).await.unwrap();
     let rejected = lake.objects("lake/_rejected/").await;
     assert_eq!(rejected.len(), 1);
     let entry: Value = serde_json::from_slice(rejected[0].1.split(|&b| b == b'\n').next().unwrap()).unwrap();

@@ -253,7 +253,7 @@ proptest! {
 
     #[test]
     fn the_record_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = eventlake::event::Event::parse(&bytes);
+        let _ = eventlake::core::event::Event::parse(&bytes);
     }
 }
 
@@ -264,15 +264,12 @@ proptest! {
             Data::Encoded(bytes) => bytes,
             Data::NotBase64(text) => text.into_bytes(),
         };
-        if let Ok(event) = eventlake::event::Event::parse(&bytes) {
-            let keys = event.partition_keys();
-            let partition = eventlake::lake::Partition {
-                event_type: keys.event_type.to_owned(),
-                created_date: keys.created_date,
-            };
-            let source = eventlake::lake::SourceId::from_identity(&bytes);
-            let key = eventlake::lake::part_key(&partition, &source, 0);
-            prop_assert!(eventlake::storage::validate_key(&key).is_ok(), "{}", key);
+        if let Ok(event) = eventlake::core::event::Event::parse(&bytes) {
+            let keys = event.partition();
+            let partition = keys.to_owned();
+            let source = eventlake::lake::writer::SourceId::from_identity(&bytes);
+            let key = eventlake::lake::writer::part_key(&partition, &source, 0);
+            prop_assert!(eventlake::lake::storage::validate_key(&key).is_ok(), "{}", key);
             let segments: Vec<&str> = key.split('/').collect();
             prop_assert_eq!(segments.len(), 4, "{}", key);
             prop_assert_eq!(segments[0], "events");

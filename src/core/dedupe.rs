@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use foldhash::fast::RandomState;
 
-use crate::event::DedupeKey;
+use crate::core::event::DedupeKey;
 
 /// The keys seen so far in a batch (the Lambda) or a run (`eventlake ingest`).
 ///

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
-use crate::event::Event;
-use crate::parquet_file::Row;
-use crate::timestamp::EventTime;
+use crate::core::event::Event;
+use crate::core::timestamp::EventTime;
+use crate::lake::encoder::Row;
 
 /// A row whose text lives in its buffer's arena.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! Memory is bounded by the row buffers and the dedupe set, not by the input: a
 //! partition is written as a new part file when its buffer fills, and when the
 //! buffers and the dedupe set together reach the total limit the largest buffer is
-//! spilled to local disk (see [`row_buffer`]), to be written at the end in
+//! spilled to local disk (see [`crate::lake::rows`]), to be written at the end in
 //! full-size parts rather than as many small files. The dedupe set starts again
 //! when it reaches half the limit (duplicates further apart are then written
 //! twice, as duplicates in different runs are; [`Summary::dedupe_resets`]).
@@ -27,13 +27,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::dedupe::Seen;
-use crate::event::{Event, TimeWindow, MAX_RECORD_BYTES};
-use crate::parquet_file::{self, EncodeError};
-use crate::rejection::Rejection;
-use crate::row_buffer::{Buffer, Spill};
-use crate::storage::{Storage, StorageError};
-use crate::timestamp::CreatedDate;
+use crate::core::dedupe::Seen;
+use crate::core::event::{Event, TimeWindow, MAX_RECORD_BYTES};
+use crate::core::partition::Partition;
+use crate::core::rejection::Rejection;
+use crate::lake::encoder::{self, EncodeError};
+use crate::lake::rows::{Buffer, Spill};
+use crate::lake::storage::{Storage, StorageError};
 
 /// Buffer sizes and record rules of a writer.
 #[derive(Debug, Clone, Copy)]
@@ -100,32 +100,6 @@ impl SourceId {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// One partition of the lake.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Partition {
-    pub event_type: String,
-    pub created_date: CreatedDate,
-}
-
-impl Partition {
-    /// The partition's directory under the lake root. The event type's charset
-    /// (`A-Z a-z 0-9 _ - .`) is enforced by the event contract, so the value cannot
-    /// hold a `/`; the storage layer still refuses any `..` segment.
-    pub fn directory(&self) -> String {
-        format!("events/event_type={}/created_date={}", self.event_type, self.created_date)
-    }
-
-    /// The partition named by the two directory names under `events/`
-    /// (`event_type=<t>`, `created_date=<d>`); `None` for anything the writer
-    /// would not have written.
-    pub fn from_directories(event_type_dir: &str, created_date_dir: &str) -> Option<Self> {
-        let event_type = event_type_dir.strip_prefix("event_type=")?;
-        let created_date = CreatedDate::parse(created_date_dir.strip_prefix("created_date=")?)?;
-        crate::event::is_valid_event_type(event_type)
-            .then(|| Partition { event_type: event_type.to_owned(), created_date })
     }
 }
 
@@ -303,8 +277,7 @@ impl<S: Storage> LakeWriter<S> {
         }
         self.payload.clear();
         event.write_payload(&mut self.payload);
-        let keys = event.partition_keys();
-        let partition = Partition { event_type: keys.event_type.to_owned(), created_date: keys.created_date };
+        let partition = event.partition().to_owned();
         let buffer = self.buffers.entry(partition.clone()).or_default();
         let before = buffer.bytes();
         // The payload was written by the event's own serializer: UTF-8 JSON.
@@ -443,7 +416,7 @@ impl<S: Storage> LakeWriter<S> {
             return Ok(());
         }
         let mut rows = buffer.rows();
-        let bytes = parquet_file::encode(&mut rows)?;
+        let bytes = encoder::encode(&mut rows)?;
         let part = self.parts.entry(partition.clone()).or_default();
         let key = part_key(partition, &self.source, *part);
         *part += 1;
@@ -542,7 +515,7 @@ impl<S: Storage> LakeWriter<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timestamp::EventTime;
+    use crate::core::timestamp::EventTime;
 
     #[test]
     fn keys_are_deterministic_and_inside_their_partition() {
@@ -559,25 +532,5 @@ mod tests {
             format!("events/event_type=payment/created_date=2024-03-17/{}-00003.parquet", source.as_str())
         );
         assert_eq!(rejected_key(&source, 0), format!("_rejected/{}-00000.ndjson", source.as_str()));
-    }
-
-    #[test]
-    fn partitions_are_read_back_only_from_names_the_writer_writes() {
-        let partition =
-            Partition::from_directories("event_type=pay.ment-2", "created_date=2024-03-17").unwrap();
-        assert_eq!(partition.directory(), "events/event_type=pay.ment-2/created_date=2024-03-17");
-        for (t, d) in [
-            ("event_type=", "created_date=2024-03-17"),
-            ("event_type=a:b", "created_date=2024-03-17"),
-            ("event_type=a b", "created_date=2024-03-17"),
-            ("type=a", "created_date=2024-03-17"),
-            ("event_type=a", "created_date=2024-3-17"),
-            ("event_type=a", "created_date=2024-02-30"),
-            ("event_type=a", "created_date=1969-12-31"),
-            ("event_type=a", "created_date=+2024-03-17"),
-            ("event_type=a", "created_date=2024-03-17x"),
-        ] {
-            assert_eq!(Partition::from_directories(t, d), None, "{t}/{d}");
-        }
     }
 }

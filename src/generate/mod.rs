@@ -395,7 +395,7 @@ mod tests {
             let names: std::collections::BTreeSet<&str> =
                 generator.catalog.iter().map(|kind| kind.event_type.as_str()).collect();
             assert_eq!(names.len(), types);
-            assert!(names.iter().all(|name| crate::event::is_valid_event_type(name)), "{names:?}");
+            assert!(names.iter().all(|name| crate::core::event::is_valid_event_type(name)), "{names:?}");
         }
     }
 }

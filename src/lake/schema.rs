@@ -9,9 +9,13 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde_json::{json, Value};
 
+use crate::core::partition;
+
 /// Partition columns: they live in the object path, not inside the files.
-pub const PARTITION_COLUMNS: [(&str, &str); 2] =
-    [("event_type", "first part of event_name"), ("created_date", "UTC date of created_at, YYYY-MM-DD")];
+pub const PARTITION_COLUMNS: [(&str, &str); 2] = [
+    (partition::KEYS[0], "first part of event_name"),
+    (partition::KEYS[1], "UTC date of created_at, YYYY-MM-DD"),
+];
 
 /// The file columns: name, Arrow type, nullable, description.
 const COLUMNS: [(&str, DataType, bool, &str); 6] = [

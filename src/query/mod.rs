@@ -21,7 +21,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 pub use functions::timestamp_type;
 
 /// The `events_unique` view: the Athena DDL file, run as it is.
-pub const EVENTS_UNIQUE_VIEW: &str = include_str!("../athena/ddl/events_unique.sql");
+pub const EVENTS_UNIQUE_VIEW: &str = include_str!("../../athena/ddl/events_unique.sql");
 
 /// A query failure, with DataFusion's message (which names the column, function
 /// or syntax at fault).
@@ -70,6 +70,7 @@ impl Bounds {
 
 /// How a result is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     /// An aligned text table.
     Table,
@@ -82,7 +83,7 @@ pub enum Format {
 /// A session over the lake at `root`, with `events`, `events_unique` and the
 /// Athena functions registered.
 pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, QueryError> {
-    let events_dir = root.join("events");
+    let events_dir = root.join(crate::core::partition::EVENTS_DIR);
     if !events_dir.is_dir() {
         return Err(QueryError::NoLake(root.display().to_string()));
     }
@@ -94,7 +95,7 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
     for udf in functions::all().into_iter().chain(functions::bounded_string_functions(bounds.memory_bytes)) {
         ctx.register_udf(udf);
     }
-    let partition_columns = crate::schema::partition_columns()
+    let partition_columns = crate::lake::schema::partition_columns()
         .iter()
         .map(|column| (column.name.to_owned(), DataType::Utf8))
         .collect();
@@ -102,8 +103,9 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
         .with_file_extension(".parquet")
         .with_table_partition_cols(partition_columns);
     let url = ListingTableUrl::parse(format!("{}/", std::path::absolute(&events_dir)?.display()))?;
-    let config =
-        ListingTableConfig::new(url).with_listing_options(options).with_schema(crate::schema::arrow_schema());
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(crate::lake::schema::arrow_schema());
     ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
     ctx.sql(EVENTS_UNIQUE_VIEW).await?.collect().await?;
     Ok(ctx)

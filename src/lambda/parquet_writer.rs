@@ -25,11 +25,12 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
+use crate::aws::s3::{S3Client, S3Store};
 use crate::catalog::{Catalog, CatalogError};
-use crate::event::MAX_ENRICHED_BYTES;
-use crate::ingest::{self, IngestError};
-use crate::lake::{LakeWriter, Limits, SourceId, Summary};
-use crate::storage::{S3Client, S3Store, StorageError};
+use crate::core::event::MAX_ENRICHED_BYTES;
+use crate::lake::ndjson::{self, IngestError};
+use crate::lake::storage::StorageError;
+use crate::lake::writer::{LakeWriter, Limits, SourceId, Summary};
 use crate::telemetry;
 
 /// A problem with the whole invocation's configuration or payload.
@@ -85,7 +86,7 @@ impl ObjectError {
 /// lifecycle rule expires only objects that carry it (`terraform/s3.tf`).
 pub const WRITTEN_TAG: (&str, &str) = ("eventlake-written", "true");
 
-/// What one invocation did, for its EMF metrics ([`crate::metrics::writer_documents`]).
+/// What one invocation did, for its EMF metrics ([`crate::lambda::metrics::writer_documents`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
     pub objects_written: u64,
@@ -207,8 +208,8 @@ impl Handler {
         Handler { client, config, catalog }
     }
 
-    /// Handles one invocation with no time limit; see [`Handler::invoke`].
-    pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
+    /// One invocation with no time limit (tests, direct calls); see [`Handler::invoke`].
+    pub async fn invoke_without_deadline(&self, payload: Value) -> Result<Value, HandlerError> {
         self.invoke(payload, || Duration::MAX).await.response
     }
 
@@ -221,20 +222,22 @@ impl Handler {
         let response = match source.as_str() {
             "aws:sqs" => match serde_json::from_value::<SqsEvent>(payload) {
                 Ok(event) => {
-                    let response = self.handle_sqs(event, &remaining, &mut report).await;
+                    let response = self.write_sqs_batch(event, &remaining, &mut report).await;
                     Ok(serde_json::to_value(response).unwrap_or_default())
                 }
                 Err(error) => Err(HandlerError::UnknownPayload(error.to_string())),
             },
-            "aws:s3" => self.handle_direct(&payload.to_string(), &mut report).await,
+            "aws:s3" => self.write_s3_event(&payload.to_string(), &mut report).await,
             other => Err(HandlerError::UnknownPayload(format!("eventSource {other:?}"))),
         };
         Invocation { response, report }
     }
 
-    async fn handle_direct(&self, body: &str, report: &mut Report) -> Result<Value, HandlerError> {
-        let outcomes =
-            self.handle_s3_body(body).await.map_err(|e| HandlerError::UnknownPayload(e.to_string()))?;
+    async fn write_s3_event(&self, body: &str, report: &mut Report) -> Result<Value, HandlerError> {
+        let outcomes = self
+            .write_notified_objects(body)
+            .await
+            .map_err(|e| HandlerError::UnknownPayload(e.to_string()))?;
         outcomes.iter().for_each(|outcome| report.add(outcome));
         let total = outcomes.len();
         let failures: Vec<String> =
@@ -249,7 +252,7 @@ impl Handler {
 
     /// Processes the messages in order; a message whose objects fail, and every
     /// message not started in time, is reported for retry.
-    async fn handle_sqs(
+    async fn write_sqs_batch(
         &self,
         event: SqsEvent,
         remaining: &impl Fn() -> Duration,
@@ -270,7 +273,7 @@ impl Handler {
                 continue;
             }
             let body = message.body.as_deref().unwrap_or_default();
-            let failed = match self.handle_s3_body(body).await {
+            let failed = match self.write_notified_objects(body).await {
                 Ok(outcomes) => {
                     outcomes.iter().for_each(|outcome| report.add(outcome));
                     outcomes.into_iter().find_map(Result::err)
@@ -290,7 +293,10 @@ impl Handler {
 
     /// Processes the objects of one S3 notification body. `s3:TestEvent` (sent when a
     /// notification is configured) holds no object and is ignored.
-    pub async fn handle_s3_body(&self, body: &str) -> Result<Vec<Result<Summary, ObjectError>>, ObjectError> {
+    pub async fn write_notified_objects(
+        &self,
+        body: &str,
+    ) -> Result<Vec<Result<Summary, ObjectError>>, ObjectError> {
         if is_test_event(body) {
             tracing::info!("ignoring s3:TestEvent");
             return Ok(Vec::new());
@@ -318,13 +324,9 @@ impl Handler {
         let (etag, body) = source_store.read_object(&object.key).await?;
         let lake = S3Store::new(self.client.clone(), &self.config.lake_bucket, &self.config.lake_prefix);
         let identity = format!("s3://{}/{}@{}", object.bucket, object.key, etag);
-        let mut writer =
-            LakeWriter::new(lake, SourceId::from_identity(identity.as_bytes()), self.config.limits);
+        let writer = LakeWriter::new(lake, SourceId::from_identity(identity.as_bytes()), self.config.limits);
         let source_name = format!("s3://{}/{}", object.bucket, object.key);
-        let reader = ingest::decompressing_reader(body)
-            .map_err(|error| IngestError::Read { source_name: source_name.clone(), error })?;
-        ingest::feed(&mut writer, reader, &source_name).await?;
-        let summary = writer.finish().await.map_err(IngestError::from)?;
+        let (summary, _) = ndjson::load(writer, [(source_name.clone(), Ok(body))], || ()).await?;
         let registration = match &self.catalog {
             Some(catalog) => catalog.register(&summary.touched).await?,
             None => Default::default(),

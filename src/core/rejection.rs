@@ -45,7 +45,7 @@ pub enum Rejection {
     /// The first part of `event_name` is empty.
     #[error("event_name {name:?} has an empty event type before the first ':'")]
     EmptyEventType { name: String },
-    /// The first part of `event_name` is longer than [`MAX_EVENT_TYPE_LEN`](crate::event::MAX_EVENT_TYPE_LEN).
+    /// The first part of `event_name` is longer than [`MAX_EVENT_TYPE_LEN`](crate::core::event::MAX_EVENT_TYPE_LEN).
     #[error("event type of event_name {name:?} is {len} characters, at most 128 allowed")]
     EventTypeTooLong { name: String, len: usize },
     /// The first part of `event_name` has a character outside `A-Z a-z 0-9 _ - .`.

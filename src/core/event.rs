@@ -12,9 +12,10 @@ use serde::de::{Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::json;
-pub use crate::rejection::Rejection;
-use crate::timestamp::{CreatedDate, EventTime, TimeError};
+use crate::core::json;
+use crate::core::partition::Partition;
+pub use crate::core::rejection::Rejection;
+use crate::core::timestamp::{EventTime, TimeError};
 
 /// Longest record the contract accepts: Firehose's own record limit, 1,000 KiB.
 pub const MAX_RECORD_BYTES: usize = 1_024_000;
@@ -41,13 +42,6 @@ const COLUMNS: [&str; 6] =
 pub struct DedupeKey {
     pub uuid: Uuid,
     pub created_at_millis: i64,
-}
-
-/// Where an event lives in the lake: its partition values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PartitionKeys<'a> {
-    pub event_type: &'a str,
-    pub created_date: CreatedDate,
 }
 
 /// How far `created_at` may lie from the time a record is processed: a producer
@@ -193,8 +187,8 @@ impl<'a> Event<'a> {
     }
 
     /// The partition this event belongs to.
-    pub fn partition_keys(&self) -> PartitionKeys<'_> {
-        PartitionKeys { event_type: self.event_type(), created_date: self.time.created_date() }
+    pub fn partition(&self) -> Partition<&str> {
+        Partition { event_type: self.event_type(), created_date: self.time.created_date() }
     }
 
     /// Appends the enriched event (CONTRACT section 2) as one compact JSON line
@@ -775,7 +769,7 @@ mod tests {
     fn partition_keys_are_type_and_utc_date() {
         let input = record("");
         let event = Event::parse(input.as_bytes()).unwrap();
-        let keys = event.partition_keys();
+        let keys = event.partition();
         assert_eq!(keys.event_type, "payment");
         assert_eq!(keys.created_date.to_string(), "2024-03-17");
     }

@@ -6,9 +6,9 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use flate2::bufread::MultiGzDecoder;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::lake::{LakeError, LakeWriter, Origin};
-use crate::scratch;
-use crate::storage::{Storage, StorageError};
+use crate::lake::scratch;
+use crate::lake::storage::{Storage, StorageError};
+use crate::lake::writer::{LakeError, LakeWriter, Origin, Summary};
 
 /// Read buffer size: large reads keep system calls off the profile.
 const READ_BUFFER: usize = 1 << 20;
@@ -37,10 +37,32 @@ pub fn decompressing_reader<'r>(input: impl Read + 'r) -> io::Result<Box<dyn Buf
 
 /// What feeding one input did besides the writer's own counts.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Fed {
+pub struct LineCounts {
     pub lines: u64,
     /// Lines holding only whitespace: no record, so neither written nor rejected.
     pub blank: u64,
+}
+
+/// Reads `inputs` (each a name, for reasons and errors, and its bytes, plain or
+/// gzip, opened only when its turn comes) into `writer`, then writes what the
+/// writer still holds: the one path from readers to a finished lake run, for
+/// `eventlake ingest` and the `parquet-writer` Lambda alike. `before_finish` runs
+/// once every input is read, before the buffered partitions are written.
+pub async fn load<S: Storage, R: Read>(
+    mut writer: LakeWriter<S>,
+    inputs: impl IntoIterator<Item = (String, io::Result<R>)>,
+    before_finish: impl FnOnce(),
+) -> Result<(Summary, LineCounts), IngestError> {
+    let mut fed = LineCounts::default();
+    for (source_name, input) in inputs {
+        let read_error = |error| IngestError::Read { source_name: source_name.clone(), error };
+        let reader = decompressing_reader(input.map_err(read_error)?).map_err(read_error)?;
+        let this = feed(&mut writer, reader, &source_name).await?;
+        fed.lines += this.lines;
+        fed.blank += this.blank;
+    }
+    before_finish();
+    Ok((writer.finish().await?, fed))
 }
 
 /// Feeds every line of `reader` to `writer` as one record. A line longer than the
@@ -50,10 +72,10 @@ pub async fn feed<S: Storage>(
     writer: &mut LakeWriter<S>,
     mut reader: impl BufRead,
     source_name: &str,
-) -> Result<Fed, IngestError> {
+) -> Result<LineCounts, IngestError> {
     let read_error = |error| IngestError::Read { source_name: source_name.to_owned(), error };
     let max = writer.limits().max_record_bytes;
-    let mut fed = Fed::default();
+    let mut fed = LineCounts::default();
     let mut line = Vec::with_capacity(64 * 1024);
     loop {
         line.clear();

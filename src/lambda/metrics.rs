@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::firehose::Stats;
-use crate::staged::Report;
+use crate::lambda::parquet_writer::Report;
 
 /// The CloudWatch namespace of every eventlake metric.
 pub const NAMESPACE: &str = "eventlake";

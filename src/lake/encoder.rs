@@ -20,8 +20,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use uuid::Uuid;
 
-use crate::schema;
-use crate::timestamp::EventTime;
+use crate::core::timestamp::EventTime;
+use crate::lake::schema;
 
 /// Rows per row group: large groups scan best; files are bounded by the writer's
 /// partition buffer long before this.

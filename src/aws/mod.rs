@@ -1,0 +1,18 @@
+//! AWS: the SDK configuration, loaded once per process and shared by every client
+//! (the `parquet-writer` Lambda's S3 and Glue clients, the CLI's), and the S3
+//! storage of the lake. Glue is [`crate::catalog`].
+
+pub mod s3;
+
+pub use aws_config::SdkConfig;
+
+/// The attempts of every AWS call, with the SDK's standard backoff.
+pub const ATTEMPTS: u32 = 5;
+
+/// Loads the SDK configuration from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL`...), with [`ATTEMPTS`] standard retries. Call it once and
+/// build every client from it.
+pub async fn load_config() -> SdkConfig {
+    let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(ATTEMPTS);
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retries).load().await
+}

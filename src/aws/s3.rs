@@ -1,0 +1,298 @@
+//! The lake's storage in an S3 prefix, and the S3 client.
+//!
+//! Every write is whole or nothing: an object is one PUT, or a multipart upload
+//! that is completed only when every part is in (and aborted otherwise). Only this
+//! module talks to S3.
+
+use std::io::Read;
+use std::path::Path;
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use crate::lake::scratch;
+use crate::lake::storage::{io_error, validate_key, Storage, StorageError};
+/// The S3 client type, for callers that build an [`S3Store`] (only this module
+/// depends on the SDK crate directly).
+pub use aws_sdk_s3::Client as S3Client;
+
+/// Objects at or above this size go up as multipart uploads.
+const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
+/// Size of each multipart part (S3's minimum is 5 MiB).
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Default)]
+struct Level {
+    files: Vec<String>,
+    directories: Vec<String>,
+}
+
+/// A prefix in an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+}
+
+/// The S3 client of `config`, with path-style addressing when an endpoint is set
+/// (an emulator or a private endpoint).
+pub fn s3_client(config: &crate::aws::SdkConfig) -> S3Client {
+    let custom_endpoint =
+        std::env::var_os("AWS_ENDPOINT_URL_S3").or_else(|| std::env::var_os("AWS_ENDPOINT_URL"));
+    let s3_config =
+        aws_sdk_s3::config::Builder::from(config).force_path_style(custom_endpoint.is_some()).build();
+    S3Client::from_conf(s3_config)
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into().trim_end_matches('/').to_owned();
+        S3Store { client, bucket: bucket.into(), prefix }
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    fn error(&self, operation: &'static str, key: &str, error: impl std::error::Error) -> StorageError {
+        StorageError::S3 {
+            operation,
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            message: DisplayErrorContext(error).to_string(),
+        }
+    }
+
+    /// Reads a whole object (`key` relative to the bucket, not the prefix) into
+    /// memory once, as the chunks it arrived in: its ETag (without quotes) and a
+    /// reader over its bytes.
+    pub async fn read_object(&self, key: &str) -> Result<(String, impl std::io::Read + Send), StorageError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("GetObject", key, e))?;
+        let etag = object.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+        let body = object.body.collect().await.map_err(|e| self.error("GetObject", key, e))?;
+        Ok((etag, bytes::Buf::reader(body)))
+    }
+
+    /// Sets the tag `name=value` on an object (`key` relative to the bucket),
+    /// replacing its tag set.
+    pub async fn tag_object(&self, key: &str, (name, value): (&str, &str)) -> Result<(), StorageError> {
+        let tag = aws_sdk_s3::types::Tag::builder()
+            .key(name)
+            .value(value)
+            .build()
+            .map_err(|e| self.error("PutObjectTagging", key, e))?;
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .tag_set(tag)
+            .build()
+            .map_err(|e| self.error("PutObjectTagging", key, e))?;
+        self.client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| self.error("PutObjectTagging", key, e))?;
+        Ok(())
+    }
+
+    /// The names of the "directories" (common prefixes) directly under `dir`, a path
+    /// relative to the store's prefix: `list_directories("events")` gives
+    /// `["event_type=a", …]`. Pages through any number of entries.
+    pub async fn list_directories(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        Ok(self.list_level(dir.trim_end_matches('/')).await?.directories)
+    }
+
+    /// The objects and "directories" directly under `dir` (relative to the
+    /// store's prefix), by name; pages through any number of entries.
+    async fn list_level(&self, dir: &str) -> Result<Level, StorageError> {
+        let parent = format!("{}/", self.full_key(dir));
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&parent)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut level = Level::default();
+        fn name<'k>(parent: &str, key: Option<&'k str>) -> Option<&'k str> {
+            key.and_then(|k| k.strip_prefix(parent)).map(|n| n.trim_end_matches('/'))
+        }
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
+            for object in page.contents() {
+                level.files.extend(name(&parent, object.key()).map(str::to_owned));
+            }
+            for common in page.common_prefixes() {
+                level
+                    .directories
+                    .extend(name(&parent, common.prefix()).filter(|n| !n.is_empty()).map(str::to_owned));
+            }
+        }
+        Ok(level)
+    }
+
+    /// `s3://bucket/prefix/` followed by `key`: the URL of a directory in the store.
+    pub fn url(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.full_key(key))
+    }
+
+    async fn put_multipart(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.put_chunks(key, bytes.chunks(PART_SIZE).map(|chunk| Ok(chunk.to_vec()))).await
+    }
+
+    /// A multipart upload of `chunks` (each at least 5 MiB but the last), aborted
+    /// if any part fails.
+    async fn put_chunks(
+        &self,
+        key: &str,
+        chunks: impl Iterator<Item = Result<Vec<u8>, StorageError>>,
+    ) -> Result<(), StorageError> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_chunks(key, &upload_id, chunks).await;
+        if result.is_err() {
+            // Without the abort, S3 would keep (and bill) the parts already sent.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    /// Uploads each chunk as the next part, then completes the upload.
+    async fn upload_chunks(
+        &self,
+        key: &str,
+        upload_id: &str,
+        chunks: impl Iterator<Item = Result<Vec<u8>, StorageError>>,
+    ) -> Result<(), StorageError> {
+        let mut parts = Vec::new();
+        for (index, chunk) in chunks.enumerate() {
+            let chunk = chunk?;
+            let number = index as i32 + 1;
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(chunk))
+                .send()
+                .await
+                .map_err(|e| self.error("UploadPart", key, e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .set_e_tag(part.e_tag().map(str::to_owned))
+                    .part_number(number)
+                    .build(),
+            );
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| self.error("CompleteMultipartUpload", key, e))?;
+        Ok(())
+    }
+}
+
+impl Storage for S3Store {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        validate_key(key)?;
+        let key = self.full_key(key);
+        if bytes.len() >= MULTIPART_THRESHOLD {
+            return self.put_multipart(&key, bytes).await;
+        }
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| self.error("PutObject", &key, e))?;
+        Ok(())
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), StorageError> {
+        let length = std::fs::metadata(path).map_err(io_error(path))?.len();
+        if length < MULTIPART_THRESHOLD as u64 {
+            let bytes = std::fs::read(path).map_err(io_error(path))?;
+            return self.put(key, bytes).await;
+        }
+        validate_key(key)?;
+        let mut file = std::fs::File::open(path).map_err(io_error(path))?;
+        let chunks = std::iter::from_fn(move || {
+            let mut chunk = Vec::with_capacity(PART_SIZE);
+            match (&mut file).take(PART_SIZE as u64).read_to_end(&mut chunk) {
+                Ok(0) => None,
+                Ok(_) => Some(Ok(chunk)),
+                Err(error) => Some(Err(io_error(path)(error))),
+            }
+        });
+        self.put_chunks(&self.full_key(key), chunks).await
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        validate_key(dir)?;
+        Ok(self.list_level(dir).await?.files)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        validate_key(key)?;
+        let key = self.full_key(key);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteObject", &key, e))?;
+        Ok(())
+    }
+
+    fn event_type_spellings(&self) -> Result<Option<Vec<String>>, StorageError> {
+        Ok(None)
+    }
+
+    fn scratch_dir(&self) -> Result<&Path, StorageError> {
+        let parent = std::env::temp_dir();
+        scratch::process_run_dir().map_err(io_error(&parent))
+    }
+
+    fn describe(&self, key: &str) -> String {
+        self.url(key)
+    }
+}

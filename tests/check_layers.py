@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""The module map in src/lib.rs, checked (`make lint`): each top-level module of
+src/ uses only the modules of the crate it may use, the core contract uses no I/O,
+Arrow or AWS crate, and the Lambda binaries do not use the command line.
+
+usage: check_layers.py [SRC_DIR]
+"""
+
+import pathlib
+import re
+import sys
+
+# Module -> the crate's modules it may use besides itself.
+MAY_USE = {
+    "core": set(),
+    "telemetry": set(),
+    "firehose": {"core", "telemetry"},
+    "generate": {"core"},
+    "lake": {"core", "telemetry"},
+    "aws": {"core", "lake"},
+    "catalog": {"core", "aws", "lake"},
+    "lambda": {"core", "telemetry", "firehose", "lake", "aws", "catalog"},
+    "query": {"core", "lake"},
+    "cli": {"core", "telemetry", "firehose", "generate", "lake", "aws", "catalog", "lambda", "query"},
+}
+# Crates and std modules the pure core must not touch.
+CORE_FORBIDDEN = re.compile(r"\b(arrow|parquet|datafusion|aws_[a-z_]+|tokio|lambda_runtime)::|\bstd::(fs|net|process)\b")
+LAMBDA_BINARIES = ("firehose-transform.rs", "parquet-writer.rs")
+CRATE_PATH = re.compile(r"\bcrate::([a-z_]+)")
+
+
+def code(text):
+    """The text without comments (line and doc comments; block comments are not used)."""
+    return "\n".join(line.split("//", 1)[0] for line in text.splitlines())
+
+
+def problems(src):
+    found = []
+    for path in sorted(src.rglob("*.rs")):
+        relative = path.relative_to(src)
+        if relative.parts[0] == "bin":
+            if relative.name in LAMBDA_BINARIES and re.search(r"\beventlake::(cli|query)\b", code(path.read_text())):
+                found.append(f"{relative}: a Lambda binary uses the command line or the query engine")
+            continue
+        if relative.name == "lib.rs":
+            continue
+        module = relative.parts[0].removesuffix(".rs")
+        if module not in MAY_USE:
+            found.append(f"{relative}: module {module} is not in the map (tests/check_layers.py, src/lib.rs)")
+            continue
+        text = code(path.read_text())
+        for used in sorted(set(CRATE_PATH.findall(text)) - {module}):
+            if used not in MAY_USE[module]:
+                found.append(f"{relative}: {module} may not use crate::{used}")
+        if module == "core" and (match := CORE_FORBIDDEN.search(text)):
+            found.append(f"{relative}: the core contract may not use {match.group(0)}")
+    return found
+
+
+def main():
+    src = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "src")
+    found = problems(src)
+    for problem in found:
+        print(problem, file=sys.stderr)
+    if found:
+        sys.exit(1)
+    print(f"layers: every module of {src}/ uses only what the map allows")
+
+
+if __name__ == "__main__":
+    main()
