@@ -13,6 +13,10 @@ pub const ATTEMPTS: u32 = 5;
 /// `AWS_ENDPOINT_URL`...), with [`ATTEMPTS`] standard retries. Call it once and
 /// build every client from it.
 pub async fn load_config() -> SdkConfig {
-    let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(ATTEMPTS);
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retries).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retries()).load().await
+}
+
+/// [`ATTEMPTS`] attempts with the SDK's standard backoff.
+pub fn retries() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard().with_max_attempts(ATTEMPTS)
 }

@@ -40,9 +40,8 @@ pub struct S3Store {
 /// (an emulator or a private endpoint).
 pub fn s3_client(config: &crate::aws::SdkConfig) -> S3Client {
     let custom_endpoint =
-        std::env::var_os("AWS_ENDPOINT_URL_S3").or_else(|| std::env::var_os("AWS_ENDPOINT_URL"));
-    let s3_config =
-        aws_sdk_s3::config::Builder::from(config).force_path_style(custom_endpoint.is_some()).build();
+        config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(custom_endpoint).build();
     S3Client::from_conf(s3_config)
 }
 

@@ -158,27 +158,27 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// An S3 client for this server (static test credentials, path-style).
-    pub fn s3(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+    /// The AWS configuration of this server (static test credentials), as
+    /// `eventlake::aws::load_config` would load it with `AWS_ENDPOINT_URL` set.
+    pub fn sdk_config(&self) -> eventlake::aws::SdkConfig {
+        let credentials = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "moto");
+        eventlake::aws::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
             .endpoint_url(self.endpoint())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "moto"))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(credentials))
+            .retry_config(eventlake::aws::retries())
+            .build()
     }
 
-    /// A Glue client for this server.
+    /// An S3 client for this server, built as the product builds its own.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        eventlake::aws::s3::s3_client(&self.sdk_config())
+    }
+
+    /// A Glue client for this server, built as the product builds its own.
     pub fn glue(&self) -> aws_sdk_glue::Client {
-        let config = aws_sdk_glue::Config::builder()
-            .behavior_version(aws_sdk_glue::config::BehaviorVersion::latest())
-            .endpoint_url(self.endpoint())
-            .region(aws_sdk_glue::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_glue::config::Credentials::new("test", "test", None, None, "moto"))
-            .build();
-        aws_sdk_glue::Client::from_conf(config)
+        eventlake::catalog::glue_client(&self.sdk_config())
     }
 
     /// Environment for a process that talks to this server.
