@@ -114,7 +114,7 @@ impl Catalog {
         let template = self.table_descriptor().await?;
         let mut total = Registration::default();
         for chunk in fresh.chunks(BATCH_SIZE) {
-            total += retry_refused(&self.name(), chunk, |pending| {
+            total += retry_refused(&self.name(), chunk, FIRST_BACKOFF, |pending| {
                 let template = &template;
                 async move { self.create_batch(template, &pending).await }
             })
@@ -211,11 +211,13 @@ fn partition_location(table_location: &str, partition: &Partition) -> String {
     format!("{}/{partition}/", table_location.trim_end_matches('/'))
 }
 
-/// Runs `attempt` on `partitions`, then again (with backoff) on the ones refused for
-/// a reason other than "already exists", up to [`ATTEMPTS`] times.
+/// Runs `attempt` on `partitions`, then again on the ones refused for a reason
+/// other than "already exists", up to [`ATTEMPTS`] times, waiting `first_backoff`
+/// before the first retry and twice as long before each next one.
 async fn retry_refused<'p, F, Fut>(
     table: &str,
     partitions: &[&'p Partition],
+    first_backoff: Duration,
     mut attempt: F,
 ) -> Result<Registration, CatalogError>
 where
@@ -224,7 +226,7 @@ where
 {
     let mut registration = Registration::default();
     let mut pending: Vec<&Partition> = partitions.to_vec();
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = first_backoff;
     for number in 1..=ATTEMPTS {
         let refusals = attempt(pending.clone()).await?;
         let (existing, refused): (Vec<Refusal>, Vec<Refusal>) =
@@ -268,11 +270,11 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn already_existing_counts_as_success_and_refusals_are_retried() {
         let (a, b, c) = (partition("a"), partition("b"), partition("c"));
         let mut calls = Vec::new();
-        let result = retry_refused("db.t", &[&a, &b, &c], |pending| {
+        let result = retry_refused("db.t", &[&a, &b, &c], Duration::ZERO, |pending| {
             calls.push(pending.iter().map(|p| p.event_type.clone()).collect::<Vec<_>>());
             let refusals = match calls.len() {
                 1 => vec![refusal(&a, ALREADY_EXISTS), refusal(&b, "InternalServiceException")],
@@ -285,11 +287,11 @@ mod tests {
         assert_eq!(calls, [vec!["a", "b", "c"], vec!["b"]]);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn partitions_refused_every_time_are_reported() {
         let (a, b) = (partition("a"), partition("b"));
         let mut calls = 0;
-        let result = retry_refused("db.t", &[&a, &b], |_| {
+        let result = retry_refused("db.t", &[&a, &b], Duration::ZERO, |_| {
             calls += 1;
             let refusals = vec![refusal(&b, "ResourceNumberLimitExceededException")];
             async move { Ok(refusals) }
