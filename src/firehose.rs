@@ -358,13 +358,17 @@ fn write_ok(event: &Event<'_>, line: &[u8], response: &mut Vec<u8>) {
     response.extend_from_slice(b",\"result\":\"Ok\",\"data\":\"");
     encode_base64(line, response);
     // The keys and the event type's charset (A-Z a-z 0-9 _ - .) need no escaping.
-    let [event_type, created_date] = partition::KEYS;
+    let [event_type_key, created_date_key] = partition::KEYS;
     let keys = event.partition();
-    let _ = write!(
-        response,
-        "\",\"metadata\":{{\"partitionKeys\":{{\"{event_type}\":\"{}\",\"{created_date}\":\"{}\"}}}}}}",
-        keys.event_type, keys.created_date
-    );
+    response.extend_from_slice(b"\",\"metadata\":{\"partitionKeys\":{\"");
+    response.extend_from_slice(event_type_key.as_bytes());
+    response.extend_from_slice(b"\":\"");
+    response.extend_from_slice(keys.event_type.as_bytes());
+    response.extend_from_slice(b"\",\"");
+    response.extend_from_slice(created_date_key.as_bytes());
+    response.extend_from_slice(b"\":\"");
+    let _ = write!(response, "{}", keys.created_date);
+    response.extend_from_slice(b"\"}}}");
 }
 
 /// Parses the request object, handing every record of `records` to the visitor.
