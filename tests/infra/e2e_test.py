@@ -491,9 +491,10 @@ class Ledger:
         return self.verdicts[raw]
 
     def expected(self, firehose):
-        """(rows of events by dedupe key with their expected count, first copy's
-        row) and (original bytes -> (times rejected, code)) from what the stand-in
-        sent to the transform and flushed."""
+        """From what the stand-in sent to the transform and flushed: how many rows
+        each valid event's dedupe key must have (one per staged object that held
+        it), the oracle's `Event` of its first copy, and for each rejected record's
+        bytes (times sent, reason code, the last recordId it had)."""
         objects = collections.Counter((flush, partition) for _, flush, partition in firehose.staged)
         counts, rows, rejected = collections.Counter(), {}, {}
         seen_in_flush = set()
