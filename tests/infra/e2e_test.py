@@ -39,7 +39,6 @@ import base64
 import collections
 import datetime
 import gzip
-import io
 import json
 import os
 import shutil
@@ -55,8 +54,8 @@ import duckdb
 
 import contract_oracle as oracle
 from emulators import (
-    REGION, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, sqs_event,
-    start_moto, tags,
+    REGION, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
+    notified_keys, sqs_event, start_moto, tags,
 )
 
 MB = 1024 * 1024
@@ -301,7 +300,7 @@ class FirehoseStandIn:
                 "partitionKeyFromLambda:event_type": partition[0],
                 "partitionKeyFromLambda:created_date": partition[1],
             })
-            body = gzip_compress(b"".join(lines))
+            body = gzip_lines(lines)
             copies = 2 if self.lose_next_staged_ack else 1
             self.lose_next_staged_ack = False
             for _ in range(copies):
@@ -319,17 +318,10 @@ class FirehoseStandIn:
                 "timestamp:yyyy-MM-dd": time.strftime("%Y-%m-%d", time.gmtime()),
             })
             key = f"{prefix}{self.deployed.stream}-1-{time.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}.gz"
-            body = gzip_compress(b"".join(json.dumps(e).encode() + b"\n" for e in errors))
+            body = gzip_lines(json.dumps(e).encode() for e in errors)
             self.s3.put_object(Bucket=self.deployed.bucket, Key=key, Body=body)
         self.seconds["stage"] += time.time() - started
         return written
-
-
-def gzip_compress(data):
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb") as f:
-        f.write(data)
-    return buffer.getvalue()
 
 
 # --- Lambda's SQS event source (the stand-in) and the writer's faulty endpoint ------
@@ -524,7 +516,7 @@ def lake_rows(s3, deployed, work):
     downloaded from moto: DuckDB's S3 extension is not installable offline)."""
     root = tempfile.mkdtemp(prefix="lake-", dir=work)
     events = f"{deployed.lake_prefix}events/"
-    files = [k for k in list_keys(s3, deployed.bucket, events)]
+    files = list_keys(s3, deployed.bucket, events)
     assert all(k.endswith(".parquet") for k in files), [k for k in files if not k.endswith(".parquet")]
     for key in files:
         path = os.path.join(root, key[len(deployed.lake_prefix):])
@@ -759,7 +751,7 @@ def poison_object(pipeline):
         if attributes["Attributes"]["ApproximateNumberOfMessages"] != "0":
             break
     dead = sqs.receive_message(QueueUrl=deployed.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-    assert [torn] == [k for m in dead for k in notified(m)], f"the DLQ holds {dead}, expected the torn object's message"
+    assert [{torn}] == [notified_keys(m) for m in dead], f"the DLQ holds {dead}, expected the torn object's message"
     assert tags(s3, deployed.bucket, torn) == {}, "a failed staged object must stay untagged (it must not expire)"
     s3.put_object(Bucket=deployed.bucket, Key=torn, Body=body)
     pipeline.writer.drain()
@@ -769,10 +761,6 @@ def poison_object(pipeline):
         sqs.delete_message(QueueUrl=deployed.dlq_url, ReceiptHandle=m["ReceiptHandle"])
     pipeline.writer.drain()
     pipeline.check(f"poison object: to the DLQ after {deployed.max_receives} receives, repaired, redriven")
-
-
-def notified(message):
-    return [urllib.parse.unquote_plus(r["s3"]["object"]["key"]) for r in json.loads(message["Body"]).get("Records", [])]
 
 
 def report(timings, pipeline):
