@@ -14,11 +14,9 @@ CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
 # Python tools the tests use, pinned in requirements-test.txt: cargo-lambda, DuckDB
 # and pyarrow (independent Parquet readers), moto's server (S3, Glue, SQS emulator).
 TOOLS := $(VENV)/.tools-installed
-# `make run` and `make query` build eventlake with the `local` profile: optimized,
-# without the Lambdas' link-time optimization (much quicker to build). `make test`
-# runs the demo with RUN_PROFILE=dev, the build the tests already made.
-RUN_PROFILE ?= local
-EVENTLAKE := $(TARGET_DIR)/$(if $(filter dev,$(RUN_PROFILE)),debug,$(RUN_PROFILE))/eventlake
+# `make run`, `make query` and the tests share one build: the dev profile
+# (Cargo.toml says why). The demo's ingest takes about 6 s on it.
+EVENTLAKE := $(TARGET_DIR)/debug/eventlake
 DEMO := $(TARGET_DIR)/demo
 # Days of events `make run` generates, up to today: its query prints one row each.
 DEMO_DAYS := 7
@@ -70,7 +68,7 @@ test: $(TOOLS) ## Run every test a contributor must pass (Rust tests, the demo, 
 .PHONY: test-run
 test-run: ## `make run` on the test build: the demo ends with its query, one row a day
 	rm -rf $(DEMO)/test-lake && mkdir -p $(DEMO)
-	$(MAKE) --no-print-directory run RUN_PROFILE=dev LAKE=$(DEMO)/test-lake > $(DEMO)/test-run.log
+	$(MAKE) --no-print-directory run LAKE=$(DEMO)/test-lake > $(DEMO)/test-run.log
 	@rows=$$(grep -cE '^\| [0-9]{4}-[0-9]{2}-[0-9]{2} +\| [0-9]+ +\| 100 +\|$$' $(DEMO)/test-run.log || true); \
 	if [ "$$rows" != $(DEMO_DAYS) ]; then cat $(DEMO)/test-run.log; echo "make run: $$rows day rows, expected $(DEMO_DAYS)" >&2; exit 1; fi; \
 	echo "make run: ends with $(DEMO_DAYS) day rows"
@@ -92,7 +90,7 @@ test-infra: $(TOOLS) build ## Terraform: fmt, offline init, validate, checkov, a
 	else echo "checkov could not be installed from PyPI; set ALLOW_NO_CHECKOV=1 to run the rest without it" >&2; exit 1; fi
 	cargo build --quiet --bin eventlake
 	TF_PLUGIN_DIR="$(TF_PLUGIN_DIR)" $(VENV)/bin/python tests/infra/stack_test.py "$(CURDIR)" \
-		"$(abspath $(TARGET_DIR))/lambda" "$(TARGET_DIR)/debug/eventlake" "$(abspath $(VENV))/bin/moto_server" --e2e
+		"$(abspath $(TARGET_DIR))/lambda" "$(EVENTLAKE)" "$(abspath $(VENV))/bin/moto_server" --e2e
 
 # Events per first delivery of the e2e test (its faults add about 13,000 more).
 E2E_EVENTS ?= 20000
@@ -102,7 +100,7 @@ export E2E_EVENTS
 e2e: $(TOOLS) build ## The pipeline on emulators: apply terraform/ to moto, events through the built Lambdas into the lake, faults
 	cargo build --quiet --bin eventlake
 	TF_PLUGIN_DIR="$(TF_PLUGIN_DIR)" $(VENV)/bin/python tests/infra/e2e_test.py "$(CURDIR)" \
-		"$(abspath $(TARGET_DIR))/lambda" "$(TARGET_DIR)/debug/eventlake" "$(abspath $(VENV))/bin/moto_server"
+		"$(abspath $(TARGET_DIR))/lambda" "$(EVENTLAKE)" "$(abspath $(VENV))/bin/moto_server"
 
 .PHONY: deploy
 deploy: build ## Deploy the stack to AWS: make deploy ENV=dev|prod (terraform workspace ENV)
@@ -135,7 +133,7 @@ LAKE ?= lake
 # The recipes run under pipefail: no `| head`, whose early exit would fail the
 # writer with SIGPIPE once its output outgrows the pipe buffer.
 run: ## Run the local pipeline: generate a week of events, ingest them into ./lake, query it
-	cargo build --profile $(RUN_PROFILE) --bin eventlake
+	cargo build --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 200000 --start $(DEMO_START) --days $(DEMO_DAYS) --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
 	$(EVENTLAKE) ingest --lake $(LAKE) $(DEMO)/events.ndjson
@@ -150,12 +148,12 @@ Q ?= events_per_type_per_day
 
 .PHONY: query
 query: ## Run athena/queries/$(Q).sql on ./lake (make query Q=freshness)
-	cargo build --profile $(RUN_PROFILE) --bin eventlake
+	cargo build --bin eventlake
 	$(EVENTLAKE) query --lake $(LAKE) --file athena/queries/$(Q).sql
 
 .PHONY: run-transform
 run-transform: ## Run the Firehose transform locally on generated requests and show what it did
-	cargo build --profile $(RUN_PROFILE) --bin eventlake
+	cargo build --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 50000 --duplicates 0.02 --invalid 0.01 --firehose > $(DEMO)/requests.ndjson
 	$(EVENTLAKE) transform --input $(DEMO)/requests.ndjson > $(DEMO)/responses.ndjson 2> $(DEMO)/transform.log
@@ -168,8 +166,10 @@ run-transform: ## Run the Firehose transform locally on generated requests and s
 
 .PHONY: bench
 bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline, ingest vs pyarrow (1 GiB)
-	cargo bench --bench transform
-	cargo build --release --quiet --bin eventlake
+	# Without the query engine: neither benchmark uses it, and DataFusion under
+	# link-time optimization would double the build.
+	cargo bench --no-default-features --bench transform
+	cargo build --release --quiet --no-default-features --features cli --bin eventlake
 	$(TARGET_DIR)/release/eventlake generate --events 2900 --firehose > $(DEMO)/bench-request.json
 	$(PYTHON) benches/python_transform.py $(DEMO)/bench-request.json
 	$(VENV)/bin/python benches/ingest.py $(TARGET_DIR)/release/eventlake $(BENCH_MIB)
