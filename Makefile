@@ -115,10 +115,11 @@ destroy: ## Destroy the stack of ENV (make destroy ENV=dev)
 	$(TF) destroy $(TF_VARS)
 
 .PHONY: lint
-lint: ## Format check, clippy -D warnings, and the module layers (tests/check_layers.py)
+lint: ## Format check, clippy -D warnings, the module layers, one dependency build for make run and make test
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	$(PYTHON) tests/check_layers.py src
+	$(PYTHON) tests/check_one_build.py
 
 .PHONY: check
 check: lint test ## lint, then the tests
