@@ -147,3 +147,22 @@ resource "aws_iam_role_policy" "writer" {
   role   = aws_iam_role.writer.id
   policy = data.aws_iam_policy_document.writer.json
 }
+
+# --- Producers -----------------------------------------------------------------
+
+# For the applications that send events: put records on the stream, nothing
+# else. Attach it to their roles (output producer_policy_arn). The stream's key
+# is AWS managed (aws/kinesis), so producers need no KMS permission of their own.
+resource "aws_iam_policy" "producer" {
+  name        = "${local.name}-producer"
+  description = "Put records on the ${local.name} event stream"
+  policy      = data.aws_iam_policy_document.producer.json
+}
+
+data "aws_iam_policy_document" "producer" {
+  statement {
+    sid       = "PutEvents"
+    actions   = ["kinesis:PutRecord", "kinesis:PutRecords"]
+    resources = [aws_kinesis_stream.events.arn]
+  }
+}

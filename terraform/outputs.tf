@@ -3,6 +3,11 @@ output "stream_name" {
   value       = aws_kinesis_stream.events.name
 }
 
+output "producer_policy_arn" {
+  description = "IAM policy for the applications that send events: PutRecord and PutRecords on the stream only."
+  value       = aws_iam_policy.producer.arn
+}
+
 output "firehose_name" {
   description = "Firehose delivery stream."
   value       = aws_kinesis_firehose_delivery_stream.events.name

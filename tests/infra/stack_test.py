@@ -227,6 +227,18 @@ def check_applied_iam(state, account):
     assert checked >= 10, checked
 
 
+def check_producer_policy(iam, kinesis, out):
+    """The policy for producers, as IAM holds it: PutRecord and PutRecords on
+    the stream, nothing else, on nothing else."""
+    policy = iam.get_policy(PolicyArn=out["producer_policy_arn"])["Policy"]
+    document = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])[
+        "PolicyVersion"]["Document"]
+    stream_arn = kinesis.describe_stream_summary(StreamName=out["stream_name"])["StreamDescriptionSummary"]["StreamARN"]
+    allowed = [(sorted(as_list(s["Action"])), as_list(s["Resource"])) for s in statements(document)
+               if s.get("Effect") == "Allow"]
+    assert allowed == [(["kinesis:PutRecord", "kinesis:PutRecords"], [stream_arn])], allowed
+
+
 def check_processor_config(state):
     """Transform buffer 1 MB, Firehose's default: left out of the processor
     parameters (a default set explicitly is a perpetual diff, issue 9827)."""
@@ -244,6 +256,7 @@ EMULATOR_GAPS = {
     ("aws_kinesis_stream", "tags_all"),
     ("aws_sqs_queue", "redrive_policy"),
     ("aws_iam_role_policy", "policy"),
+    ("aws_iam_policy", "policy"),
     ("aws_sqs_queue_policy", "policy"),
 }
 
@@ -677,8 +690,9 @@ def main():
         check_processor_config(state)
         out = {k: v["value"] for k, v in json.loads(stack.terraform("output", "-json").stdout).items()}
         check_stack(endpoint, out, eventlake, repo, account)
+        check_producer_policy(client(endpoint, "iam"), client(endpoint, "kinesis"), out)
         print("stack: Glue columns, view, prefixes, processor parameters, TLS-only bucket, lifecycle "
-              "(only written staged objects expire), queues, alarm topic key as expected")
+              "(only written staged objects expire), queues, alarm topic key, producer policy as expected")
         second = stack.plan_json("second.bin")
         gaps = check_second_plan(second)
         print(f"second plan: no changes but the emulator's known gaps ({', '.join(sorted(gaps)) or 'none'})")
