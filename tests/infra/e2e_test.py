@@ -250,7 +250,7 @@ class FirehoseStandIn:
                 timeouts -= 1
             started = time.time()
             try:
-                response = self.transform.invoke_http(request, timeout=TRANSFORM_PATIENCE_SECONDS)
+                response = self.transform.invoke(request, timeout=TRANSFORM_PATIENCE_SECONDS)
             except TimeoutError:
                 self.restart_transform()
                 continue
@@ -415,7 +415,7 @@ class WriterEventSource:
 
     def invoke(self, messages):
         started = time.time()
-        response = self.writer.invoke_http(sqs_event(messages, self.deployed.queue_arn),
+        response = self.writer.invoke(sqs_event(messages, self.deployed.queue_arn),
                                            timeout=self.deployed.writer["Timeout"])
         self.seconds["write"] += time.time() - started
         self.invocations += 1
@@ -449,7 +449,7 @@ class WriterEventSource:
 
         def run():
             try:
-                self.writer.invoke_http(sqs_event(messages, self.deployed.queue_arn), timeout=60)
+                self.writer.invoke(sqs_event(messages, self.deployed.queue_arn), timeout=60)
                 outcome["finished"] = True
             except Exception as error:  # the sandbox is killed under it
                 outcome["error"] = error

@@ -306,26 +306,12 @@ class Emulated:
             self.close()
             raise
 
-    def invoke(self, payload):
-        """The function's response to `payload` (the invocation must succeed)."""
-        path = os.path.join(self.dir, f"event-{time.time_ns()}.json")
-        with open(path, "w") as f:
-            json.dump(payload, f)
-        result = subprocess.run(
-            [self.cargo_lambda, "lambda", "invoke", "-A", "127.0.0.1", "-P", str(self.port), "-o", "json",
-             "--data-file", path],
-            capture_output=True, text=True, timeout=600,
-        )
-        assert result.returncode == 0 and self.function.poll() is None, (
-            f"{self.name} invocation failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n"
-            f"function log:\n{self.log()}")
-        return json.loads(result.stdout)
-
-    def invoke_http(self, payload, timeout):
+    def invoke(self, payload, timeout=600):
         """The function's response to `payload`, sent straight to the emulator's
-        Invoke API (no `cargo lambda invoke` process: the e2e test invokes
-        hundreds of times). Raises TimeoutError when no answer comes within
-        `timeout` seconds, AssertionError when the invocation fails."""
+        Invoke API (what `cargo lambda invoke` does, without a process per call:
+        the e2e test invokes hundreds of times). Raises TimeoutError when no
+        answer comes within `timeout` seconds, AssertionError when the
+        invocation fails."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             connection.request("POST", "/2015-03-31/functions/_/invocations", body=json.dumps(payload),
