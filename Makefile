@@ -15,7 +15,7 @@ CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
 # and pyarrow (independent Parquet readers), moto's server (S3, Glue, SQS emulator).
 TOOLS := $(VENV)/.tools-installed
 # `make run`, `make query` and the tests share one build: the dev profile
-# (Cargo.toml says why). The demo's ingest takes about 6 s on it.
+# (Cargo.toml says why).
 EVENTLAKE := $(TARGET_DIR)/debug/eventlake
 DEMO := $(TARGET_DIR)/demo
 # Days of events `make run` generates, up to today: its query prints one row each.
@@ -166,9 +166,9 @@ run-transform: ## Run the Firehose transform locally on generated requests and s
 	@grep '"transform finished"' $(DEMO)/transform.log
 
 .PHONY: bench
+# Built without the query engine: neither benchmark uses it, and DataFusion under
+# link-time optimization would double the build.
 bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline, ingest vs pyarrow (1 GiB)
-	# Without the query engine: neither benchmark uses it, and DataFusion under
-	# link-time optimization would double the build.
 	cargo bench --no-default-features --bench transform
 	cargo build --release --quiet --no-default-features --features cli --bin eventlake
 	$(TARGET_DIR)/release/eventlake generate --events 2900 --firehose > $(DEMO)/bench-request.json

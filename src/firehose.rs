@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write as _;
 
 use base64_simd::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
@@ -367,7 +366,7 @@ fn write_ok(event: &Event<'_>, line: &[u8], response: &mut Vec<u8>) {
     response.extend_from_slice(b"\",\"");
     response.extend_from_slice(created_date_key.as_bytes());
     response.extend_from_slice(b"\":\"");
-    let _ = write!(response, "{}", keys.created_date);
+    keys.created_date.write(response);
     response.extend_from_slice(b"\"}}}");
 }
 

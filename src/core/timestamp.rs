@@ -96,13 +96,11 @@ impl EventTime {
 
     /// Appends [`created_datetime`](Self::created_datetime) to `out`, without allocating.
     pub fn write_created_datetime(self, out: &mut Vec<u8>) {
-        use chrono::{Datelike, Timelike};
+        use chrono::Timelike;
         let datetime = self.datetime();
         let (date, time) = (datetime.date_naive(), datetime.time());
         let mut text = *b"0000-00-00T00:00:00.000Z";
-        put_digits(&mut text[0..4], date.year() as u32);
-        put_digits(&mut text[5..7], date.month());
-        put_digits(&mut text[8..10], date.day());
+        text[..10].copy_from_slice(&CreatedDate(date).digits());
         put_digits(&mut text[11..13], time.hour());
         put_digits(&mut text[14..16], time.minute());
         put_digits(&mut text[17..19], time.second());
@@ -137,12 +135,25 @@ impl CreatedDate {
         let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().filter(|_| shape_ok)?;
         (1970..=9999).contains(&date.year()).then_some(CreatedDate(date))
     }
+
+    /// Appends `YYYY-MM-DD` to `out`, without allocating.
+    pub fn write(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.digits());
+    }
+
+    fn digits(self) -> [u8; 10] {
+        use chrono::Datelike;
+        let mut text = *b"0000-00-00";
+        put_digits(&mut text[0..4], self.0.year() as u32);
+        put_digits(&mut text[5..7], self.0.month());
+        put_digits(&mut text[8..10], self.0.day());
+        text
+    }
 }
 
 impl fmt::Display for CreatedDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use chrono::Datelike;
-        write!(f, "{:04}-{:02}-{:02}", self.0.year(), self.0.month(), self.0.day())
+        f.write_str(std::str::from_utf8(&self.digits()).unwrap_or_default())
     }
 }
 
@@ -333,6 +344,19 @@ mod tests {
     fn created_date_is_the_utc_day() {
         assert_eq!(time("1710719999").created_date().to_string(), "2024-03-17");
         assert_eq!(time("1710720000").created_date().to_string(), "2024-03-18");
+    }
+
+    #[test]
+    fn created_date_writes_what_it_displays_and_parses_back() {
+        for text in ["1970-01-01", "2024-02-29", "9999-12-31"] {
+            let date = CreatedDate::parse(text).unwrap();
+            let mut written = b"key=".to_vec();
+            date.write(&mut written);
+            assert_eq!(
+                (date.to_string().as_str(), written.as_slice()),
+                (text, format!("key={text}").as_bytes())
+            );
+        }
     }
 
     #[test]
