@@ -11,6 +11,9 @@
 //! - [`firehose`]: the Firehose transformation request and response (the
 //!   `firehose-transform` Lambda's work).
 //! - [`generate`]: deterministic sample events.
+//! - [`cost`]: AWS's billing rules and the monthly cost model (`eventlake cost`).
+//! - [`producer`]: events packed into stream records and put with retries
+//!   (`eventlake send`).
 //! - [`lake`]: the lake's [`lake::schema`], the [`lake::writer`] (partition
 //!   buffers in [`lake::rows`], Parquet from [`lake::encoder`], part files,
 //!   rejected records), [`lake::ndjson`] input, [`lake::storage`] and
@@ -28,10 +31,12 @@ pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod core;
+pub mod cost;
 pub mod firehose;
 pub mod generate;
 pub mod lake;
 pub mod lambda;
+pub mod producer;
 #[cfg(feature = "query")]
 pub mod query;
 pub mod telemetry;

@@ -16,12 +16,14 @@ MAY_USE = {
     "telemetry": set(),
     "firehose": {"core", "telemetry"},
     "generate": {"core"},
+    "cost": set(),
+    "producer": {"core", "cost"},
     "lake": {"core", "telemetry"},
-    "aws": {"core", "lake"},
+    "aws": {"core", "lake", "producer"},
     "catalog": {"core", "aws", "lake"},
     "lambda": {"core", "telemetry", "firehose", "lake", "aws", "catalog"},
     "query": {"core", "lake"},
-    "cli": {"core", "telemetry", "firehose", "generate", "lake", "aws", "catalog", "lambda", "query"},
+    "cli": {"core", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "lambda", "query"},
 }
 # Crates and std modules the pure core must not touch.
 CORE_FORBIDDEN = re.compile(r"\b(arrow|parquet|datafusion|aws_[a-z_]+|tokio|lambda_runtime)::|\bstd::(fs|net|process)\b")

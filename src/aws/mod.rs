@@ -1,7 +1,10 @@
 //! AWS: the SDK configuration, loaded once per process and shared by every client
 //! (the `parquet-writer` Lambda's S3 and Glue clients, the CLI's), and the S3
-//! storage of the lake. Glue is [`crate::catalog`].
+//! storage of the lake, and the Kinesis stream `eventlake send` puts to (`kinesis`,
+//! command line only). Glue is [`crate::catalog`].
 
+#[cfg(feature = "cli")]
+pub mod kinesis;
 pub mod s3;
 
 pub use aws_config::SdkConfig;
@@ -13,7 +16,16 @@ pub const ATTEMPTS: u32 = 5;
 /// `AWS_ENDPOINT_URL`...), with [`ATTEMPTS`] standard retries. Call it once and
 /// build every client from it.
 pub async fn load_config() -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retries()).load().await
+    load_config_in(None).await
+}
+
+/// [`load_config`], in `region` if given (else the environment's).
+pub async fn load_config_in(region: Option<String>) -> SdkConfig {
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retries());
+    match region {
+        Some(region) => loader.region(aws_config::Region::new(region)).load().await,
+        None => loader.load().await,
+    }
 }
 
 /// [`ATTEMPTS`] attempts with the SDK's standard backoff.

@@ -9,6 +9,7 @@ mod ingest;
 #[cfg(feature = "query")]
 mod query;
 mod schema;
+mod send;
 mod transform;
 
 use std::io::Write;
@@ -35,6 +36,7 @@ enum Command {
     Query(query::Args),
     Catalog(catalog::Args),
     Schema(schema::Args),
+    Send(send::Args),
 }
 
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
@@ -49,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Query(args) => query::run(args),
         Command::Catalog(args) => catalog::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Send(args) => send::run(args),
     };
     match result {
         Ok(code) => code,

@@ -111,7 +111,7 @@ pub async fn feed<S: Storage>(
 
 /// How [`next_line`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LineEnd {
+pub enum LineEnd {
     /// A whole line (its newline consumed, not kept).
     Line,
     /// The line is longer than the limit: `max + 1` bytes of it are read, the
@@ -123,7 +123,7 @@ enum LineEnd {
 
 /// Reads the next line into `line` (without its newline), taking at most
 /// `max + 1` bytes of it.
-fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::Result<LineEnd> {
+pub fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::Result<LineEnd> {
     let mut started = false;
     loop {
         let available = fill(reader)?;
@@ -162,21 +162,21 @@ fn fill(reader: &mut impl BufRead) -> io::Result<&[u8]> {
 }
 
 /// A line holding nothing but JSON whitespace other than newline: no record.
-fn is_blank(bytes: &[u8]) -> bool {
+pub fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
 }
 
 /// What [`copy_rest_of_line`] copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Rest {
-    bytes: u64,
+pub struct Rest {
+    pub bytes: u64,
     /// Whether it was all whitespace (see [`is_blank`]).
-    blank: bool,
+    pub blank: bool,
 }
 
 /// Copies the rest of the current line to `out` (its newline consumed, not
 /// copied).
-fn copy_rest_of_line(reader: &mut impl BufRead, out: &mut impl Write) -> io::Result<Rest> {
+pub fn copy_rest_of_line(reader: &mut impl BufRead, out: &mut impl Write) -> io::Result<Rest> {
     let mut rest = Rest { bytes: 0, blank: true };
     loop {
         let available = fill(reader)?;

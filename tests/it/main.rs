@@ -11,5 +11,6 @@ mod lambda_runtime;
 mod properties;
 mod queries;
 mod response_size;
+mod send_kinesis;
 mod support;
 mod transform_cli;
