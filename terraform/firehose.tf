@@ -1,6 +1,7 @@
-# Firehose reads the stream, sends batches to firehose-transform, and writes the
-# records it returns as GZIP NDJSON under the staging prefix, partitioned by the
-# keys the transform returns. Records the transform fails go to errors/.
+# Firehose reads the stream, splits packed records into events, sends batches to
+# firehose-transform, and writes the records it returns as GZIP NDJSON under the
+# staging prefix, partitioned by the keys the transform returns. Records the
+# transform fails go to errors/.
 
 resource "aws_cloudwatch_log_group" "firehose" {
   name              = "/aws/kinesisfirehose/${local.name}"
@@ -46,6 +47,24 @@ resource "aws_kinesis_firehose_delivery_stream" "events" {
 
     processing_configuration {
       enabled = true
+
+      # Producers pack several events per record, newline-separated (`eventlake
+      # send`): Firehose splits them before the transform, which takes one event
+      # per record (up to 500 per record). A split at the delimiter, not type JSON:
+      # it parses nothing, so an event that is not valid JSON still reaches the
+      # transform alone and is rejected there with its reason, its neighbours kept.
+      processors {
+        type = "RecordDeAggregation"
+
+        parameters {
+          parameter_name  = "SubRecordType"
+          parameter_value = "DELIMITED"
+        }
+        parameters {
+          parameter_name  = "Delimiter"
+          parameter_value = base64encode("\n")
+        }
+      }
 
       processors {
         type = "Lambda"

@@ -4,7 +4,7 @@ lake, then faults on the same pipeline; each step checked against the input.
 What is real: Terraform applies terraform/ to moto_server on 127.0.0.1 and every
 setting below is read from what it created (outputs, state, the deployed function
 configurations); the events come from `eventlake generate` and go to moto's
-Kinesis with PutRecords; the built firehose-transform and parquet-writer zips run
+Kinesis with `eventlake send` (packed several per record); the built firehose-transform and parquet-writer zips run
 as processes under cargo-lambda's Runtime API emulator with their deployed
 environment; moto's S3 notifies the deployed SQS queue of each staged object, and
 its redrive policy moves a message to the DLQ; the writer registers partitions in
@@ -13,7 +13,7 @@ oracle written from the contract (contract_oracle.py), not by the Rust code.
 
 What is emulated here, because no emulator runs it (each small, in this file):
 - `FirehoseStandIn`, Firehose's delivery loop: reads the stream with GetRecords,
-  cuts batches at the deployed processor buffer (BufferSizeInMBs; Firehose's
+  splits each record at the deployed de-aggregation delimiter, cuts batches at the deployed processor buffer (BufferSizeInMBs; Firehose's
   default of 1 MB when Terraform leaves it out), invokes the transform, writes its
   `Ok` records by their partition keys as GZIP NDJSON under the deployed prefix
   (one object per partition per flush) and its `ProcessingFailed` ones under the
@@ -90,8 +90,10 @@ class Deployed:
         self.buffer_bytes = destination["buffering_size"] * MB
         self.buffer_seconds = destination["buffering_interval"]
         assert destination["compression_format"] == "GZIP", destination["compression_format"]
-        processor = destination["processing_configuration"][0]["processors"][0]
-        parameters = {p["parameter_name"]: p["parameter_value"] for p in processor["parameters"]}
+        parameters = processor_parameters(destination, "Lambda")
+        deaggregation = processor_parameters(destination, "RecordDeAggregation")
+        assert deaggregation["SubRecordType"] == "DELIMITED", deaggregation
+        self.delimiter = base64.b64decode(deaggregation["Delimiter"])
         self.transform_arn = parameters["LambdaArn"]
         self.processor_buffer_bytes = int(float(parameters.get("BufferSizeInMBs", FIREHOSE_DEFAULT_PROCESSOR_MB)) * MB)
         self.processor_seconds = int(parameters.get("BufferIntervalInSeconds", FIREHOSE_DEFAULT_PROCESSOR_SECONDS))
@@ -124,6 +126,14 @@ class Deployed:
         return (time.time(), self.max_age_days, self.max_future_days)
 
 
+def processor_parameters(destination, kind):
+    """The parameters (name -> value; None while unknown, in a plan) of the
+    delivery stream's one processor of type `kind`."""
+    processors = [p for p in destination["processing_configuration"][0]["processors"] if p["type"] == kind]
+    assert len(processors) == 1, f"{len(processors)} processors of type {kind}"
+    return {p["parameter_name"]: p.get("parameter_value") for p in processors[0]["parameters"]}
+
+
 def render_prefix(template, values):
     """A Firehose prefix with its `!{namespace:name}` expressions filled in; an
     expression the stand-in does not know fails the test (so does a prefix change
@@ -150,15 +160,25 @@ def generate(eventlake, events, seed, start, days, duplicates, invalid, types=20
     return lines[:-1]
 
 
-def put_records(kinesis, stream, records):
-    """PutRecords in calls of 500, failed entries sent again until none fails."""
-    pending = list(records)
-    while pending:
-        chunk, pending = pending[:500], pending[500:]
-        entries = [{"Data": data, "PartitionKey": uuid.uuid4().hex} for data in chunk]
-        while entries:
-            response = kinesis.put_records(StreamName=stream, Records=entries)
-            entries = [e for e, r in zip(entries, response["Records"]) if "ErrorCode" in r]
+def send(eventlake, endpoint, stream, records, work, pack_kib=None):
+    """`eventlake send` of `records` (NDJSON lines) to the deployed stream: packed
+    by default. One call in flight: moto's Kinesis can give two records one
+    sequence number when calls overlap (tests/it/send_kinesis.rs)."""
+    path = os.path.join(work, f"send-{uuid.uuid4()}.ndjson")
+    with open(path, "wb") as f:
+        f.write(b"".join(record + b"\n" for record in records))
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_REGION=REGION)
+    env.pop("AWS_PROFILE", None)
+    packing = ["--pack-kib", str(pack_kib)] if pack_kib is not None else []
+    result = subprocess.run(
+        [eventlake, "send", "--stream", stream, "--concurrency", "1", "--quiet", *packing,
+         "--failed", f"{path}.failed", path],
+        capture_output=True, env=env,
+    )
+    assert result.returncode == 0, f"eventlake send failed: {result.stderr.decode()}"
+    os.remove(path)
+    return result.stdout.decode()
 
 
 # --- Firehose's delivery loop (the stand-in) ----------------------------------------
@@ -198,6 +218,22 @@ class FirehoseStandIn:
         self.transform = self.start_transform()
 
     def read_stream(self):
+        """Every record the stream holds past the last read, split into its events
+        as the deployed RecordDeAggregation processor splits it."""
+        return self.deaggregate(self.get_records())
+
+    def deaggregate(self, records):
+        """Firehose's RecordDeAggregation processor, type DELIMITED: each record's
+        data cut at the deployed delimiter, each piece a record of its own (empty
+        pieces, from a delimiter at the end, dropped), at most 500 per record."""
+        pieces = []
+        for shard, record in records:
+            parts = [part for part in record["Data"].split(self.deployed.delimiter) if part]
+            assert len(parts) <= 500, f"{len(parts)} events in one record: Firehose splits at most 500"
+            pieces.extend((shard, dict(record, Data=part, SubSequenceNumber=index)) for index, part in enumerate(parts))
+        return pieces
+
+    def get_records(self):
         records = []
         for shard, iterator in self.iterators.items():
             while True:
@@ -228,13 +264,13 @@ class FirehoseStandIn:
             "invocationId": str(uuid.uuid4()), "deliveryStreamArn": self.deployed.delivery_stream_arn,
             "sourceKinesisStreamArn": self.deployed.source_stream_arn, "region": REGION,
             "records": [{
-                "recordId": f"{record['SequenceNumber']}{shard[-4:]}",
+                "recordId": f"{record['SequenceNumber']}{shard[-4:]}{record['SubSequenceNumber']:03d}",
                 "approximateArrivalTimestamp": millis(record["ApproximateArrivalTimestamp"]),
                 "data": base64.b64encode(record["Data"]).decode(),
                 "kinesisRecordMetadata": {
                     "shardId": shard, "partitionKey": record["PartitionKey"],
                     "approximateArrivalTimestamp": millis(record["ApproximateArrivalTimestamp"]),
-                    "sequenceNumber": record["SequenceNumber"], "subsequenceNumber": 0,
+                    "sequenceNumber": record["SequenceNumber"], "subsequenceNumber": record["SubSequenceNumber"],
                 },
             } for shard, record in batch],
         }
@@ -628,7 +664,7 @@ class Pipeline:
 
     def __init__(self, repo, stack, endpoint, deployed, eventlake, cargo_lambda):
         self.endpoint, self.deployed, self.eventlake, self.work = endpoint, deployed, eventlake, stack.work
-        self.kinesis, self.s3, self.sqs = client(endpoint, "kinesis"), client(endpoint, "s3"), client(endpoint, "sqs")
+        self.s3, self.sqs = client(endpoint, "s3"), client(endpoint, "sqs")
         self.proxy = FaultProxy(int(endpoint.rsplit(":", 1)[1]))
         proxied = f"http://127.0.0.1:{self.proxy.port}"
         zips = stack.zips
@@ -651,8 +687,8 @@ class Pipeline:
         start = (self.today - datetime.timedelta(days=days_ago)).isoformat()
         return generate(self.eventlake, count, seed, start, days, duplicates=0.02, invalid=0.01)
 
-    def send(self, records):
-        put_records(self.kinesis, self.deployed.stream, records)
+    def send(self, records, pack_kib=None):
+        send(self.eventlake, self.endpoint, self.deployed.stream, records, self.work, pack_kib)
 
     def check(self, what):
         figures = check_lake(self.endpoint, self.deployed, self.ledger, self.firehose, self.work)
@@ -691,7 +727,8 @@ def baseline(pipeline, events):
 
 
 def transform_timeout(pipeline):
-    pipeline.send(pipeline.events(3000, seed=2, days_ago=3))
+    # One event per record here, packed everywhere else: both paths must give the lake the oracle expects.
+    pipeline.send(pipeline.events(3000, seed=2, days_ago=3), pack_kib=0)
     pipeline.firehose.deliver(transform_timeouts=1)
     pipeline.writer.drain()
     pipeline.check("transform timed out once, its batch retried whole")
