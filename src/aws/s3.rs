@@ -112,18 +112,19 @@ impl S3Store {
     /// relative to the store's prefix: `list_directories("events")` gives
     /// `["event_type=a", …]`. Pages through any number of entries.
     pub async fn list_directories(&self, dir: &str) -> Result<Vec<String>, StorageError> {
-        Ok(self.list_level(dir.trim_end_matches('/')).await?.directories)
+        Ok(self.list_level(dir.trim_end_matches('/'), "").await?.directories)
     }
 
     /// The objects and "directories" directly under `dir` (relative to the
-    /// store's prefix), by name; pages through any number of entries.
-    async fn list_level(&self, dir: &str) -> Result<Level, StorageError> {
+    /// store's prefix) whose names begin with `name_prefix`, by name; pages
+    /// through any number of entries.
+    async fn list_level(&self, dir: &str, name_prefix: &str) -> Result<Level, StorageError> {
         let parent = format!("{}/", self.full_key(dir));
         let mut pages = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
-            .prefix(&parent)
+            .prefix(format!("{parent}{name_prefix}"))
             .delimiter("/")
             .into_paginator()
             .send();
@@ -264,9 +265,9 @@ impl Storage for S3Store {
         self.put_chunks(&self.full_key(key), chunks).await
     }
 
-    async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+    async fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StorageError> {
         validate_key(dir)?;
-        Ok(self.list_level(dir).await?.files)
+        Ok(self.list_level(dir, name_prefix).await?.files)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -41,8 +41,14 @@ pub trait Storage: Send + Sync {
     fn scratch_dir(&self) -> Result<&Path, StorageError>;
 
     /// The names of the objects directly in the directory `dir` (no `/` inside a
-    /// name); empty when there is none.
-    fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<String>, StorageError>> + Send;
+    /// name) that begin with `name_prefix`, sorted; empty when there is none. On S3
+    /// the prefix is part of the request: a run looking for its own files reads
+    /// one short page, however many files other runs wrote there.
+    fn list(
+        &self,
+        dir: &str,
+        name_prefix: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StorageError>> + Send;
 
     /// Deletes the object at `key`; deleting what is not there is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
@@ -159,7 +165,7 @@ impl Storage for LocalDir {
         Ok(())
     }
 
-    async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+    async fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StorageError> {
         validate_key(dir)?;
         let path = self.root.join(dir);
         let entries = match std::fs::read_dir(&path) {
@@ -171,7 +177,13 @@ impl Storage for LocalDir {
         for entry in entries {
             let entry = entry.map_err(io_error(&path))?;
             if entry.file_type().is_ok_and(|t| t.is_file()) {
-                names.extend(entry.file_name().to_str().map(str::to_owned));
+                names.extend(
+                    entry
+                        .file_name()
+                        .to_str()
+                        .filter(|name| name.starts_with(name_prefix))
+                        .map(str::to_owned),
+                );
             }
         }
         names.sort();

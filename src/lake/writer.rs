@@ -472,9 +472,9 @@ impl<S: Storage> LakeWriter<S> {
         directories.push("_rejected".to_owned());
         let own = format!("{}-", self.source.as_str());
         for directory in directories {
-            for name in self.storage.list(&directory).await? {
+            for name in self.storage.list(&directory, &own).await? {
                 let key = format!("{directory}/{name}");
-                if name.starts_with(&own) && !self.written.contains(&key) {
+                if !self.written.contains(&key) {
                     tracing::debug!(key, "deleting a file an earlier run of this input wrote");
                     self.storage.delete(&key).await?;
                     self.summary.stale_files_deleted += 1;

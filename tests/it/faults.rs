@@ -75,8 +75,8 @@ impl Storage for Flaky {
         self.inner.scratch_dir()
     }
 
-    async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
-        self.inner.list(dir).await
+    async fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.inner.list(dir, name_prefix).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -226,8 +226,8 @@ impl Storage for Wrapper<'_> {
         self.0.scratch_dir()
     }
 
-    async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
-        self.0.list(dir).await
+    async fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.0.list(dir, name_prefix).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

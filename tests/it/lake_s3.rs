@@ -370,3 +370,69 @@ async fn the_cli_ingests_into_an_s3_lake_configured_from_the_environment() {
         .any(|k| k.starts_with("cli-lake/events/event_type=session/created_date=1970-01-01/")));
     assert_eq!(lake.objects("cli-lake/_rejected/").await.len(), 1);
 }
+
+/// Counts the ListObjectsV2 requests of an S3 client.
+#[derive(Debug)]
+struct ListRequests(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl aws_sdk_s3::config::Intercept for ListRequests {
+    fn name(&self) -> &'static str {
+        "ListRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _bag: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if context.request().uri().contains("list-type=2") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// A run looks for what an earlier run of its own input left behind (to delete
+/// it) with the run's name as the S3 prefix: one request per directory however
+/// many files other runs wrote there. It used to list `_rejected/` whole, a page
+/// per 1,000 files, for every staged object.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_lists_only_its_own_files_one_request_per_directory() {
+    use eventlake::aws::s3::S3Store;
+    use eventlake::lake::writer::{LakeWriter, Origin, SourceId};
+
+    let moto = Moto::start();
+    let plain = moto.s3();
+    plain.create_bucket().bucket(BUCKET).send().await.unwrap();
+    for i in 0..1100 {
+        let key = format!("lake/_rejected/{i:032x}-0.ndjson");
+        plain
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from_static(b"{}\n"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let lists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let config = aws_sdk_s3::config::Builder::from(&moto.sdk_config())
+        .force_path_style(true)
+        .interceptor(ListRequests(lists.clone()))
+        .build();
+    let store = S3Store::new(aws_sdk_s3::Client::from_conf(config), BUCKET, "lake");
+    let mut writer = LakeWriter::new(store, SourceId::from_identity(b"run"), Limits::default());
+    let event = br#"{"event_uuid":"6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b","event_name":"a:b","created_at":1710689700}"#;
+    writer.push(event, Origin { source: "input", line: 1 }).await.unwrap();
+    writer.push(b"not json", Origin { source: "input", line: 2 }).await.unwrap();
+    let summary = writer.finish().await.unwrap();
+    assert_eq!((summary.written, summary.rejected_total()), (1, 1));
+    assert_eq!(
+        lists.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the partition and _rejected/, one page each"
+    );
+    let rejected = plain.list_objects_v2().bucket(BUCKET).prefix("lake/_rejected/").send().await.unwrap();
+    assert_eq!(rejected.key_count(), Some(1000), "the other runs' files are still there (first page)");
+}
