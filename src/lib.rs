@@ -11,9 +11,9 @@
 //! - [`firehose`]: the Firehose transformation request and response (the
 //!   `firehose-transform` Lambda's work).
 //! - [`generate`]: deterministic sample events.
-//! - [`cost`]: AWS's billing rules and the monthly cost model (`eventlake cost`).
 //! - [`producer`]: events packed into stream records and put with retries
 //!   (`eventlake send`).
+//! - [`cost`]: AWS's billing rules and the monthly cost model (`eventlake cost`).
 //! - [`lake`]: the lake's [`lake::schema`], the [`lake::writer`] (partition
 //!   buffers in [`lake::rows`], Parquet from [`lake::encoder`], part files,
 //!   rejected records), [`lake::ndjson`] input, [`lake::storage`] and

@@ -4,6 +4,7 @@
 //! their causes; every rule lives in the library modules the verbs call.
 
 mod catalog;
+mod cost;
 mod generate;
 mod ingest;
 #[cfg(feature = "query")]
@@ -37,6 +38,7 @@ enum Command {
     Catalog(catalog::Args),
     Schema(schema::Args),
     Send(send::Args),
+    Cost(cost::Args),
 }
 
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
@@ -52,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Catalog(args) => catalog::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Send(args) => send::run(args),
+        Command::Cost(args) => cost::run(args),
     };
     match result {
         Ok(code) => code,

@@ -37,6 +37,7 @@ builds the zips first, so they never are there).
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -132,9 +133,8 @@ def planned(plan, address):
 
 
 def processor_parameters(stream):
-    """Parameter name to value (None while unknown, in a plan)."""
-    processor = stream["extended_s3_configuration"][0]["processing_configuration"][0]["processors"][0]
-    return {p["parameter_name"]: p.get("parameter_value") for p in processor["parameters"]}
+    """The transform processor's parameters, name to value (None while unknown, in a plan)."""
+    return e2e_test.processor_parameters(stream["extended_s3_configuration"][0], "Lambda")
 
 
 def check_accepted_settings(stack):
@@ -241,10 +241,18 @@ def check_producer_policy(iam, kinesis, out):
 
 def check_processor_config(state):
     """Transform buffer 1 MB, Firehose's default: left out of the processor
-    parameters (a default set explicitly is a perpetual diff, issue 9827)."""
+    parameters (a default set explicitly is a perpetual diff, issue 9827). Before
+    it, the de-aggregation splits records at a newline, what `eventlake send` puts
+    between packed events (CONTRACT section 5)."""
     stream = next(r for r in state["values"]["root_module"]["resources"]
                   if r["address"] == "aws_kinesis_firehose_delivery_stream.events")
     assert sorted(processor_parameters(stream["values"])) == ["LambdaArn"], processor_parameters(stream["values"])
+    destination = stream["values"]["extended_s3_configuration"][0]
+    deaggregation = e2e_test.processor_parameters(destination, "RecordDeAggregation")
+    assert deaggregation == {"SubRecordType": "DELIMITED", "Delimiter": "Cg=="}, deaggregation
+    assert base64.b64decode(deaggregation["Delimiter"]) == b"\n"
+    kinds = [p["type"] for p in destination["processing_configuration"][0]["processors"]]
+    assert kinds == ["RecordDeAggregation", "Lambda"], kinds
 
 
 # Attributes moto does not return (or returns reformatted), so a second plan on the
@@ -412,8 +420,11 @@ def check_stack(endpoint, out, eventlake, repo, account):
     assert not destination["ErrorOutputPrefix"].startswith(staging), "errors must not trigger the writer"
     assert destination["BufferingHints"]["SizeInMBs"] >= 64
     assert destination["CompressionFormat"] == "GZIP"
-    processors = destination["ProcessingConfiguration"]["Processors"]
-    parameters = {p["ParameterName"]: p["ParameterValue"] for p in processors[0]["Parameters"]}
+    processors = {p["Type"]: {q["ParameterName"]: q["ParameterValue"] for q in p["Parameters"]}
+                  for p in destination["ProcessingConfiguration"]["Processors"]}
+    assert list(processors) == ["RecordDeAggregation", "Lambda"], list(processors)
+    assert processors["RecordDeAggregation"] == {"SubRecordType": "DELIMITED", "Delimiter": "Cg=="}, processors
+    parameters = processors["Lambda"]
     assert parameters["LambdaArn"].endswith(":function:" + out["transform_function"]), parameters
     # 1 MB (not set: Firehose's default, which the emulator reports).
     assert parameters.get("BufferSizeInMBs", "1") == "1", parameters
@@ -636,6 +647,17 @@ def check_alarm_metrics(cloudwatch, out, emitted, state):
     return len(alarms)
 
 
+def check_cost_model(eventlake, state, alarms):
+    """`eventlake cost` prices the alarms and dashboards this stack creates."""
+    text = subprocess.run([eventlake, "cost", "--events-per-hour", "1000000", "--event-bytes", "340"],
+                          capture_output=True, check=True, text=True).stdout
+    line = next(line for line in text.splitlines() if line.startswith("| CloudWatch |"))
+    priced = re.search(r"; (\d+) alarms × .*; (\d+) dashboard", line)
+    assert priced, line
+    dashboards = sum(1 for r in state["values"]["root_module"]["resources"] if r["type"] == "aws_cloudwatch_dashboard")
+    assert (int(priced[1]), int(priced[2])) == (alarms, dashboards), (line, alarms, dashboards)
+
+
 def dashboard_metrics(body):
     """(namespace, metric, dimensions) of every metric line of a dashboard, with
     CloudWatch's "." (same as the line above) resolved."""
@@ -714,7 +736,9 @@ def main():
         cloudwatch = client(endpoint, "cloudwatch")
         alarms = check_alarm_metrics(cloudwatch, out, emitted, state)
         shown = check_dashboard_metrics(cloudwatch, out, emitted)
-        print(f"metrics: {alarms} alarms and {shown} dashboard lines watch metrics that are published"
+        check_cost_model(eventlake, state, alarms)
+        print(f"metrics: {alarms} alarms and {shown} dashboard lines watch metrics that are published, and "
+              f"`eventlake cost` prices those alarms and the dashboard"
               + (" (AWS namespaces only)" if emitted is None else ""))
 
         stack.terraform("destroy", "-auto-approve", *stack.vars)
