@@ -16,8 +16,8 @@
 //! - [`cost`]: AWS's billing rules and the monthly cost model (`eventlake cost`).
 //! - [`lake`]: the lake's [`lake::schema`], the [`lake::writer`] (partition
 //!   buffers in [`lake::rows`], Parquet from [`lake::encoder`], part files,
-//!   rejected records), [`lake::ndjson`] input, [`lake::storage`] and
-//!   [`lake::scratch`].
+//!   rejected records), [`lake::ndjson`] input, [`lake::replay`] sources,
+//!   [`lake::storage`] and [`lake::scratch`].
 //! - [`aws`]: the SDK configuration loaded once, and the lake in S3 ([`aws::s3`]).
 //! - [`catalog`]: partitions registered in the Glue table.
 //! - [`lambda`]: the `parquet-writer`'s handling of S3 notifications, and the

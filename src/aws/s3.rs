@@ -85,6 +85,19 @@ impl S3Store {
         Ok((etag, bytes::Buf::reader(body)))
     }
 
+    /// Every object key (relative to the bucket) that starts with `prefix`
+    /// (relative to the bucket too), at any depth, in key order.
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            keys.extend(page.contents().iter().filter_map(|object| object.key().map(str::to_owned)));
+        }
+        Ok(keys)
+    }
+
     /// Sets the tag `name=value` on an object (`key` relative to the bucket),
     /// replacing its tag set.
     pub async fn tag_object(&self, key: &str, (name, value): (&str, &str)) -> Result<(), StorageError> {
@@ -263,6 +276,14 @@ impl Storage for S3Store {
             }
         });
         self.put_chunks(&self.full_key(key), chunks).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        validate_key(key)?;
+        let mut bytes = Vec::new();
+        let (_, mut body) = self.read_object(&self.full_key(key)).await?;
+        std::io::Read::read_to_end(&mut body, &mut bytes).map_err(|e| self.error("GetObject", key, e))?;
+        Ok(bytes)
     }
 
     async fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StorageError> {

@@ -9,6 +9,7 @@ mod generate;
 mod ingest;
 #[cfg(feature = "query")]
 mod query;
+mod replay;
 mod schema;
 mod send;
 mod transform;
@@ -39,6 +40,7 @@ enum Command {
     Schema(schema::Args),
     Send(send::Args),
     Cost(cost::Args),
+    Replay(replay::Args),
 }
 
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
@@ -55,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Send(args) => send::run(args),
         Command::Cost(args) => cost::run(args),
+        Command::Replay(args) => replay::run(args),
     };
     match result {
         Ok(code) => code,

@@ -113,6 +113,16 @@ impl EventTime {
         }
     }
 
+    /// Reads back what [`created_datetime`](Self::created_datetime) writes
+    /// (`2024-03-17T15:34:56Z` or `…56.123Z`), as the lake stores it; anything
+    /// else is `None`.
+    pub fn parse_created_datetime(text: &str) -> Option<Self> {
+        let shape_ok = matches!(text.len(), 20 | 24) && text.ends_with('Z');
+        let datetime = DateTime::parse_from_rfc3339(text).ok().filter(|_| shape_ok)?;
+        let time = Self::from_parts(datetime.timestamp_millis(), text.len() == 24)?;
+        (time.created_datetime() == text).then_some(time)
+    }
+
     /// The UTC date, `YYYY-MM-DD`: the `created_date` partition value.
     pub fn created_date(self) -> CreatedDate {
         CreatedDate(self.datetime().date_naive())
@@ -365,5 +375,24 @@ mod tests {
         assert_eq!(EventTime::from_millis(t.millis()).unwrap().millis(), t.millis());
         assert!(EventTime::from_millis(END_MILLIS).is_none());
         assert!(EventTime::from_millis(-1).is_none());
+    }
+
+    #[test]
+    fn created_datetime_reads_back_what_it_writes_and_nothing_else() {
+        for (millis, fraction) in
+            [(0, false), (1_710_689_696_000, false), (1_710_689_696_120, true), (1_710_689_696_000, true)]
+        {
+            let time = EventTime::from_parts(millis, fraction).unwrap();
+            assert_eq!(EventTime::parse_created_datetime(&time.created_datetime()), Some(time));
+        }
+        for text in [
+            "2024-03-17T15:34:56",
+            "2024-03-17T15:34:56.12Z",
+            "2024-03-17T15:34:56+00:00",
+            "2024-03-17 15:34:56Z",
+            "",
+        ] {
+            assert_eq!(EventTime::parse_created_datetime(text), None, "{text}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod encoder;
 pub mod ndjson;
+pub mod replay;
 pub mod rows;
 pub mod schema;
 pub mod scratch;

@@ -40,6 +40,9 @@ pub trait Storage: Send + Sync {
     /// Removed when the run ends; a killed run's is removed by the next run.
     fn scratch_dir(&self) -> Result<&Path, StorageError>;
 
+    /// The whole object at `key`.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, StorageError>> + Send;
+
     /// The names of the objects directly in the directory `dir` (no `/` inside a
     /// name) that begin with `name_prefix`, sorted; empty when there is none. On S3
     /// the prefix is part of the request: a run looking for its own files reads
@@ -163,6 +166,12 @@ impl Storage for LocalDir {
         std::fs::copy(path, temporary.path()).map_err(io_error(path))?;
         temporary.persist(&destination).map_err(|e| io_error(&destination)(e.error))?;
         Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        validate_key(key)?;
+        let path = self.root.join(key);
+        std::fs::read(&path).map_err(io_error(&path))
     }
 
     async fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StorageError> {

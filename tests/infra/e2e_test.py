@@ -160,6 +160,14 @@ def generate(eventlake, events, seed, start, days, duplicates, invalid, types=20
     return lines[:-1]
 
 
+def moto_env(endpoint):
+    """The environment of an `eventlake` process that talks to moto."""
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_REGION=REGION)
+    env.pop("AWS_PROFILE", None)
+    return env
+
+
 def send(eventlake, endpoint, stream, records, work, pack_kib=None):
     """`eventlake send` of `records` (NDJSON lines) to the deployed stream: packed
     by default. One call in flight: moto's Kinesis can give two records one
@@ -167,14 +175,11 @@ def send(eventlake, endpoint, stream, records, work, pack_kib=None):
     path = os.path.join(work, f"send-{uuid.uuid4()}.ndjson")
     with open(path, "wb") as f:
         f.write(b"".join(record + b"\n" for record in records))
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-               AWS_REGION=REGION)
-    env.pop("AWS_PROFILE", None)
     packing = ["--pack-kib", str(pack_kib)] if pack_kib is not None else []
     result = subprocess.run(
         [eventlake, "send", "--stream", stream, "--concurrency", "1", "--quiet", *packing,
          "--failed", f"{path}.failed", path],
-        capture_output=True, env=env,
+        capture_output=True, env=moto_env(endpoint),
     )
     assert result.returncode == 0, f"eventlake send failed: {result.stderr.decode()}"
     os.remove(path)
@@ -570,10 +575,21 @@ def lake_rows(s3, deployed, work):
     return rows, partitions
 
 
+def glue_partitions(endpoint, deployed):
+    """The deployed table's partitions: values -> location."""
+    glue = client(endpoint, "glue")
+    found = {}
+    for page in glue.get_paginator("get_partitions").paginate(DatabaseName=deployed.glue_database,
+                                                              TableName=deployed.glue_table):
+        for p in page["Partitions"]:
+            found[tuple(p["Values"])] = p["StorageDescriptor"]["Location"]
+    return found
+
+
 def check_lake(endpoint, deployed, ledger, firehose, work):
     """The lake against the oracle: each valid event's rows, the rejected
     records and their reasons, Glue's partitions, and nothing else in the bucket."""
-    s3, glue = client(endpoint, "s3"), client(endpoint, "glue")
+    s3 = client(endpoint, "s3")
     counts, first, rejected = ledger.expected(firehose)
     rows, partitions = lake_rows(s3, deployed, work)
 
@@ -593,15 +609,11 @@ def check_lake(endpoint, deployed, ledger, firehose, work):
     assert not wrong, (f"{len(wrong)} events are in the lake a wrong number of times (found, expected), "
                        f"e.g. {list(wrong.items())[:3]}")
 
-    glue_partitions = {}
-    for page in glue.get_paginator("get_partitions").paginate(DatabaseName=deployed.glue_database,
-                                                              TableName=deployed.glue_table):
-        for p in page["Partitions"]:
-            glue_partitions[tuple(p["Values"])] = p["StorageDescriptor"]["Location"]
-    assert set(glue_partitions) == partitions, (
-        f"Glue partitions differ from the files: only in Glue {set(glue_partitions) - partitions}, "
-        f"only in S3 {partitions - set(glue_partitions)}")
-    for (event_type, created_date), location in glue_partitions.items():
+    registered = glue_partitions(endpoint, deployed)
+    assert set(registered) == partitions, (
+        f"Glue partitions differ from the files: only in Glue {set(registered) - partitions}, "
+        f"only in S3 {partitions - set(registered)}")
+    for (event_type, created_date), location in registered.items():
         path = f"{deployed.lake_prefix}events/event_type={event_type}/created_date={created_date}"
         assert location.rstrip("/") == f"s3://{deployed.bucket}/{path}", location
 
@@ -689,6 +701,20 @@ class Pipeline:
 
     def send(self, records, pack_kib=None):
         send(self.eventlake, self.endpoint, self.deployed.stream, records, self.work, pack_kib)
+
+    def replay(self):
+        """`eventlake replay` of everything under the error prefix into the deployed
+        lake, registering partitions in the deployed Glue table: its report."""
+        deployed = self.deployed
+        lake = f"s3://{deployed.bucket}/{deployed.lake_prefix}".rstrip("/")
+        errors = f"s3://{deployed.bucket}/{render_prefix(deployed.error_prefix.split('!{')[0], {})}"
+        result = subprocess.run(
+            [self.eventlake, "replay", "--lake", lake, "--database", deployed.glue_database,
+             "--table", deployed.glue_table, errors],
+            capture_output=True, env=moto_env(self.endpoint),
+        )
+        assert result.returncode == 0, f"eventlake replay failed: {result.stderr.decode()}"
+        return result.stdout.decode()
 
     def check(self, what):
         figures = check_lake(self.endpoint, self.deployed, self.ledger, self.firehose, self.work)
@@ -800,6 +826,43 @@ def poison_object(pipeline):
     pipeline.check(f"poison object: to the DLQ after {deployed.max_receives} receives, repaired, redriven")
 
 
+def replay_late_events(pipeline):
+    """Events older than the deployed window (CREATED_AT_MAX_AGE_DAYS) come back
+    ProcessingFailed into errors/; `eventlake replay` with the window open writes
+    them into the lake and Glue, everything else errors/ holds stays rejected, and
+    a second replay adds nothing. Last: the oracle's account of the lake ends here."""
+    deployed, s3 = pipeline.deployed, pipeline.s3
+    assert deployed.max_age_days is not None, "the deployed window is on by default"
+    late = pipeline.events(1000, seed=8, days_ago=deployed.max_age_days + 10)
+    pipeline.send(late)
+    pipeline.firehose.deliver()
+    pipeline.writer.drain()
+    pipeline.check("events past the window rejected into errors/")
+    open_window = (time.time(), None, None)
+    late_events = {v.key: v for r in late if isinstance(v := oracle.verdict(r, open_window), oracle.Event)}
+    before, _ = lake_rows(s3, deployed, pipeline.work)
+
+    report = pipeline.replay()
+    rows, partitions = lake_rows(s3, deployed, pipeline.work)
+    added = collections.Counter((r[0], datetime_millis(r[4])) for r in rows)
+    added.subtract(collections.Counter((r[0], datetime_millis(r[4])) for r in before))
+    added = +added
+    assert set(added) == set(late_events) and set(added.values()) == {1}, (
+        f"replay added {sum(added.values())} rows for {len(late_events)} late events:\n{report}")
+    for row in rows:
+        key = (row[0], datetime_millis(row[4]))
+        if key in late_events:
+            assert (row[6], row[7]) == late_events[key].partition, (row, late_events[key].partition)
+    assert set(glue_partitions(pipeline.endpoint, deployed)) == partitions, "Glue lacks the replayed partitions"
+    again = pipeline.replay()
+    assert "written: 0 events" in again, again
+    rows_again, _ = lake_rows(s3, deployed, pipeline.work)
+    assert sorted(rows_again) == sorted(rows), "a second replay changed the lake"
+    print(f"e2e replay: {len(late_events)} events past the deployed window replayed from errors/ into the lake "
+          f"and Glue, the rest still rejected; a second replay added nothing. Its report:\n"
+          + "".join(f"  {line}\n" for line in report.splitlines()))
+
+
 def report(timings, pipeline):
     deployed, firehose, writer = pipeline.deployed, pipeline.firehose.seconds, pipeline.writer.seconds
     processing = timings["put"] + firehose["read"] + firehose["transform"] + firehose["stage"] + writer["write"]
@@ -826,7 +889,7 @@ def run(stack, endpoint, out, state, repo, eventlake, cargo_lambda, events):
             pipeline = Pipeline(repo, stack, endpoint, deployed, eventlake, cargo_lambda)
             timings = baseline(pipeline, events)
             for fault in (transform_timeout, lost_acknowledgement, writer_killed, s3_put_failures, glue_outage,
-                          poison_object):
+                          poison_object, replay_late_events):
                 fault(pipeline)
             report(timings, pipeline)
         finally:

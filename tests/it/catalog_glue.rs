@@ -10,12 +10,12 @@ use serde_json::json;
 use crate::lake_s3::{gzip, sqs_event, staged_lines, Lake, BUCKET};
 use crate::support::{eventlake, success, Moto};
 
-const DATABASE: &str = "eventlake_test";
+pub const DATABASE: &str = "eventlake_test";
 const PARQUET_INPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
 
 /// Creates the `events` table the way Terraform does: columns and partition keys
 /// from the schema source, Parquet SerDe, located at `location`.
-async fn create_table(glue: &aws_sdk_glue::Client, location: &str) {
+pub async fn create_table(glue: &aws_sdk_glue::Client, location: &str) {
     // Each test has its own moto server: the database is new.
     glue.create_database()
         .database_input(aws_sdk_glue::types::DatabaseInput::builder().name(DATABASE).build().unwrap())

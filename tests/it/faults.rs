@@ -75,6 +75,10 @@ impl Storage for Flaky {
         self.inner.scratch_dir()
     }
 
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        self.inner.get(key).await
+    }
+
     async fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StorageError> {
         self.inner.list(dir, name_prefix).await
     }
@@ -224,6 +228,10 @@ impl Storage for Wrapper<'_> {
 
     fn scratch_dir(&self) -> Result<&std::path::Path, StorageError> {
         self.0.scratch_dir()
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        self.0.get(key).await
     }
 
     async fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StorageError> {

@@ -11,6 +11,7 @@ mod lake_safety;
 mod lambda_runtime;
 mod properties;
 mod queries;
+mod replay;
 mod response_size;
 mod send_kinesis;
 mod support;
