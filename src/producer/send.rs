@@ -154,13 +154,16 @@ pub async fn send<S: RecordSink>(
             due = None;
         }
         let linger_over = due.is_some_and(|due| Instant::now() >= due);
-        if (linger_over || !input_open) && !batch.is_full() {
+        // A record or call not full goes only when a call can start now: while
+        // every slot is busy, events keep filling the open record.
+        let can_send = in_flight.len() < concurrency;
+        if (linger_over || !input_open) && !batch.is_full() && can_send {
             if let Some(record) = packer.finish() {
                 batch.push(record);
             }
         }
         let ready = batch.is_full() || ((linger_over || !input_open) && !batch.is_empty());
-        if ready && in_flight.len() < concurrency {
+        if ready && can_send {
             let records = batch.take();
             let sink = Arc::clone(&sink);
             let rng = ChaCha8Rng::seed_from_u64(seeds.random());
@@ -593,6 +596,39 @@ mod tests {
         assert_eq!(sink.stored.lock().unwrap().len(), 1, "sent after the linger, before the input ends");
         drop(sender);
         assert_eq!(task.await.unwrap().events_put, 1);
+    }
+
+    /// A stream that answers only when told, to hold calls in flight.
+    struct Gated {
+        open: tokio::sync::Semaphore,
+        records: Mutex<Vec<Record>>,
+    }
+
+    impl RecordSink for Gated {
+        async fn put(&self, records: &[Record]) -> Result<Vec<EntryResult>, SinkError> {
+            self.open.acquire().await.unwrap().forget();
+            self.records.lock().unwrap().extend_from_slice(records);
+            Ok(vec![EntryResult::Put; records.len()])
+        }
+    }
+
+    #[tokio::test]
+    async fn while_every_call_is_in_flight_events_keep_filling_records() {
+        let sink = Arc::new(Gated { open: tokio::sync::Semaphore::new(0), records: Mutex::new(Vec::new()) });
+        let (sender, receiver) = mpsc::channel(16);
+        let options = SendOptions { concurrency: 1, ..quick(5_000) };
+        let task = tokio::spawn(send(Arc::clone(&sink), receiver, options, |_, _| {}, |_| {}));
+        sender.send(b"{\"first\":1}".to_vec()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await; // past the linger: the first call starts, and waits
+        for event in numbered(100, "") {
+            sender.send(event).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await; // each event past the linger of the one before
+        }
+        drop(sender);
+        sink.open.add_permits(1000);
+        let summary = task.await.unwrap();
+        assert_eq!(summary.events_put, 101);
+        assert_eq!(summary.records_put, 2, "the 100 events that waited share one record");
     }
 
     #[test]
