@@ -463,11 +463,14 @@ mod tests {
         }
     }
 
+    /// Fast retries; a linger far longer than any test, so that records and calls
+    /// are cut by size and by the end of the input alone, however slowly the test
+    /// machine feeds them (the linger's own tests set theirs).
     fn quick(pack_bytes: usize) -> SendOptions {
         SendOptions {
             base_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(4),
-            linger: Duration::from_millis(5),
+            linger: Duration::from_secs(600),
             pack_bytes,
             ..SendOptions::default()
         }
@@ -590,7 +593,8 @@ mod tests {
     async fn a_slow_input_is_sent_without_waiting_for_a_full_record() {
         let sink = Arc::new(Faulty::default());
         let (sender, receiver) = mpsc::channel(16);
-        let task = tokio::spawn(send(Arc::clone(&sink), receiver, quick(5_000), |_, _| {}, |_| {}));
+        let options = SendOptions { linger: Duration::from_millis(5), ..quick(5_000) };
+        let task = tokio::spawn(send(Arc::clone(&sink), receiver, options, |_, _| {}, |_| {}));
         sender.send(b"{\"first\":1}".to_vec()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(sink.stored.lock().unwrap().len(), 1, "sent after the linger, before the input ends");
@@ -601,11 +605,13 @@ mod tests {
     /// A stream that answers only when told, to hold calls in flight.
     struct Gated {
         open: tokio::sync::Semaphore,
+        called: tokio::sync::Notify,
         records: Mutex<Vec<Record>>,
     }
 
     impl RecordSink for Gated {
         async fn put(&self, records: &[Record]) -> Result<Vec<EntryResult>, SinkError> {
+            self.called.notify_one();
             self.open.acquire().await.unwrap().forget();
             self.records.lock().unwrap().extend_from_slice(records);
             Ok(vec![EntryResult::Put; records.len()])
@@ -614,12 +620,16 @@ mod tests {
 
     #[tokio::test]
     async fn while_every_call_is_in_flight_events_keep_filling_records() {
-        let sink = Arc::new(Gated { open: tokio::sync::Semaphore::new(0), records: Mutex::new(Vec::new()) });
+        let sink = Arc::new(Gated {
+            open: tokio::sync::Semaphore::new(0),
+            called: tokio::sync::Notify::new(),
+            records: Mutex::new(Vec::new()),
+        });
         let (sender, receiver) = mpsc::channel(16);
-        let options = SendOptions { concurrency: 1, ..quick(5_000) };
+        let options = SendOptions { concurrency: 1, linger: Duration::from_millis(5), ..quick(5_000) };
         let task = tokio::spawn(send(Arc::clone(&sink), receiver, options, |_, _| {}, |_| {}));
         sender.send(b"{\"first\":1}".to_vec()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await; // past the linger: the first call starts, and waits
+        sink.called.notified().await; // past the linger: the first call started, and waits
         for event in numbered(100, "") {
             sender.send(event).await.unwrap();
             tokio::time::sleep(Duration::from_millis(1)).await; // each event past the linger of the one before
