@@ -57,7 +57,7 @@ locals {
     file("${path.module}/../athena/ddl/events_unique.sql"),
   )[0])
   view_columns = concat(local.schema.columns, local.schema.partition_keys)
-  trino_types  = { string = "varchar", bigint = "bigint" }
+  trino_types  = { string = "varchar", bigint = "bigint", timestamp = "timestamp(3)" }
   events_unique_view = jsonencode({
     originalSql = local.events_unique_sql
     catalog     = "awsdatacatalog"

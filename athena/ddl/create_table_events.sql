@@ -9,7 +9,9 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `events` (
   `event_subtype`    string COMMENT 'second part of event_name, null when absent or empty',
   `created_at`       bigint COMMENT 'Unix seconds of created_datetime, floored',
   `created_datetime` string COMMENT 'ISO 8601 UTC creation time, milliseconds when given',
-  `payload`          string COMMENT 'compact JSON object of every other field, values exact'
+  `payload`          string COMMENT 'compact JSON object of every other field, values exact',
+  `created_ts`       timestamp COMMENT 'created_datetime as a timestamp, milliseconds, UTC; null in files written before it',
+  `ingested_at`      timestamp COMMENT 'when the record reached the lake writer (staged object delivered, or ingest run started); null in files written before it'
 )
 PARTITIONED BY (
   `event_type`   string COMMENT 'first part of event_name',

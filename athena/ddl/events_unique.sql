@@ -21,7 +21,8 @@
 -- view. `eventlake query` runs it at start-up, so the view is the same in all
 -- three places.
 CREATE OR REPLACE VIEW events_unique AS
-SELECT event_uuid, event_name, event_subtype, created_at, created_datetime, payload, event_type, created_date
+SELECT event_uuid, event_name, event_subtype, created_at, created_datetime, payload, created_ts, ingested_at,
+       event_type, created_date
 FROM (
     SELECT
         *,

@@ -13,6 +13,16 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::lake::scratch;
 use crate::lake::storage::{io_error, validate_key, Storage, StorageError};
+/// An object read whole.
+pub struct StoredObject {
+    /// Its ETag, without quotes.
+    pub etag: String,
+    /// When it was written (S3's Last-Modified), Unix milliseconds.
+    pub last_modified_millis: Option<i64>,
+    /// Its bytes.
+    pub body: bytes::buf::Reader<aws_sdk_s3::primitives::AggregatedBytes>,
+}
+
 /// The S3 client type, for callers that build an [`S3Store`] (only this module
 /// depends on the SDK crate directly).
 pub use aws_sdk_s3::Client as S3Client;
@@ -69,9 +79,8 @@ impl S3Store {
     }
 
     /// Reads a whole object (`key` relative to the bucket, not the prefix) into
-    /// memory once, as the chunks it arrived in: its ETag (without quotes) and a
-    /// reader over its bytes.
-    pub async fn read_object(&self, key: &str) -> Result<(String, impl std::io::Read + Send), StorageError> {
+    /// memory once, as the chunks it arrived in.
+    pub async fn read_object(&self, key: &str) -> Result<StoredObject, StorageError> {
         let object = self
             .client
             .get_object()
@@ -81,8 +90,9 @@ impl S3Store {
             .await
             .map_err(|e| self.error("GetObject", key, e))?;
         let etag = object.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+        let last_modified_millis = object.last_modified().and_then(|time| time.to_millis().ok());
         let body = object.body.collect().await.map_err(|e| self.error("GetObject", key, e))?;
-        Ok((etag, bytes::Buf::reader(body)))
+        Ok(StoredObject { etag, last_modified_millis, body: bytes::Buf::reader(body) })
     }
 
     /// Every object key (relative to the bucket) that starts with `prefix`
@@ -281,7 +291,7 @@ impl Storage for S3Store {
     async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
         validate_key(key)?;
         let mut bytes = Vec::new();
-        let (_, mut body) = self.read_object(&self.full_key(key)).await?;
+        let mut body = self.read_object(&self.full_key(key)).await?.body;
         std::io::Read::read_to_end(&mut body, &mut bytes).map_err(|e| self.error("GetObject", key, e))?;
         Ok(bytes)
     }

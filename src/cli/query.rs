@@ -30,8 +30,8 @@ pub struct Args {
     /// Stop the query with an error after this many seconds.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
-    /// The SQL statement.
-    #[arg(value_name = "SQL")]
+    /// The SQL statement: any text, one that starts with a `--` comment included.
+    #[arg(value_name = "SQL", allow_hyphen_values = true)]
     sql: Option<String>,
 }
 

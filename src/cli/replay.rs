@@ -202,7 +202,7 @@ impl Input {
             Input::Object { bucket, key } => {
                 let config = config.context("no AWS configuration for an s3:// source")?;
                 let store = S3Store::new(aws::s3::s3_client(config), bucket, "");
-                Box::new(store.read_object(key).await?.1)
+                Box::new(store.read_object(key).await?.body)
             }
         })
     }

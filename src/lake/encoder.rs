@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, StringBuilder};
+use arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMillisecondArray};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -50,7 +50,7 @@ pub struct Row<'a> {
 
 fn properties() -> WriterProperties {
     let sorted_by_created_at = SortingColumn { column_idx: 3, descending: false, nulls_first: false };
-    let no_dictionary = ["event_uuid", "payload", "created_datetime"];
+    let no_dictionary = ["event_uuid", "payload", "created_datetime", "created_ts"];
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Chunk)
@@ -65,10 +65,11 @@ fn properties() -> WriterProperties {
 }
 
 /// Encodes `rows`, sorted here by creation time (stable, so equal times keep input
-/// order), as one Parquet file.
-pub fn encode(rows: &mut [Row<'_>]) -> Result<Vec<u8>, EncodeError> {
+/// order), as one Parquet file; `ingested_at_millis` is every row's `ingested_at`
+/// (one staged object, or one ingest run).
+pub fn encode(rows: &mut [Row<'_>], ingested_at_millis: i64) -> Result<Vec<u8>, EncodeError> {
     rows.sort_by_key(|row| row.time.millis());
-    let batch = record_batch(rows)?;
+    let batch = record_batch(rows, ingested_at_millis)?;
     let mut bytes = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut bytes, schema::arrow_schema(), Some(properties()))?;
     writer.write(&batch)?;
@@ -76,7 +77,7 @@ pub fn encode(rows: &mut [Row<'_>]) -> Result<Vec<u8>, EncodeError> {
     Ok(bytes)
 }
 
-fn record_batch(rows: &[Row<'_>]) -> Result<RecordBatch, EncodeError> {
+fn record_batch(rows: &[Row<'_>], ingested_at_millis: i64) -> Result<RecordBatch, EncodeError> {
     let text_bytes = |f: fn(&Row) -> usize| rows.iter().map(f).sum::<usize>();
     let mut uuids = StringBuilder::with_capacity(rows.len(), rows.len() * 36);
     let mut names = StringBuilder::with_capacity(rows.len(), text_bytes(|r| r.name.len()));
@@ -96,6 +97,11 @@ fn record_batch(rows: &[Row<'_>]) -> Result<RecordBatch, EncodeError> {
         payloads.append_value(row.payload);
     }
     let seconds: Int64Array = rows.iter().map(|row| row.time.seconds()).collect::<Vec<_>>().into();
+    let created =
+        TimestampMillisecondArray::from(rows.iter().map(|row| row.time.millis()).collect::<Vec<_>>())
+            .with_timezone(schema::TIMEZONE);
+    let ingested =
+        TimestampMillisecondArray::from(vec![ingested_at_millis; rows.len()]).with_timezone(schema::TIMEZONE);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(uuids.finish()),
         Arc::new(names.finish()),
@@ -103,6 +109,8 @@ fn record_batch(rows: &[Row<'_>]) -> Result<RecordBatch, EncodeError> {
         Arc::new(seconds),
         Arc::new(datetimes.finish()),
         Arc::new(payloads.finish()),
+        Arc::new(created),
+        Arc::new(ingested),
     ];
     Ok(RecordBatch::try_new(schema::arrow_schema(), columns)?)
 }
@@ -133,7 +141,7 @@ mod tests {
                 payload: r#"{"x":1.50}"#,
             },
         ];
-        let bytes = encode(&mut rows).unwrap();
+        let bytes = encode(&mut rows, 1_700_000_000_123).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.clone())).unwrap();
         let metadata = reader.metadata().clone();
         let batch = reader.build().unwrap().next().unwrap().unwrap();
@@ -145,6 +153,16 @@ mod tests {
         assert_eq!(batch.column(3).as_primitive::<Int64Type>().values(), &[10, 20]);
         assert_eq!(strings(4).value(1), "1970-01-01T00:00:20.500Z");
         assert_eq!(strings(5).value(0), r#"{"x":1.50}"#);
+        let created = batch.column(6).as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!(created.values(), &[10_000, 20_500], "created_ts keeps the milliseconds");
+        let ingested = batch.column(7).as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!(ingested.values(), &[1_700_000_000_123; 2]);
+        // Parquet's logical type: milliseconds, adjusted to UTC (what Athena reads as timestamp).
+        let column = metadata.file_metadata().schema_descr().column(7);
+        assert_eq!(
+            column.logical_type_ref(),
+            Some(&parquet::basic::LogicalType::timestamp(true, parquet::basic::TimeUnit::MILLIS))
+        );
         // No page index, statistics per chunk, declared sort order.
         let group = metadata.row_group(0);
         assert!(group.column(0).offset_index_offset().is_none());

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::{json, Value};
 
 use crate::core::partition;
@@ -17,31 +17,72 @@ pub const PARTITION_COLUMNS: [(&str, &str); 2] = [
     (partition::KEYS[1], "UTC date of created_at, YYYY-MM-DD"),
 ];
 
-/// The file columns: name, Arrow type, nullable, description.
-const COLUMNS: [(&str, DataType, bool, &str); 6] = [
-    ("event_uuid", DataType::Utf8, false, "canonical lowercase hyphenated UUID"),
-    ("event_name", DataType::Utf8, false, "event name as received"),
-    ("event_subtype", DataType::Utf8, true, "second part of event_name, null when absent or empty"),
-    ("created_at", DataType::Int64, false, "Unix seconds of created_datetime, floored"),
-    ("created_datetime", DataType::Utf8, false, "ISO 8601 UTC creation time, milliseconds when given"),
-    ("payload", DataType::Utf8, false, "compact JSON object of every other field, values exact"),
+/// The kinds of value the lake's columns hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Int64,
+    /// An instant in milliseconds, UTC-adjusted: Parquet `TIMESTAMP(MILLIS, true)`,
+    /// Athena `timestamp`.
+    TimestampMillis,
+}
+
+impl Kind {
+    fn arrow(self) -> DataType {
+        match self {
+            Kind::Text => DataType::Utf8,
+            Kind::Int64 => DataType::Int64,
+            Kind::TimestampMillis => timestamp_millis(),
+        }
+    }
+
+    /// The Athena (Hive DDL) type.
+    fn athena(self) -> &'static str {
+        match self {
+            Kind::Text => "string",
+            Kind::Int64 => "bigint",
+            Kind::TimestampMillis => "timestamp",
+        }
+    }
+}
+
+/// The Arrow type of the timestamp columns: milliseconds, UTC.
+pub fn timestamp_millis() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some(TIMEZONE.into()))
+}
+
+/// The time zone the timestamp columns are adjusted to.
+pub const TIMEZONE: &str = "UTC";
+
+/// The file columns, in file order: name, kind, nullable, description. Columns
+/// are only ever appended (CONTRACT section 4): a file written before one was
+/// added lacks it, and readers see null.
+const COLUMNS: [(&str, Kind, bool, &str); 8] = [
+    ("event_uuid", Kind::Text, false, "canonical lowercase hyphenated UUID"),
+    ("event_name", Kind::Text, false, "event name as received"),
+    ("event_subtype", Kind::Text, true, "second part of event_name, null when absent or empty"),
+    ("created_at", Kind::Int64, false, "Unix seconds of created_datetime, floored"),
+    ("created_datetime", Kind::Text, false, "ISO 8601 UTC creation time, milliseconds when given"),
+    ("payload", Kind::Text, false, "compact JSON object of every other field, values exact"),
+    (
+        "created_ts",
+        Kind::TimestampMillis,
+        true,
+        "created_datetime as a timestamp, milliseconds, UTC; null in files written before it",
+    ),
+    (
+        "ingested_at",
+        Kind::TimestampMillis,
+        true,
+        "when the record reached the lake writer (staged object delivered, or ingest run started); null in files written before it",
+    ),
 ];
 
 /// The Arrow schema of every Parquet file in the lake.
 pub fn arrow_schema() -> SchemaRef {
-    let fields: Vec<Field> = COLUMNS
-        .iter()
-        .map(|(name, data_type, nullable, _)| Field::new(*name, data_type.clone(), *nullable))
-        .collect();
+    let fields: Vec<Field> =
+        COLUMNS.iter().map(|(name, kind, nullable, _)| Field::new(*name, kind.arrow(), *nullable)).collect();
     Arc::new(Schema::new(fields))
-}
-
-/// The Athena (Hive DDL) type of an Arrow type this schema uses.
-fn athena_type(data_type: &DataType) -> &'static str {
-    match data_type {
-        DataType::Int64 => "bigint",
-        _ => "string",
-    }
 }
 
 /// A column as Glue and Athena see it.
@@ -56,7 +97,7 @@ pub struct Column {
 pub fn columns() -> Vec<Column> {
     COLUMNS
         .iter()
-        .map(|(name, data_type, _, comment)| Column { name, athena_type: athena_type(data_type), comment })
+        .map(|(name, kind, _, comment)| Column { name, athena_type: kind.athena(), comment })
         .collect()
 }
 
@@ -103,7 +144,20 @@ mod tests {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(
             names,
-            ["event_uuid", "event_name", "event_subtype", "created_at", "created_datetime", "payload"]
+            [
+                "event_uuid",
+                "event_name",
+                "event_subtype",
+                "created_at",
+                "created_datetime",
+                "payload",
+                "created_ts",
+                "ingested_at"
+            ]
+        );
+        assert_eq!(
+            schema.field_with_name("ingested_at").unwrap().data_type(),
+            &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
         );
         assert_eq!(schema.field_with_name("created_at").unwrap().data_type(), &DataType::Int64);
         assert!(schema.field_with_name("event_subtype").unwrap().is_nullable());

@@ -212,12 +212,17 @@ pub struct LakeWriter<S> {
     /// Every key this run wrote, to tell an earlier run's files from its own.
     written: BTreeSet<String>,
     payload: Vec<u8>,
+    /// Every row's `ingested_at` (CONTRACT section 4), Unix milliseconds.
+    ingested_at_millis: i64,
     summary: Summary,
 }
 
 impl<S: Storage> LakeWriter<S> {
+    /// A writer of the records of `source`. Their `ingested_at` is the window's
+    /// processing time (the run's start) unless [`Self::ingested_at`] says otherwise.
     pub fn new(storage: S, source: SourceId, limits: Limits) -> Self {
         LakeWriter {
+            ingested_at_millis: limits.window.now_millis,
             storage,
             source,
             limits,
@@ -235,6 +240,13 @@ impl<S: Storage> LakeWriter<S> {
             payload: Vec::new(),
             summary: Summary::default(),
         }
+    }
+
+    /// Sets every row's `ingested_at`: on AWS, when Firehose delivered the staged
+    /// object (its last-modified time), so that a retry writes the same rows.
+    pub fn ingested_at(mut self, millis: i64) -> Self {
+        self.ingested_at_millis = millis;
+        self
     }
 
     pub fn storage(&self) -> &S {
@@ -416,7 +428,7 @@ impl<S: Storage> LakeWriter<S> {
             return Ok(());
         }
         let mut rows = buffer.rows();
-        let bytes = encoder::encode(&mut rows)?;
+        let bytes = encoder::encode(&mut rows, self.ingested_at_millis)?;
         let part = self.parts.entry(partition.clone()).or_default();
         let key = part_key(partition, &self.source, *part);
         *part += 1;

@@ -321,10 +321,14 @@ impl Handler {
         // notification of a version since replaced (an object repaired under its
         // key, then its DLQ message redriven) rewrites the current version's files
         // instead of adding a second copy of its rows.
-        let (etag, body) = source_store.read_object(&object.key).await?;
+        let staged = source_store.read_object(&object.key).await?;
         let lake = S3Store::new(self.client.clone(), &self.config.lake_bucket, &self.config.lake_prefix);
-        let identity = format!("s3://{}/{}@{}", object.bucket, object.key, etag);
-        let writer = LakeWriter::new(lake, SourceId::from_identity(identity.as_bytes()), self.config.limits);
+        let identity = format!("s3://{}/{}@{}", object.bucket, object.key, staged.etag);
+        // ingested_at: when Firehose delivered the object, so a retry writes the same rows.
+        let delivered = staged.last_modified_millis.unwrap_or_else(telemetry::now_millis);
+        let writer = LakeWriter::new(lake, SourceId::from_identity(identity.as_bytes()), self.config.limits)
+            .ingested_at(delivered);
+        let body = staged.body;
         let source_name = format!("s3://{}/{}", object.bucket, object.key);
         let (summary, _) = ndjson::load(writer, [(source_name.clone(), Ok(body))], || ()).await?;
         let registration = match &self.catalog {

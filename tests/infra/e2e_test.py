@@ -567,7 +567,7 @@ def lake_rows(s3, deployed, work):
         return [], set()
     rows = duckdb.sql(f"""
         SELECT event_uuid, event_name, event_subtype, created_at, created_datetime, payload,
-               event_type, created_date, filename
+               event_type, created_date, epoch_ms(created_ts), epoch_ms(ingested_at), filename
         FROM read_parquet('{root}/events/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false,
                           filename = true)""").fetchall()
     partitions = {tuple(part.split("=", 1)[1] for part in k[len(events):].split("/")[:2]) for k in files}
@@ -593,9 +593,15 @@ def check_lake(endpoint, deployed, ledger, firehose, work):
     counts, first, rejected = ledger.expected(firehose)
     rows, partitions = lake_rows(s3, deployed, work)
 
+    # ingested_at: when Firehose delivered the staged object the row came from.
+    delivered = {int(s3.head_object(Bucket=deployed.bucket, Key=key)["LastModified"].timestamp() * 1000)
+                 for key, _, _ in firehose.staged}
     found = collections.Counter()
-    for uuid_, name, subtype, created_at, created_datetime, payload, event_type, created_date, _ in rows:
+    for (uuid_, name, subtype, created_at, created_datetime, payload, event_type, created_date, created_ms,
+         ingested_ms, _) in rows:
         key = (uuid_, datetime_millis(created_datetime))
+        assert created_ms == key[1], f"created_ts {created_ms} is not created_datetime {created_datetime}"
+        assert ingested_ms in delivered, f"ingested_at {ingested_ms} is no staged object's delivery time"
         found[key] += 1
         expected = first.get(key)
         assert expected is not None, f"the lake holds an event nobody sent: {uuid_} {created_datetime}"

@@ -302,7 +302,7 @@ def check_view(glue, database, repo, schema):
     select = ddl.split("CREATE OR REPLACE VIEW events_unique AS", 1)[1].strip()
     assert definition["originalSql"] == select, definition["originalSql"]
     assert definition["catalog"] == "awsdatacatalog" and definition["schema"] == database, definition
-    trino = {"string": "varchar", "bigint": "bigint"}
+    trino = {"string": "varchar", "bigint": "bigint", "timestamp": "timestamp(3)"}  # as Athena engine v3 stores them
     columns = schema["columns"] + schema["partition_keys"]
     assert definition["columns"] == [{"name": c["name"], "type": trino[c["type"]]} for c in columns], definition
     glue_columns = [(c["Name"], c["Type"]) for c in view["StorageDescriptor"]["Columns"]]

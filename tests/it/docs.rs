@@ -119,3 +119,40 @@ fn the_contract_copy_matches_the_shared_contract_when_it_is_beside_the_clone() {
         assert_eq!(copy, shared, "docs/CONTRACT.md drifted: copy ../shared/CONTRACT.md over it");
     }
 }
+
+/// CONTRACT section 4's column table, written out by hand: name and Athena type.
+const CONTRACT_COLUMNS: [(&str, &str); 8] = [
+    ("event_uuid", "string"),
+    ("event_name", "string"),
+    ("event_subtype", "string"),
+    ("created_at", "bigint"),
+    ("created_datetime", "string"),
+    ("payload", "string"),
+    ("created_ts", "timestamp"),
+    ("ingested_at", "timestamp"),
+];
+
+#[test]
+fn the_columns_the_glue_table_and_the_view_are_the_contracts() {
+    let columns: Vec<(&str, &str)> = schema::columns().iter().map(|c| (c.name, c.athena_type)).collect();
+    assert_eq!(columns, CONTRACT_COLUMNS);
+
+    let terraform =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/terraform/schema.json")).unwrap();
+    let glue: serde_json::Value = serde_json::from_str(&terraform).unwrap();
+    let glue_columns: Vec<(&str, &str)> = glue["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(glue_columns, CONTRACT_COLUMNS, "terraform/schema.json");
+
+    // The view: the contract's columns, then the partition columns, in that order.
+    let view = eventlake::query::EVENTS_UNIQUE_VIEW;
+    let select = view.split_once("AS\nSELECT ").unwrap().1.split_once("\nFROM").unwrap().0;
+    let listed: Vec<&str> = select.split(',').map(str::trim).collect();
+    let mut expected: Vec<&str> = CONTRACT_COLUMNS.iter().map(|(name, _)| *name).collect();
+    expected.extend(["event_type", "created_date"]);
+    assert_eq!(listed, expected, "athena/ddl/events_unique.sql");
+}

@@ -171,6 +171,18 @@ fn every_ready_query_returns_what_an_independent_computation_says() {
     }
 }
 
+/// CONTRACT section 5: the SQL argument is any text, one that starts with a `--`
+/// comment included (it was taken for an unknown option).
+#[test]
+fn sql_given_as_the_argument_may_start_with_a_comment() {
+    let file = query_files().into_iter().find(|file| file.ends_with("events_per_type_per_day.sql")).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("--"), "the ready queries start with a comment");
+    let by_argument = query_json(&[&text]);
+    assert!(!by_argument.is_empty());
+    assert_eq!(by_argument, query_json(&["--file", file.to_str().unwrap()]));
+}
+
 #[test]
 fn the_lake_has_what_the_queries_need() {
     let expected = expected();
