@@ -48,7 +48,8 @@ pub struct Row<'a> {
     pub payload: &'a str,
 }
 
-fn properties() -> WriterProperties {
+/// The writer properties of every lake file (the compactor's too).
+pub(crate) fn properties() -> WriterProperties {
     let sorted_by_created_at = SortingColumn { column_idx: 3, descending: false, nulls_first: false };
     let no_dictionary = ["event_uuid", "payload", "created_datetime", "created_ts"];
     let mut builder = WriterProperties::builder()

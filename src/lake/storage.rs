@@ -238,6 +238,40 @@ impl Storage for LocalDir {
 }
 
 /// What one level of an S3 "directory" holds.
+/// Swaps the directories `a` and `b` in one step: a reader of either path sees the
+/// one directory or the other, never neither (Linux `renameat2` with
+/// `RENAME_EXCHANGE`, macOS `renamex_np` with `RENAME_SWAP`). Both must exist, on
+/// one file system.
+pub fn exchange_dirs(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a path with a NUL byte"))
+    };
+    let (a, b) = (path(a)?, path(b)?);
+    #[cfg(target_os = "linux")]
+    // SAFETY: both pointers are NUL-terminated strings that live across the call.
+    let result = unsafe {
+        libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
+    };
+    #[cfg(target_os = "macos")]
+    // SAFETY: as above.
+    let result = unsafe { libc::renamex_np(a.as_ptr(), b.as_ptr(), libc::RENAME_SWAP) };
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    let result = {
+        let _ = (a, b);
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no atomic directory exchange on this system",
+        ));
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,35 +190,12 @@ print(json.dumps({
 fn files_written_before_the_time_columns_read_them_as_null() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let fixture = crate::support::fixture("lake-six-columns");
-    for file in crate::support::files_under(&fixture.join("events")) {
-        let target = lake.join("events").join(&file);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(fixture.join("events").join(&file), target).unwrap();
-    }
+    crate::support::copy_six_column_lake(&lake);
     // Today's files: other events, in the fixture's partitions and in new ones.
-    let input = dir.path().join("new.ndjson");
-    let generated = success(eventlake().args([
-        "generate",
-        "--events",
-        "200",
-        "--seed",
-        "32",
-        "--types",
-        "3",
-        "--days",
-        "3",
-        "--start",
-        "2024-03-17",
-        "--duplicates",
-        "0",
-        "--invalid",
-        "0",
-    ]));
-    std::fs::write(&input, generated.stdout).unwrap();
     let started =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    success(eventlake().args(["ingest", "--quiet", "--lake"]).arg(&lake).arg(&input));
+    let new = crate::support::generated_events(200, 32, 3, 3, "0");
+    crate::support::ingest_file(&lake, &dir.path().join("new.ndjson"), &new);
 
     let sql = "SELECT count(*) AS rows, count(created_ts) AS created, count(ingested_at) AS ingested, \
                min(ingested_at) AS first_ingest, \

@@ -1,6 +1,7 @@
 //! Integration tests: the built binaries run as processes, against real components.
 
 mod catalog_glue;
+mod compact_local;
 mod cost_model;
 mod docs;
 mod faults;

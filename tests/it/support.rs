@@ -191,3 +191,45 @@ impl Moto {
             .env_remove("AWS_PROFILE");
     }
 }
+
+/// `eventlake generate` of `events` valid events from 2024-03-17 on: `types` types
+/// over `days` days, a `duplicates` share of copies. Its NDJSON.
+pub fn generated_events(events: usize, seed: u64, types: u32, days: u32, duplicates: &str) -> Vec<u8> {
+    let (events, seed, types, days) =
+        (events.to_string(), seed.to_string(), types.to_string(), days.to_string());
+    success(eventlake().args([
+        "generate",
+        "--events",
+        &events,
+        "--seed",
+        &seed,
+        "--types",
+        &types,
+        "--days",
+        &days,
+        "--start",
+        "2024-03-17",
+        "--duplicates",
+        duplicates,
+        "--invalid",
+        "0",
+    ]))
+    .stdout
+}
+
+/// Writes `ndjson` to `path` and runs `eventlake ingest` of it into `lake`.
+pub fn ingest_file(lake: &std::path::Path, path: &std::path::Path, ndjson: &[u8]) {
+    std::fs::write(path, ndjson).unwrap();
+    success(eventlake().args(["ingest", "--quiet", "--lake"]).arg(lake).arg(path));
+}
+
+/// Copies the files of the lake written before `created_ts` and `ingested_at`
+/// (tests/fixtures/lake-six-columns) under `lake`.
+pub fn copy_six_column_lake(lake: &std::path::Path) {
+    let fixture = fixture("lake-six-columns");
+    for file in files_under(&fixture.join("events")) {
+        let target = lake.join("events").join(&file);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(fixture.join("events").join(&file), target).unwrap();
+    }
+}

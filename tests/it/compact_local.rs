@@ -1,0 +1,284 @@
+//! Compaction of a local lake (`lake::compact`): many small files with copies of
+//! events across them become one file per partition with one row per key, the
+//! first-seen copy kept; running it again does nothing; a compaction that stopped
+//! half-way runs again to the same files; and readers (`eventlake query`, DuckDB,
+//! pyarrow) reading in a loop meanwhile see each partition either whole before or
+//! whole after, never doubled, half or empty.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use eventlake::lake::compact::{compact_directory, prepare, COMPACTED_PREFIX};
+use serde_json::Value;
+
+use crate::support::{copy_six_column_lake, eventlake, files_under, generated_events, ingest_file, success};
+
+/// Per partition (type, date): (rows, distinct keys).
+type Counts = BTreeMap<(String, String), (i64, i64)>;
+
+const COUNTS_SQL: &str = "SELECT event_type, created_date, count(*) AS n, \
+    count(DISTINCT concat(event_uuid, '/', created_datetime)) AS k FROM events GROUP BY 1, 2";
+
+fn query_counts(lake: &Path) -> Result<Counts, String> {
+    let output =
+        eventlake().args(["query", "--format", "json", "--lake"]).arg(lake).arg(COUNTS_SQL).output().unwrap();
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            let key = (
+                row["event_type"].as_str().unwrap().to_owned(),
+                row["created_date"].as_str().unwrap().to_owned(),
+            );
+            (key, (row["n"].as_i64().unwrap(), row["k"].as_i64().unwrap()))
+        })
+        .collect())
+}
+
+/// A lake of many small files: the six-column fixture, then eight ingest runs of
+/// generated events (types and dates overlapping the fixture's), each run resending
+/// part of the one before, and two runs with one event in two versions.
+fn many_small_files(root: &Path) -> PathBuf {
+    let lake = root.join("lake");
+    copy_six_column_lake(&lake);
+    let mut previous: Vec<u8> = Vec::new();
+    for run in 0..8 {
+        let generated = generated_events(3000, 40 + run, 3, 3, "0.02");
+        let mut input = generated.clone();
+        input.extend(previous.split(|&b| b == b'\n').take(500).flat_map(|line| [line, b"\n"].concat()));
+        ingest_file(&lake, &root.join(format!("run-{run}.ndjson")), &input);
+        previous = generated;
+    }
+    for (run, payload) in [("first", "v1"), ("second", "v2")] {
+        let event = format!(
+            "{{\"event_uuid\":\"0e0e0e0e-0000-4000-8000-000000000001\",\"event_name\":\"user:twice\",\"created_at\":1710700000,\"version\":\"{payload}\"}}\n"
+        );
+        let path = root.join(format!("{run}.ndjson"));
+        std::fs::write(&path, event).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        success(eventlake().args(["ingest", "--quiet", "--lake"]).arg(&lake).arg(&path));
+    }
+    lake
+}
+
+fn partitions(lake: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for type_dir in std::fs::read_dir(lake.join("events")).unwrap() {
+        for date_dir in std::fs::read_dir(type_dir.unwrap().path()).unwrap() {
+            dirs.push(date_dir.unwrap().path());
+        }
+    }
+    dirs.sort();
+    dirs
+}
+
+fn parquet_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Reads per-partition counts with DuckDB and pyarrow in a loop until `stop`
+/// exists; prints one JSON line per read (or the error).
+const READERS: &str = r#"
+import duckdb, json, os, sys, pyarrow.dataset as ds, pyarrow.compute as pc
+root, stop = sys.argv[1], sys.argv[2]
+def counts_duckdb():
+    rows = duckdb.sql(f"""SELECT event_type, created_date, count(*),
+        count(DISTINCT event_uuid || '/' || created_datetime)
+        FROM read_parquet('{root}/events/*/*/*.parquet', hive_partitioning = true, union_by_name = true,
+                          hive_types_autocast = false) GROUP BY ALL""").fetchall()
+    return {f"{t}/{d}": [n, k] for t, d, n, k in rows}
+def counts_pyarrow():
+    table = ds.dataset(f"{root}/events", format="parquet", partitioning="hive").to_table(
+        columns=["event_type", "created_date", "event_uuid", "created_datetime"])
+    out = {}
+    for t, d, u, c in zip(*(table.column(n).to_pylist() for n in table.column_names)):
+        n, keys = out.setdefault(f"{t}/{d}", [0, set()])
+        out[f"{t}/{d}"][0] += 1
+        keys.add(f"{u}/{c}")
+    return {p: [n, len(keys)] for p, (n, keys) in out.items()}
+reads = 0
+while not os.path.exists(stop) or reads < 2:
+    for name, read in (("duckdb", counts_duckdb), ("pyarrow", counts_pyarrow)):
+        try:
+            print(json.dumps({"reader": name, "counts": read()}), flush=True)
+        except Exception as error:
+            print(json.dumps({"reader": name, "error": str(error)}), flush=True)
+    reads += 1
+"#;
+
+#[test]
+fn compaction_keeps_the_first_copy_of_each_key_and_readers_never_see_a_partition_half_done() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = many_small_files(root.path());
+    let before = query_counts(&lake).unwrap();
+    let dirs = partitions(&lake);
+    assert!(dirs.iter().all(|dir| parquet_names(dir).len() >= 2), "many files per partition");
+    assert!(before.values().any(|(rows, keys)| rows > keys), "copies across files exist: {before:?}");
+
+    // A compaction that stopped after writing its outputs, before the exchange,
+    // left its staging directory: the next run starts it again.
+    let staging = root.path().join("staging");
+    std::fs::create_dir_all(staging.join("compacted-leftover")).unwrap();
+
+    // Readers in a loop while the compaction runs.
+    let stop = root.path().join("stop");
+    let python = crate::support::tool("PYTHON", "python");
+    let readers = std::process::Command::new(python)
+        .args(["-c", READERS])
+        .arg(&lake)
+        .arg(&stop)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let query_reads = {
+        let (lake, done) = (lake.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut reads = Vec::new();
+            while !done.load(Ordering::SeqCst) || reads.len() < 2 {
+                reads.push(query_counts(&lake));
+            }
+            reads
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut duplicates = 0;
+    for dir in &dirs {
+        let merged =
+            compact_directory(dir, &staging, 128 << 20).unwrap().expect("a partition of small files");
+        duplicates += merged.duplicates;
+        assert_eq!(merged.files.len(), 1);
+        // Partitions one after the other, slowly enough that reads see some done.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    done.store(true, Ordering::SeqCst);
+    std::fs::write(&stop, b"").unwrap();
+    let query_reads = query_reads.join().unwrap();
+    let reader_output = readers.wait_with_output().unwrap();
+
+    // After: one compacted file per partition, one row per key, the same keys.
+    let after = query_counts(&lake).unwrap();
+    for dir in &dirs {
+        let names = parquet_names(dir);
+        assert!(names.len() == 1 && names[0].starts_with(COMPACTED_PREFIX), "{dir:?}: {names:?}");
+    }
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    for (partition, (rows, keys)) in &after {
+        assert_eq!(rows, keys, "{partition:?}: one row per key");
+        assert_eq!(keys, &before[partition].1, "{partition:?}: no key lost");
+    }
+    let removed: i64 =
+        before.values().map(|(r, _)| r).sum::<i64>() - after.values().map(|(r, _)| r).sum::<i64>();
+    assert_eq!(removed as u64, duplicates);
+
+    // The first-seen copy: the earliest ingested_at.
+    let sql =
+        "SELECT payload, ingested_at IS NOT NULL AS stamped FROM events WHERE event_name = 'user:twice'";
+    let output = success(eventlake().args(["query", "--format", "json", "--lake"]).arg(&lake).arg(sql));
+    let kept: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(kept["payload"], "{\"version\":\"v1\"}");
+
+    // Every read, by every reader, saw each partition before or after, whole.
+    let agrees = |counts: &Counts| {
+        counts
+            .iter()
+            .all(|(partition, got)| before.get(partition) == Some(got) || after.get(partition) == Some(got))
+            && counts.len() == before.len()
+    };
+    // A read that saw some partitions compacted and others not ran during the compaction.
+    let midway = |counts: &Counts| {
+        let done = counts
+            .iter()
+            .filter(|(p, got)| after.get(*p) == Some(got) && before.get(*p) != Some(got))
+            .count();
+        let waiting = counts
+            .iter()
+            .filter(|(p, got)| before.get(*p) == Some(got) && after.get(*p) != Some(got))
+            .count();
+        done > 0 && waiting > 0
+    };
+    let mut seen = 0;
+    let mut during = 0;
+    for read in &query_reads {
+        match read {
+            Ok(counts) => {
+                assert!(agrees(counts), "eventlake query saw a partition half done: {counts:?}");
+                seen += 1;
+                during += usize::from(midway(counts));
+            }
+            Err(error) => assert!(error.contains("No such file") || error.contains("not found"), "{error}"),
+        }
+    }
+    for line in String::from_utf8(reader_output.stdout).unwrap().lines() {
+        let read: Value = serde_json::from_str(line).unwrap();
+        if let Some(error) = read["error"].as_str() {
+            assert!(
+                error.contains("No such file")
+                    || error.contains("not found")
+                    || error.contains("FileNotFound"),
+                "{error}"
+            );
+            continue;
+        }
+        let counts: Counts = read["counts"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(partition, nk)| {
+                let (t, d) = partition.split_once('/').unwrap();
+                ((t.to_owned(), d.to_owned()), (nk[0].as_i64().unwrap(), nk[1].as_i64().unwrap()))
+            })
+            .collect();
+        assert!(agrees(&counts), "{} saw a partition half done: {counts:?}", read["reader"]);
+        seen += 1;
+        during += usize::from(midway(&counts));
+    }
+    assert!(seen >= 4, "the readers read: {seen}");
+    assert!(during >= 1, "no read ran during the compaction ({seen} reads): the test proved nothing");
+
+    // Again: nothing to do, nothing changes.
+    let files = files_under(&lake.join("events"));
+    for dir in &dirs {
+        assert!(compact_directory(dir, &staging, 128 << 20).unwrap().is_none());
+    }
+    assert_eq!(files_under(&lake.join("events")), files);
+}
+
+#[test]
+fn a_file_that_arrives_during_compaction_stays_in_the_partition() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    for seed in [1, 2] {
+        ingest_file(
+            &lake,
+            &root.path().join(format!("{seed}.ndjson")),
+            &generated_events(200, seed, 1, 1, "0"),
+        );
+    }
+    let dir = partitions(&lake).remove(0);
+    let staging = root.path().join("staging");
+    let prepared = prepare(&dir, &staging, 128 << 20).unwrap().unwrap();
+    assert_eq!(prepared.merged.rows_in, 400);
+    // An ingest writes into the partition between the listing and the exchange.
+    ingest_file(&lake, &root.path().join("late.ndjson"), &generated_events(100, 3, 1, 1, "0"));
+    let arrived: Vec<String> =
+        parquet_names(&dir).into_iter().filter(|n| !n.starts_with(COMPACTED_PREFIX)).collect();
+    assert_eq!(arrived.len(), 3);
+    prepared.commit(&dir).unwrap();
+    let names = parquet_names(&dir);
+    assert_eq!(names.len(), 2, "the compacted file and the one that arrived: {names:?}");
+    let counts = query_counts(&lake).unwrap();
+    assert_eq!(counts.values().map(|(rows, _)| rows).sum::<i64>(), 500, "nothing lost: {counts:?}");
+}
