@@ -17,6 +17,8 @@ use crate::lake::storage::{LocalDir, Location, Storage};
 use crate::lake::writer::{LakeWriter, Limits, SourceId, Summary};
 use crate::telemetry;
 
+use super::summary::{self, bytes, count};
+
 /// Ingest NDJSON events into a Parquet lake (a directory or s3://bucket/prefix).
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -207,42 +209,5 @@ fn report(summary: &Summary, fed: LineCounts, input_bytes: u64, elapsed: Duratio
     if summary.stale_files_deleted > 0 {
         rows.push(("stale files deleted".into(), count(summary.stale_files_deleted)));
     }
-    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    rows.iter().map(|(name, value)| format!("{name:<width$}  {value}\n")).collect()
-}
-
-/// 1234567 → "1,234,567".
-fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_are_readable() {
-        assert_eq!(count(0), "0");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(1_234_567), "1,234,567");
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(3 << 20), "3.0 MiB");
-    }
+    summary::table(&rows)
 }

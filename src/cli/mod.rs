@@ -4,6 +4,7 @@
 //! their causes; every rule lives in the library modules the verbs call.
 
 mod catalog;
+mod compact;
 mod cost;
 mod generate;
 mod ingest;
@@ -12,6 +13,7 @@ mod query;
 mod replay;
 mod schema;
 mod send;
+mod summary;
 mod transform;
 
 use std::io::Write;
@@ -41,6 +43,7 @@ enum Command {
     Send(send::Args),
     Cost(cost::Args),
     Replay(replay::Args),
+    Compact(compact::Args),
 }
 
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Send(args) => send::run(args),
         Command::Cost(args) => cost::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Compact(args) => compact::run(args),
     };
     match result {
         Ok(code) => code,

@@ -282,3 +282,44 @@ fn a_file_that_arrives_during_compaction_stays_in_the_partition() {
     let counts = query_counts(&lake).unwrap();
     assert_eq!(counts.values().map(|(rows, _)| rows).sum::<i64>(), 500, "nothing lost: {counts:?}");
 }
+
+/// `eventlake compact`, the built binary: recent partitions are left alone, old
+/// enough ones become one file each, a second run finds nothing to do.
+#[test]
+fn the_compact_command_compacts_partitions_old_enough_and_then_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    for seed in 0..3 {
+        ingest_file(
+            &lake,
+            &root.path().join(format!("{seed}.ndjson")),
+            &generated_events(1000, 60 + seed, 4, 2, "0"),
+        );
+    }
+    let compact = |extra: &[&str]| {
+        let output = success(eventlake().args(["compact", "--lake"]).arg(&lake).args(extra));
+        crate::lake_local::summary_table(&output.stdout)
+    };
+    let before = query_counts(&lake).unwrap();
+    let fresh = compact(&[]);
+    assert_eq!((fresh["compacted"], fresh["too recent"]), (0, 8), "{fresh:?}");
+    let planned = compact(&["--older-than", "0s", "--dry-run"]);
+    assert_eq!((planned["to compact"], planned["files in"]), (8, 24), "{planned:?}");
+    assert_eq!(
+        partitions(&lake).iter().map(|dir| parquet_names(dir).len()).sum::<usize>(),
+        24,
+        "a dry run writes nothing"
+    );
+    let done = compact(&["--older-than", "0s"]);
+    assert_eq!(
+        (done["compacted"], done["files in"], done["files out"], done["rows out"]),
+        (8, 24, 8, 3000),
+        "{done:?}"
+    );
+    assert_eq!(query_counts(&lake).unwrap(), before);
+    let again = compact(&["--older-than", "0s"]);
+    assert_eq!((again["compacted"], again["already compact"]), (0, 8), "{again:?}");
+    let output = eventlake().args(["compact", "--lake", "s3://bucket/lake"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must be a local directory"));
+}

@@ -1,0 +1,203 @@
+//! `eventlake compact`: the partitions of a local lake that received no new file
+//! for a while, each merged into few large files with one row per dedupe key
+//! ([`crate::lake::compact`]), swapped in atomically for readers.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+
+use crate::core::partition::{Partition, EVENTS_DIR};
+use crate::lake::compact::{self, Merged, COMPACTED_PREFIX};
+use crate::lake::storage::{LocalDir, Location, Storage};
+
+use super::summary::{self, bytes, count};
+
+/// Compact the partitions of a local lake: few large files, one row per event.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lake directory.
+    #[arg(long, value_name = "DIR")]
+    lake: String,
+    /// Only partitions with no file newer than this (`0s`, `30m`, `2h`, `7d`):
+    /// a partition still receiving events is left alone.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    older_than: Duration,
+    /// Size of the files written, in MiB (a partition smaller than this becomes one file).
+    #[arg(long, value_name = "MIB", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    target_mib: u32,
+    /// List the partitions that would be compacted, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// `30s`, `15m`, `2h`, `7d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_at);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if seconds > 0 => Ok(Duration::from_secs(n.saturating_mul(seconds))),
+        _ => {
+            Err(format!("{text:?} is not a duration: a whole number and s, m, h or d, e.g. 0s, 30m, 2h, 7d"))
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let location = Location::parse(&args.lake).map_err(anyhow::Error::msg).context("--lake")?;
+    let root = match location {
+        Location::Local(root) => root,
+        Location::S3 { .. } => anyhow::bail!(
+            "--lake must be a local directory: compacting an S3 lake means switching its Glue partitions, \
+             which eventlake does not do yet"
+        ),
+    };
+    let partitions = partitions(&root)?;
+    let now = SystemTime::now();
+    let store = LocalDir::new(&root);
+    let started = Instant::now();
+    let mut report = Report::default();
+    for (partition, dir) in partitions {
+        let files = parquet_files(&dir)?;
+        if files.is_empty() || files.iter().all(|(name, _, _)| name.starts_with(COMPACTED_PREFIX)) {
+            report.compact_already += 1;
+            continue;
+        }
+        let newest = files.iter().map(|(_, _, modified)| *modified).max().unwrap_or(now);
+        if now.duration_since(newest).unwrap_or_default() < args.older_than {
+            report.recent += 1;
+            continue;
+        }
+        let size: u64 = files.iter().map(|(_, size, _)| size).sum();
+        if args.dry_run {
+            println!("{}  {} files, {}", partition.directory(), files.len(), bytes(size));
+            report.add_planned(files.len(), size);
+            continue;
+        }
+        let staging = store.scratch_dir()?;
+        let merged = compact::compact_directory(&dir, staging, (args.target_mib as usize) << 20)
+            .with_context(|| format!("compacting {}", partition.directory()))?;
+        if let Some(merged) = merged {
+            report.add(files.len(), size, &merged);
+        }
+    }
+    print!("{}", report.render(started.elapsed(), args.dry_run));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The partitions under `events/`, by directory; other directories are ignored.
+fn partitions(root: &Path) -> anyhow::Result<Vec<(Partition, PathBuf)>> {
+    let events = root.join(EVENTS_DIR);
+    let mut found = Vec::new();
+    let read = |dir: &Path| std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()));
+    for type_dir in read(&events)? {
+        let type_dir = type_dir?;
+        if !type_dir.file_type()?.is_dir() {
+            continue;
+        }
+        for date_dir in read(&type_dir.path())? {
+            let date_dir = date_dir?;
+            let names = (type_dir.file_name(), date_dir.file_name());
+            match Partition::from_directories(&names.0.to_string_lossy(), &names.1.to_string_lossy()) {
+                Some(partition) if date_dir.file_type()?.is_dir() => found.push((partition, date_dir.path())),
+                _ => {
+                    tracing::warn!(directory = %date_dir.path().display(), "not a partition the writer makes; ignored")
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The Parquet files of a partition: name, size, last modified.
+fn parquet_files(dir: &Path) -> anyhow::Result<Vec<(String, u64, SystemTime)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".parquet") {
+            let metadata = entry.metadata()?;
+            files.push((name, metadata.len(), metadata.modified()?));
+        }
+    }
+    Ok(files)
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    compacted: u64,
+    compact_already: u64,
+    recent: u64,
+    files_in: u64,
+    files_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    rows_in: u64,
+    rows_out: u64,
+    duplicates: u64,
+}
+
+impl Report {
+    fn add_planned(&mut self, files: usize, size: u64) {
+        self.compacted += 1;
+        self.files_in += files as u64;
+        self.bytes_in += size;
+    }
+
+    fn add(&mut self, files: usize, size: u64, merged: &Merged) {
+        self.add_planned(files, size);
+        self.files_out += merged.files.len() as u64;
+        self.bytes_out += merged.bytes_out;
+        self.rows_in += merged.rows_in;
+        self.rows_out += merged.rows_out;
+        self.duplicates += merged.duplicates;
+    }
+
+    fn render(&self, elapsed: Duration, dry_run: bool) -> String {
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        let mut rows = vec![
+            (if dry_run { "to compact" } else { "compacted" }.to_owned(), count(self.compacted)),
+            ("already compact".to_owned(), count(self.compact_already)),
+            ("too recent".to_owned(), count(self.recent)),
+            ("files in".to_owned(), count(self.files_in)),
+            ("bytes in".to_owned(), bytes(self.bytes_in)),
+        ];
+        if !dry_run {
+            rows.extend([
+                ("files out".to_owned(), count(self.files_out)),
+                ("bytes out".to_owned(), bytes(self.bytes_out)),
+                ("rows in".to_owned(), count(self.rows_in)),
+                ("rows out".to_owned(), count(self.rows_out)),
+                ("duplicates removed".to_owned(), count(self.duplicates)),
+                ("elapsed".to_owned(), format!("{seconds:.2} s")),
+                ("throughput".to_owned(), format!("{}/s", bytes((self.bytes_in as f64 / seconds) as u64))),
+            ]);
+        }
+        summary::table(&rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["", "h", "2", "2w", "-1h", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
