@@ -60,12 +60,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              which eventlake does not do yet"
         ),
     };
-    let partitions = partitions(&root)?;
     let now = SystemTime::now();
     let store = LocalDir::new(&root);
     let started = Instant::now();
     let mut report = Report::default();
-    for (partition, dir) in partitions {
+    let mut work = Vec::new();
+    for (partition, dir) in partitions(&root)? {
         let files = parquet_files(&dir)?;
         if files.is_empty() || files.iter().all(|(name, _, _)| name.starts_with(COMPACTED_PREFIX)) {
             report.compact_already += 1;
@@ -80,17 +80,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.dry_run {
             println!("{}  {} files, {}", partition.directory(), files.len(), bytes(size));
             report.add_planned(files.len(), size);
-            continue;
+        } else {
+            work.push((partition, dir, files.len(), size));
         }
+    }
+    if !work.is_empty() {
         let staging = store.scratch_dir()?;
-        let merged = compact::compact_directory(&dir, staging, (args.target_mib as usize) << 20)
-            .with_context(|| format!("compacting {}", partition.directory()))?;
-        if let Some(merged) = merged {
-            report.add(files.len(), size, &merged);
+        let target = (args.target_mib as usize) << 20;
+        for (files, size, merged) in compact_all(&work, staging, target)? {
+            report.add(files, size, &merged);
         }
     }
     print!("{}", report.render(started.elapsed(), args.dry_run));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Compacts the partitions of `work` on every core, each partition by one thread:
+/// for each, its input file count and bytes and what the merge did.
+fn compact_all(
+    work: &[(Partition, PathBuf, usize, u64)],
+    staging: &Path,
+    target_bytes: usize,
+) -> anyhow::Result<Vec<(usize, u64, Merged)>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(work.len());
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<Vec<(usize, u64, Merged)>> {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((partition, dir, files, size)) = work.get(index) else { return Ok(done) };
+                        let merged = compact::compact_directory(dir, staging, target_bytes)
+                            .with_context(|| format!("compacting {}", partition.directory()))?;
+                        done.extend(merged.map(|merged| (*files, *size, merged)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().map_err(|_| anyhow::anyhow!("a compaction thread panicked"))?)
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// The partitions under `events/`, by directory; other directories are ignored.

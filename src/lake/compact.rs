@@ -25,8 +25,11 @@ use uuid::Uuid;
 use crate::core::timestamp::EventTime;
 use crate::lake::{encoder, schema};
 
-/// Rows read from an input at a time.
+/// Rows read from an input at a time: fewer when there are many inputs, so that
+/// the batches held at once stay near `BATCH_ROWS_IN_ALL` rows whatever the count.
 const BATCH_ROWS: usize = 4096;
+const MIN_BATCH_ROWS: usize = 128;
+const BATCH_ROWS_IN_ALL: usize = 256 * 1024;
 /// Output rows gathered before they are appended to the file being written.
 const CHUNK_ROWS: usize = 8192;
 /// A file's row group is written out once it holds this many encoded bytes, so
@@ -64,10 +67,32 @@ pub struct Merged {
     pub bytes_out: u64,
 }
 
+/// A file at most this large is read whole when the merge starts, while the
+/// files read so add up to at most `EAGER_BYTES`.
+const SMALL_FILE_BYTES: u64 = 1 << 20;
+const EAGER_BYTES: u64 = 64 << 20;
+
+/// An input's batches: read ahead (a small file), or from its reader.
+enum Batches {
+    Read(std::collections::VecDeque<RecordBatch>),
+    Streaming(ParquetRecordBatchReader),
+}
+
+impl Iterator for Batches {
+    type Item = Result<RecordBatch, arrow::error::ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Batches::Read(batches) => batches.pop_front().map(Ok),
+            Batches::Streaming(reader) => reader.next(),
+        }
+    }
+}
+
 /// One input, being read.
 struct Input {
     name: String,
-    reader: ParquetRecordBatchReader,
+    batches: Batches,
     /// The current batch's index in the pool, and the next row to take.
     batch: usize,
     row: usize,
@@ -87,17 +112,30 @@ pub fn merge(
 ) -> Result<Merged, CompactError> {
     let mut pool: Vec<RecordBatch> = Vec::new();
     let mut inputs = Vec::with_capacity(files.len());
+    let batch_rows = (BATCH_ROWS_IN_ALL / files.len().max(1)).clamp(MIN_BATCH_ROWS, BATCH_ROWS);
+    let mut eager_bytes = 0;
     for (name, path) in files {
         let read = |source| CompactError::Read { file: name.clone(), source };
         let file = File::open(path).map_err(|source| CompactError::Write { path: path.clone(), source })?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        let size = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        let mut reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(read)?
-            .with_batch_size(BATCH_ROWS)
+            .with_batch_size(batch_rows)
             .build()
             .map_err(read)?;
+        // A reader keeps a decompression context per column for as long as it
+        // lives (about 150 KiB each): a small file is read whole at once instead,
+        // so that hundreds of them do not hold thousands of contexts.
+        let batches = if size <= SMALL_FILE_BYTES && eager_bytes + size <= EAGER_BYTES {
+            eager_bytes += size;
+            let all = reader.by_ref().collect::<Result<_, _>>();
+            Batches::Read(all.map_err(|source| CompactError::Arrow { file: name.clone(), source })?)
+        } else {
+            Batches::Streaming(reader)
+        };
         inputs.push(Input {
             name: name.clone(),
-            reader,
+            batches,
             batch: 0,
             row: 0,
             rows: 0,
@@ -317,7 +355,7 @@ fn created_millis(batch: &RecordBatch, row: usize) -> i64 {
 /// Reads `input`'s next non-empty batch into the pool, or marks it done.
 fn load_next(input: &mut Input, pool: &mut Vec<RecordBatch>) -> Result<(), CompactError> {
     loop {
-        match input.reader.next() {
+        match input.batches.next() {
             None => {
                 input.done = true;
                 return Ok(());
