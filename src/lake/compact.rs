@@ -72,6 +72,22 @@ pub struct Merged {
 const SMALL_FILE_BYTES: u64 = 1 << 20;
 const EAGER_BYTES: u64 = 64 << 20;
 
+/// Which inputs a merge reads whole at once: files of at most `SMALL_FILE_BYTES`,
+/// in order, while they add up to at most `EAGER_BYTES`.
+#[derive(Debug, Default)]
+struct EagerBudget {
+    used: u64,
+}
+
+impl EagerBudget {
+    /// Whether a file of `size` bytes is read whole (and counted if so).
+    fn takes(&mut self, size: u64) -> bool {
+        let takes = size <= SMALL_FILE_BYTES && self.used + size <= EAGER_BYTES;
+        self.used += if takes { size } else { 0 };
+        takes
+    }
+}
+
 /// An input's batches: read ahead (a small file), or from its reader.
 enum Batches {
     Read(std::collections::VecDeque<RecordBatch>),
@@ -113,7 +129,7 @@ pub fn merge(
     let mut pool: Vec<RecordBatch> = Vec::new();
     let mut inputs = Vec::with_capacity(files.len());
     let batch_rows = (BATCH_ROWS_IN_ALL / files.len().max(1)).clamp(MIN_BATCH_ROWS, BATCH_ROWS);
-    let mut eager_bytes = 0;
+    let mut eager = EagerBudget::default();
     for (name, path) in files {
         let read = |source| CompactError::Read { file: name.clone(), source };
         let file = File::open(path).map_err(|source| CompactError::Write { path: path.clone(), source })?;
@@ -126,8 +142,7 @@ pub fn merge(
         // A reader keeps a decompression context per column for as long as it
         // lives (about 150 KiB each): a small file is read whole at once instead,
         // so that hundreds of them do not hold thousands of contexts.
-        let batches = if size <= SMALL_FILE_BYTES && eager_bytes + size <= EAGER_BYTES {
-            eager_bytes += size;
+        let batches = if eager.takes(size) {
             let all = reader.by_ref().collect::<Result<_, _>>();
             Batches::Read(all.map_err(|source| CompactError::Arrow { file: name.clone(), source })?)
         } else {
@@ -266,7 +281,7 @@ pub fn prepare(
         std::fs::remove_dir_all(&staging).map_err(io_at(&staging))?;
     }
     std::fs::create_dir_all(&staging).map_err(io_at(&staging))?;
-    let merged = merge(&inputs, &staging, &stem, target_bytes)?;
+    let merged = merge_in_passes(&inputs, &staging, &stem, target_bytes, MERGE_BYTES)?;
     Ok(Some(Prepared { staging, inputs: inputs.into_iter().map(|(name, _)| name).collect(), merged }))
 }
 
@@ -291,6 +306,91 @@ impl Prepared {
         std::fs::remove_dir_all(staging).map_err(io_at(staging))?;
         Ok(self.merged)
     }
+}
+
+/// Memory one merge may take for its inputs: a file read through an open reader
+/// costs about its size (the reader buffers a column chunk, at most the file) and
+/// `STREAM_OVERHEAD_BYTES` (decompression contexts, a batch); small files read
+/// whole have their own budget (`EAGER_BYTES`).
+pub const MERGE_BYTES: u64 = 256 << 20;
+const STREAM_OVERHEAD_BYTES: u64 = 3 << 20;
+
+/// [`merge`], within `budget` bytes of inputs at a time: a partition whose files
+/// cost more is first merged in groups of consecutive names into intermediate
+/// files (beside `out_dir`), named so that they sort as their groups did, and so
+/// on until one merge takes the rest. A group's output holds each key once, and
+/// every file of a group sorts before every file of the next: the tie rule
+/// between copies holds across passes.
+fn merge_in_passes(
+    inputs: &[(String, PathBuf)],
+    out_dir: &Path,
+    stem: &str,
+    target_bytes: usize,
+    budget: u64,
+) -> Result<Merged, CompactError> {
+    let parent = out_dir.parent().unwrap_or(out_dir);
+    let mut current = inputs.to_vec();
+    let (mut rows_in, mut duplicates) = (None, 0);
+    let mut previous_pass: Option<PathBuf> = None;
+    let mut pass = 0;
+    loop {
+        let groups = groups_within(&current, budget);
+        if groups.len() <= 1 {
+            break;
+        }
+        pass += 1;
+        let dir = parent.join(format!("{stem}-pass{pass}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_at(&dir))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let mut next = Vec::new();
+        let mut read = 0;
+        for (group, range) in groups.into_iter().enumerate() {
+            // One file per group, whatever its size: each pass leaves fewer files.
+            let merged = merge(&current[range], &dir, &format!("{stem}-pass{pass}-{group:05}"), usize::MAX)?;
+            read += merged.rows_in;
+            duplicates += merged.duplicates;
+            for path in merged.files {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                next.push((name, path));
+            }
+        }
+        rows_in.get_or_insert(read);
+        if let Some(done) = previous_pass.replace(dir) {
+            std::fs::remove_dir_all(&done).map_err(io_at(&done))?;
+        }
+        current = next;
+    }
+    let mut merged = merge(&current, out_dir, stem, target_bytes)?;
+    if let Some(done) = previous_pass {
+        std::fs::remove_dir_all(&done).map_err(io_at(&done))?;
+    }
+    merged.rows_in = rows_in.unwrap_or(merged.rows_in);
+    merged.duplicates += duplicates;
+    Ok(merged)
+}
+
+/// `files` cut into runs of consecutive files whose merge costs at most `budget`
+/// (see [`MERGE_BYTES`]); every run but a lone last one holds two files at least,
+/// so each pass leaves fewer files.
+fn groups_within(files: &[(String, PathBuf)], budget: u64) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut cost, mut eager) = (0, 0, EagerBudget::default());
+    for (index, (_, path)) in files.iter().enumerate() {
+        let size = std::fs::metadata(path).map_or(u64::MAX / 4, |m| m.len());
+        let mut file_cost = if eager.takes(size) { 0 } else { size + STREAM_OVERHEAD_BYTES };
+        if index - start >= 2 && cost + file_cost > budget {
+            groups.push(start..index);
+            (start, cost, eager) = (index, 0, EagerBudget::default());
+            file_cost = if eager.takes(size) { 0 } else { size + STREAM_OVERHEAD_BYTES };
+        }
+        cost += file_cost;
+    }
+    if start < files.len() {
+        groups.push(start..files.len());
+    }
+    groups
 }
 
 /// The Parquet files directly in `dir`, by name: (name, path).
@@ -556,6 +656,52 @@ mod tests {
                 (2, 20_000, "a2".to_owned(), Some(2000)),
             ]
         );
+    }
+
+    #[test]
+    fn merging_in_passes_gives_what_one_pass_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        // Over SMALL_FILE_BYTES each (an incompressible payload), so that merge
+        // streams them and the passes are needed.
+        let filler: Vec<&'static str> = (0..7_u64)
+            .map(|i| {
+                use rand::{Rng, SeedableRng};
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i);
+                let text: String =
+                    (0..2 * SMALL_FILE_BYTES as usize).map(|_| rng.random_range('a'..='z')).collect();
+                &*Box::leak(format!("{{\"x\":\"{text}\"}}").into_boxed_str())
+            })
+            .collect();
+        let files: Vec<(String, PathBuf)> = (0..7)
+            .map(|i| {
+                // Each file: a key of its own, a large one, and key 1 (ties on
+                // ingested_at 5 for files 2 to 6).
+                let mut rows = vec![row(1, "10", "copy"), row(200 + i, "30", filler[i as usize])];
+                // Rows enough for several output chunks.
+                rows.extend((0..10_000).map(|n| row(1_000_000 * (i + 1) + n, &format!("{}", 20 + i), "own")));
+                write(dir.path(), &format!("{i}.parquet"), rows, if i < 2 { 9 - i as i64 } else { 5 })
+            })
+            .collect();
+        let (one, many) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (single_out, passes_out) = (one.path().join("out"), many.path().join("out"));
+        std::fs::create_dir_all(&single_out).unwrap();
+        std::fs::create_dir_all(&passes_out).unwrap();
+        let single = merge_in_passes(&files, &single_out, "c", 1 << 30, MERGE_BYTES).unwrap();
+        // A budget of two of these files: passes of pairs.
+        let pair = 2 * (std::fs::metadata(&files[0].1).unwrap().len() + STREAM_OVERHEAD_BYTES);
+        assert_eq!(groups_within(&files, pair).len(), 4);
+        // Outputs cut at 256 KiB, smaller than the files: the passes must still
+        // end (they once cut each pair's output again, and never did).
+        let passes = merge_in_passes(&files, &passes_out, "c", 256 << 10, pair).unwrap();
+        assert!(passes.files.len() > 1);
+        assert_eq!((passes.rows_in, passes.rows_out, passes.duplicates), (70_014, 70_008, 6));
+        assert_eq!((single.rows_in, single.rows_out, single.duplicates), (70_014, 70_008, 6));
+        assert_eq!(rows_of(&passes.files), rows_of(&single.files));
+        // Key 1: the earliest ingested_at is 5 (files 2 to 6); of those, file "2" sorts first.
+        let kept: Vec<_> = rows_of(&passes.files).into_iter().filter(|r| r.0 == 1).collect();
+        assert_eq!(kept, [(1, 10_000, "copy".to_owned(), Some(5))]);
+        let left: Vec<_> = std::fs::read_dir(many.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["out"], "intermediate passes are removed");
     }
 
     #[test]
