@@ -1,7 +1,8 @@
 //! Compaction of a local lake (`lake::compact`): many small files with copies of
 //! events across them become one file per partition with one row per key, the
 //! first-seen copy kept; running it again does nothing; a compaction that stopped
-//! half-way runs again to the same files; and readers (`eventlake query`, DuckDB,
+//! before its exchange runs again to the same files; a file that arrives meanwhile
+//! stays; and readers (`eventlake query`, DuckDB,
 //! pyarrow) reading in a loop meanwhile see each partition either whole before or
 //! whole after, never doubled, half or empty.
 
@@ -127,10 +128,7 @@ fn compaction_keeps_the_first_copy_of_each_key_and_readers_never_see_a_partition
     assert!(dirs.iter().all(|dir| parquet_names(dir).len() >= 2), "many files per partition");
     assert!(before.values().any(|(rows, keys)| rows > keys), "copies across files exist: {before:?}");
 
-    // A compaction that stopped after writing its outputs, before the exchange,
-    // left its staging directory: the next run starts it again.
     let staging = root.path().join("staging");
-    std::fs::create_dir_all(staging.join("compacted-leftover")).unwrap();
 
     // Readers in a loop while the compaction runs.
     let stop = root.path().join("stop");
@@ -322,4 +320,37 @@ fn the_compact_command_compacts_partitions_old_enough_and_then_nothing() {
     let output = eventlake().args(["compact", "--lake", "s3://bucket/lake"]).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("must be a local directory"));
+}
+
+/// A compaction killed after writing its files and before the exchange leaves the
+/// partition as it was; run again, it writes the same files, byte for byte.
+#[test]
+fn a_compaction_stopped_before_the_exchange_runs_again_to_the_same_files() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    for seed in [7, 8, 9] {
+        ingest_file(
+            &lake,
+            &root.path().join(format!("{seed}.ndjson")),
+            &generated_events(300, seed, 1, 1, "0.05"),
+        );
+    }
+    let dir = partitions(&lake).remove(0);
+    let before = parquet_names(&dir);
+    let staging = root.path().join("staging");
+    let stopped = prepare(&dir, &staging, 128 << 20).unwrap().unwrap();
+    let written: Vec<(String, Vec<u8>)> = stopped
+        .merged
+        .files
+        .iter()
+        .map(|path| (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(path).unwrap()))
+        .collect();
+    drop(stopped); // the process dies here: no exchange
+    assert_eq!(parquet_names(&dir), before, "the partition is untouched");
+    compact_directory(&dir, &staging, 128 << 20).unwrap().unwrap();
+    let after: Vec<(String, Vec<u8>)> = parquet_names(&dir)
+        .into_iter()
+        .map(|name| (name.clone(), std::fs::read(dir.join(&name)).unwrap()))
+        .collect();
+    assert_eq!(after, written);
 }
