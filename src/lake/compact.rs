@@ -68,9 +68,10 @@ pub struct Merged {
 }
 
 /// A file at most this large is read whole when the merge starts, while the
-/// files read so add up to at most `EAGER_BYTES`.
+/// files read so far add up to at most `EAGER_BYTES` (decoded, several times
+/// that).
 const SMALL_FILE_BYTES: u64 = 1 << 20;
-const EAGER_BYTES: u64 = 64 << 20;
+const EAGER_BYTES: u64 = 32 << 20;
 
 /// Which inputs a merge reads whole at once: files of at most `SMALL_FILE_BYTES`,
 /// in order, while they add up to at most `EAGER_BYTES`.
