@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 
 use crate::core::partition::{Partition, EVENTS_DIR};
-use crate::lake::compact::{self, Merged, COMPACTED_PREFIX};
+use crate::lake::compact::{self, Merged};
 use crate::lake::storage::{LocalDir, Location, Storage};
 
 use super::summary::{self, bytes, count};
@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut work = Vec::new();
     for (partition, dir) in partitions(&root)? {
         let files = parquet_files(&dir)?;
-        if files.is_empty() || files.iter().all(|(name, _, _)| name.starts_with(COMPACTED_PREFIX)) {
+        if compact::is_compact(files.iter().map(|(name, _, _)| name.as_str())) {
             report.compact_already += 1;
             continue;
         }

@@ -226,9 +226,21 @@ pub fn merge(
     Ok(merged)
 }
 
-/// The name every compaction output begins with: a partition whose files all
-/// carry it is compacted already.
+/// The name every compaction output begins with.
 pub const COMPACTED_PREFIX: &str = "compacted-";
+
+/// Whether a partition holding the files `names` needs no compaction: it holds
+/// one file at most (a file never holds a key twice, and is sorted), or only
+/// compaction outputs.
+pub fn is_compact<'n>(names: impl IntoIterator<Item = &'n str>) -> bool {
+    let mut count = 0;
+    let mut all_compacted = true;
+    for name in names {
+        count += 1;
+        all_compacted &= name.starts_with(COMPACTED_PREFIX);
+    }
+    count <= 1 || all_compacted
+}
 
 /// Compacts the partition directory `dir` of a local lake: [`prepare`] then
 /// [`Prepared::commit`]. `None`: the partition holds no file, or only compaction
@@ -267,7 +279,7 @@ pub fn prepare(
     target_bytes: usize,
 ) -> Result<Option<Prepared>, CompactError> {
     let inputs = parquet_files(dir).map_err(io_at(dir))?;
-    if inputs.iter().all(|(name, _)| name.starts_with(COMPACTED_PREFIX)) {
+    if is_compact(inputs.iter().map(|(name, _)| name.as_str())) {
         return Ok(None);
     }
     let mut digest = xxhash_rust::xxh3::Xxh3::new();
