@@ -255,7 +255,8 @@ fn read_all(
                 let due = started + Duration::from_secs_f64(read.events as f64 / rate);
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
             }
-            if sender.blocking_send(line.clone()).is_err() {
+            // The line moves to the channel; the next one gets a buffer of its own.
+            if sender.blocking_send(std::mem::take(&mut line)).is_err() {
                 return Ok(());
             }
         }

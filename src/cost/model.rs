@@ -374,22 +374,43 @@ fn transform_seconds(month: &Month, deployment: &Deployment) -> f64 {
 }
 
 fn transform_lambda(month: &Month, deployment: &Deployment, prices: &Prices) -> Line {
+    let what = format!(
+        "{} invocations of {} MB",
+        count(month.transform_invocations),
+        deployment.transform_buffer_mb
+    );
     let seconds = transform_seconds(month, deployment);
-    let gb_s = gb_seconds(month.transform_invocations, seconds, deployment.transform_memory_mb);
+    lambda_line(
+        "firehose-transform",
+        what,
+        month.transform_invocations,
+        seconds,
+        deployment.transform_memory_mb,
+        prices,
+    )
+}
+
+/// A Lambda function's line: `invocations` of `seconds` each at `memory_mb`,
+/// billed per GB-second (each invocation rounded up to the millisecond) and per request.
+fn lambda_line(
+    item: &str,
+    what: String,
+    invocations: f64,
+    seconds: f64,
+    memory_mb: f64,
+    prices: &Prices,
+) -> Line {
+    let gb_s = gb_seconds(invocations, seconds, memory_mb);
     Line {
-        item: "firehose-transform".into(),
+        item: item.into(),
         counted: format!(
-            "{} invocations of {} MB × {} ms at {} MB = {} GB-s × ${}; requests × ${}/M",
-            count(month.transform_invocations),
-            deployment.transform_buffer_mb,
+            "{what} × {} ms at {memory_mb} MB = {} GB-s × ${}; requests × ${}/M",
             (seconds * 1000.0).ceil(),
-            deployment.transform_memory_mb,
             count(gb_s),
             prices.lambda_gb_second,
             prices.lambda_million_requests,
         ),
-        dollars: gb_s * prices.lambda_gb_second
-            + month.transform_invocations / 1e6 * prices.lambda_million_requests,
+        dollars: gb_s * prices.lambda_gb_second + invocations / 1e6 * prices.lambda_million_requests,
     }
 }
 
@@ -402,23 +423,21 @@ fn writer_seconds(month: &Month, deployment: &Deployment) -> f64 {
 }
 
 fn writer_lambda(month: &Month, deployment: &Deployment, prices: &Prices) -> Line {
+    let what = format!(
+        "{} invocations ({} staged objects, up to {} per batch)",
+        count(month.writer_invocations),
+        count(month.objects),
+        deployment.writer_batch_size
+    );
     let seconds = writer_seconds(month, deployment);
-    let gb_s = gb_seconds(month.writer_invocations, seconds, deployment.writer_memory_mb);
-    Line {
-        item: "parquet-writer".into(),
-        counted: format!(
-            "{} invocations ({} staged objects, up to {} per batch) × {} ms at {} MB = {} GB-s × ${}; requests × ${}/M",
-            count(month.writer_invocations),
-            count(month.objects),
-            deployment.writer_batch_size,
-            (seconds * 1000.0).ceil(),
-            deployment.writer_memory_mb,
-            count(gb_s),
-            prices.lambda_gb_second,
-            prices.lambda_million_requests,
-        ),
-        dollars: gb_s * prices.lambda_gb_second + month.writer_invocations / 1e6 * prices.lambda_million_requests,
-    }
+    lambda_line(
+        "parquet-writer",
+        what,
+        month.writer_invocations,
+        seconds,
+        deployment.writer_memory_mb,
+        prices,
+    )
 }
 
 fn s3_requests(month: &Month, prices: &Prices) -> Line {

@@ -344,8 +344,9 @@ async fn put_with_retries<S: RecordSink>(
     mut rng: ChaCha8Rng,
 ) -> BatchOutcome {
     let mut outcome = BatchOutcome::default();
-    let mut pending: Vec<(Record, String)> =
-        records.into_iter().map(|record| (record, String::new())).collect();
+    // The records still to put, and beside each the last reason it was not.
+    let mut pending = records;
+    let mut last: Vec<String> = vec![String::new(); pending.len()];
     let mut call_failed = false;
     for attempt in 1..=options.attempts.max(1) {
         if attempt > 1 {
@@ -353,31 +354,33 @@ async fn put_with_retries<S: RecordSink>(
             outcome.retries += pending.len() as u64;
         }
         outcome.calls += 1;
-        let records: Vec<Record> = pending.iter().map(|(record, _)| record.clone()).collect();
         call_failed = false;
-        match sink.put(&records).await {
+        match sink.put(&pending).await {
             Ok(results) if results.len() == pending.len() => {
-                let mut again = Vec::new();
-                for ((record, _), result) in pending.into_iter().zip(results) {
+                let (mut again, mut reasons) = (Vec::new(), Vec::new());
+                for (record, result) in pending.into_iter().zip(results) {
                     match result {
                         EntryResult::Put => outcome.put.push(record),
-                        EntryResult::Retry { code } => again.push((record, code)),
+                        EntryResult::Retry { code } => {
+                            again.push(record);
+                            reasons.push(code);
+                        }
                         EntryResult::Refused { reason } => outcome.failed.push((record, reason)),
                     }
                 }
-                pending = again;
+                (pending, last) = (again, reasons);
             }
             Ok(results) => {
                 let reason = format!("the stream answered {} entries for {}", results.len(), pending.len());
-                pending.iter_mut().for_each(|(_, last)| last.clone_from(&reason));
+                last.iter_mut().for_each(|last| last.clone_from(&reason));
             }
             Err(SinkError::Retryable(reason)) => {
                 call_failed = true;
-                pending.iter_mut().for_each(|(_, last)| last.clone_from(&reason));
+                last.iter_mut().for_each(|last| last.clone_from(&reason));
             }
             Err(SinkError::Fatal(reason)) => {
                 let handed = format!("not sent: {reason}");
-                outcome.failed.extend(pending.into_iter().map(|(record, _)| (record, handed.clone())));
+                outcome.failed.extend(pending.into_iter().map(|record| (record, handed.clone())));
                 outcome.fatal = Some(reason);
                 return outcome;
             }
@@ -390,12 +393,12 @@ async fn put_with_retries<S: RecordSink>(
     if call_failed {
         // The stream itself is out of reach (or the credentials are): the next
         // calls would fail the same way, so the run stops.
-        outcome.fatal =
-            pending.first().map(|(_, last)| format!("no answer after {attempts} attempts: {last}"));
+        outcome.fatal = last.first().map(|last| format!("no answer after {attempts} attempts: {last}"));
     }
     outcome.failed.extend(
         pending
             .into_iter()
+            .zip(last)
             .map(|(record, last)| (record, format!("not put after {attempts} attempts, the last: {last}"))),
     );
     outcome
