@@ -2,23 +2,26 @@
 --
 -- The transform drops duplicates within a Firehose batch and the parquet-writer
 -- within a staged object; a producer retry that lands in another batch reaches
--- the lake twice. This view keeps one row per (event_uuid, created time to the
--- millisecond): the key the transform dedupes on. The time is compared as a time,
--- not as text, because "...56Z" and "...56.000Z" are the same instant.
+-- the lake twice. This view keeps one row per dedupe key (event_uuid, created
+-- time to the millisecond), the copy received first: the earliest ingested_at
+-- (rows from files written before the column existed count as earliest; a tie
+-- goes to the file whose path sorts first, and a file never holds a key twice).
+-- That is the row compaction keeps, so the view gives the same answer over any
+-- mix of compacted and uncompacted partitions, and a compacted partition needs
+-- no re-dedupe. The time is compared as a time, not as text, because "...56Z"
+-- and "...56.000Z" are the same instant.
 --
 -- Cost: a query on the view reads every column of the partitions it touches and
 -- sorts those rows by key, so it scans the same bytes as the same query on
--- `events` with the same filters, plus the window's CPU. event_type and
--- created_date are in the window's PARTITION BY, so filters on them are applied
+-- `events` with the same filters, plus the window's CPU. created_date follows
+-- from the key and is in the window's PARTITION BY, so filters on it are applied
 -- below the window and Athena still prunes partitions: always filter on
--- created_date. (A duplicate always has its original's created_date, and its
--- event_type unless a producer reused an event_uuid and time for a different event
--- type; such a pair stays two rows here.) For heavy use, materialize a day at a
--- time (CTAS or INSERT INTO a deduplicated table) instead.
+-- created_date. For heavy use, query compacted days on `events` directly.
 --
 -- Terraform creates this view in the lake's database from this file's SELECT
 -- (terraform/catalog.tf); running the file in Athena replaces it with the same
--- view. `eventlake query` runs it at start-up, so the view is the same in all
+-- view. `eventlake query` runs it at start-up, reading Athena's hidden column
+-- "$path" as DataFusion's input_file_name(), so the view is the same in all
 -- three places.
 CREATE OR REPLACE VIEW events_unique AS
 SELECT event_uuid, event_name, event_subtype, created_at, created_datetime, payload, created_ts, ingested_at,
@@ -27,9 +30,9 @@ FROM (
     SELECT
         *,
         row_number() OVER (
-            PARTITION BY event_type, created_date, event_uuid, from_iso8601_timestamp(created_datetime)
-            ORDER BY created_datetime, event_name, payload
+            PARTITION BY created_date, event_uuid, from_iso8601_timestamp(created_datetime)
+            ORDER BY ingested_at NULLS FIRST, source_file
         ) AS copy_number
-    FROM events
+    FROM (SELECT *, "$path" AS source_file FROM events)
 )
 WHERE copy_number = 1

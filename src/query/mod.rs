@@ -20,8 +20,18 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use functions::timestamp_type;
 
-/// The `events_unique` view: the Athena DDL file, run as it is.
+/// The `events_unique` view: the Athena DDL file.
 pub const EVENTS_UNIQUE_VIEW: &str = include_str!("../../athena/ddl/events_unique.sql");
+
+/// Athena's hidden column holding the path of a row's file, which the view's tie
+/// rule reads; DataFusion names it `input_file_name()`.
+const ATHENA_PATH_COLUMN: &str = "\"$path\"";
+
+/// The view as DataFusion runs it: the file's text, with Athena's `"$path"`
+/// read as `input_file_name()`, the one spelling the two engines do not share.
+fn events_unique_view_for_datafusion() -> String {
+    EVENTS_UNIQUE_VIEW.replace(ATHENA_PATH_COLUMN, "input_file_name()")
+}
 
 /// A query failure, with DataFusion's message (which names the column, function
 /// or syntax at fault).
@@ -107,7 +117,7 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
         .with_listing_options(options)
         .with_schema(crate::lake::schema::arrow_schema());
     ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
-    ctx.sql(EVENTS_UNIQUE_VIEW).await?.collect().await?;
+    ctx.sql(&events_unique_view_for_datafusion()).await?.collect().await?;
     Ok(ctx)
 }
 

@@ -357,3 +357,137 @@ fn a_compaction_stopped_before_the_exchange_runs_again_to_the_same_files() {
         .collect();
     assert_eq!(after, written);
 }
+
+/// Every row of `events_unique` (all columns), in key order.
+fn unique_rows(lake: &Path) -> Vec<Value> {
+    let sql = "SELECT * FROM events_unique ORDER BY event_uuid, created_datetime, event_type";
+    let output = success(eventlake().args(["query", "--format", "json", "--lake"]).arg(lake).arg(sql));
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Asserts `got == expected`, naming the first rows that differ (the lists are
+/// long). Compaction writes `created_ts` into rows of files older than the column
+/// (`created_datetime` as an instant, as the query prints both): a null
+/// `created_ts` compares as that.
+fn assert_same_rows(got: &[Value], expected: &[Value], context: &str) {
+    let filled = |rows: &[Value]| -> Vec<Value> {
+        rows.iter()
+            .cloned()
+            .map(|mut row| {
+                if row["created_ts"].is_null() {
+                    row["created_ts"] = row["created_datetime"].clone();
+                }
+                row
+            })
+            .collect()
+    };
+    let (got, expected) = (filled(got), filled(expected));
+    let differing: Vec<(&Value, &Value)> =
+        got.iter().zip(&expected).filter(|(got, expected)| got != expected).take(3).collect();
+    assert!(
+        got.len() == expected.len() && differing.is_empty(),
+        "{context}: {} rows, {} expected; first differences (got, expected): {differing:#?}",
+        got.len(),
+        expected.len()
+    );
+}
+
+/// One event (`event_uuid` ...0003, one fixed instant) as `event_name` with `version`.
+fn copy_of_one_key(event_name: &str, version: &str) -> String {
+    format!(
+        "{{\"event_uuid\":\"0e0e0e0e-0000-4000-8000-000000000003\",\"event_name\":\"{event_name}\",\"created_at\":1710700000,\"version\":\"{version}\"}}\n"
+    )
+}
+
+/// `events_unique` keys on the dedupe key alone and keeps the copy received first
+/// (the earliest `ingested_at`, files older than the column first), the row
+/// compaction keeps: it answers the same over the lake before compaction, over a
+/// mix of compacted and uncompacted partitions, with a late copy in a compacted
+/// partition, and after compaction, where it is the table itself.
+#[test]
+fn the_unique_view_keeps_the_first_received_copy_before_during_and_after_compaction() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = many_small_files(root.path());
+    // One key under two event types: one row in the view, the one received first.
+    for (run, event) in [
+        ("cross-first", copy_of_one_key("alpha:key", "v1")),
+        ("cross-second", copy_of_one_key("beta:key", "a0")),
+    ] {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        ingest_file(&lake, &root.path().join(format!("{run}.ndjson")), event.as_bytes());
+    }
+    let before = unique_rows(&lake);
+    let keys: std::collections::BTreeSet<(String, String)> = before
+        .iter()
+        .map(|row| {
+            (
+                row["event_uuid"].as_str().unwrap().to_owned(),
+                row["created_datetime"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(keys.len(), before.len(), "one row per dedupe key");
+    let payload_of = |rows: &[Value], event_uuid: &str| -> Vec<(String, String)> {
+        rows.iter()
+            .filter(|row| row["event_uuid"] == event_uuid)
+            .map(|row| {
+                (row["event_type"].as_str().unwrap().to_owned(), row["payload"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    // The second copy of user:twice came later with "v2"; the first has "v1".
+    assert_eq!(
+        payload_of(&before, "0e0e0e0e-0000-4000-8000-000000000001"),
+        [("user".to_owned(), "{\"version\":\"v1\"}".to_owned())]
+    );
+    // The later copy sorts first by payload ("a0" < "v1") and by type it is another
+    // partition: neither decides, the time received does.
+    assert_eq!(
+        payload_of(&before, "0e0e0e0e-0000-4000-8000-000000000003"),
+        [("alpha".to_owned(), "{\"version\":\"v1\"}".to_owned())]
+    );
+    // The six-column fixture's rows have no ingested_at and count as received first.
+    let old_rows = before.iter().filter(|row| row["ingested_at"].is_null()).count();
+    assert!(old_rows > 0, "the fixture's rows are in the view");
+
+    // A mix: half the partitions compacted.
+    let staging = root.path().join("staging");
+    let dirs = partitions(&lake);
+    for dir in dirs.iter().step_by(2) {
+        compact_directory(dir, &staging, 128 << 20).unwrap();
+    }
+    assert_same_rows(&unique_rows(&lake), &before, "half compacted");
+
+    // A late copy (received last, payload sorting first) in a compacted partition.
+    let user_dir = dirs.iter().find(|dir| dir.to_str().unwrap().contains("event_type=user/")).unwrap();
+    if parquet_names(user_dir).iter().all(|name| !name.starts_with(COMPACTED_PREFIX)) {
+        compact_directory(user_dir, &staging, 128 << 20).unwrap();
+    }
+    let late = "{\"event_uuid\":\"0e0e0e0e-0000-4000-8000-000000000001\",\"event_name\":\"user:twice\",\"created_at\":1710700000,\"version\":\"a0\"}\n";
+    ingest_file(&lake, &root.path().join("late.ndjson"), late.as_bytes());
+    assert_same_rows(&unique_rows(&lake), &before, "a late copy in a compacted partition");
+
+    // All compacted: the view is the table, but for the key's second event type.
+    success(eventlake().args(["compact", "--older-than", "0s", "--lake"]).arg(&lake));
+    let compacted = unique_rows(&lake);
+    assert_same_rows(&compacted, &before, "all compacted");
+    assert!(compacted.iter().all(|row| row["created_ts"].is_string()), "compaction fills created_ts");
+    let sql = "SELECT * FROM events ORDER BY event_uuid, created_datetime, event_type";
+    let output = success(eventlake().args(["query", "--format", "json", "--lake"]).arg(&lake).arg(sql));
+    let table: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let beta = |row: &&Value| row["event_type"] == "beta";
+    assert_eq!(table.iter().filter(beta).count(), 1, "compaction keeps each partition's own first copy");
+    assert_same_rows(
+        &table.iter().filter(|row| !beta(row)).cloned().collect::<Vec<_>>(),
+        &before,
+        "the table",
+    );
+}
