@@ -8,7 +8,7 @@
 //! reason is retried with backoff and, if it is still refused, reported as an error
 //! so the caller fails and the notification is retried. Nothing is skipped silently.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,6 +23,12 @@ use crate::core::partition::Partition;
 
 /// `BatchCreatePartition` accepts at most 100 partitions per call.
 const BATCH_SIZE: usize = 100;
+/// `BatchGetPartition` accepts at most 1,000 partitions per call.
+const GET_BATCH_SIZE: usize = 1000;
+/// The partition parameter that names the location a compaction switched the
+/// partition away from, until that location's files are handed over and tagged
+/// ([`crate::compactor`]).
+pub const SUPERSEDED_PARAMETER: &str = "eventlake_superseded_location";
 /// Attempts for partitions Glue refuses inside a successful call (the SDK already
 /// retries whole calls that fail with throttling or server errors).
 const ATTEMPTS: u32 = 4;
@@ -42,6 +48,14 @@ pub enum CatalogError {
     /// The table does not sit on the lake being repaired.
     #[error("Glue table {table} is located at {table_location}, not at the lake's {expected}")]
     WrongLocation { table: String, table_location: String, expected: String },
+    /// The partition is not in the table.
+    #[error("Glue table {table} has no partition {partition}")]
+    NoPartition { table: String, partition: String },
+    /// The partition's location changed since it was read: another compaction ran.
+    #[error(
+        "partition {partition} of {table} is now at {found}, not {expected}: did another compaction run?"
+    )]
+    Moved { table: String, partition: String, expected: String, found: String },
     /// Glue still refused some partitions after every attempt.
     #[error("Glue refused {count} partition(s) of {table} after {ATTEMPTS} attempts; first: {first}")]
     Refused { table: String, count: usize, first: String },
@@ -190,6 +204,19 @@ impl Catalog {
 
     /// The partition values (`[event_type, created_date]`) the table has.
     pub async fn existing_partitions(&self) -> Result<HashSet<Vec<String>>, CatalogError> {
+        let mut existing = HashSet::new();
+        self.each_partition(|p| {
+            existing.insert(p.values().to_vec());
+        })
+        .await?;
+        Ok(existing)
+    }
+
+    /// Calls `visit` with every partition of the table (`GetPartitions`, paged).
+    async fn each_partition(
+        &self,
+        mut visit: impl FnMut(&aws_sdk_glue::types::Partition),
+    ) -> Result<(), CatalogError> {
         let mut pages = self
             .client
             .get_partitions()
@@ -197,17 +224,173 @@ impl Catalog {
             .table_name(&self.table)
             .into_paginator()
             .send();
-        let mut existing = HashSet::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("GetPartitions", e))?;
-            existing.extend(page.partitions().iter().map(|p| p.values().to_vec()));
+            page.partitions().iter().for_each(&mut visit);
         }
-        Ok(existing)
+        Ok(())
+    }
+}
+
+/// A Glue partition of the lake: where its files are, and the location a
+/// compaction switched it away from while that switch is being finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLocation {
+    pub partition: Partition,
+    pub location: String,
+    pub superseded: Option<String>,
+}
+
+impl Catalog {
+    /// The locations of those of `partitions` the table has (`BatchGetPartition`,
+    /// 1,000 a call; the keys Glue leaves unprocessed are asked again).
+    pub async fn locations(
+        &self,
+        partitions: &[Partition],
+    ) -> Result<HashMap<Partition, String>, CatalogError> {
+        let mut found = HashMap::new();
+        let mut pending: Vec<Vec<String>> = partitions.iter().map(Partition::values).collect();
+        pending.sort();
+        pending.dedup();
+        let mut rounds = 0;
+        while !pending.is_empty() {
+            rounds += 1;
+            let mut unprocessed = Vec::new();
+            for chunk in pending.chunks(GET_BATCH_SIZE) {
+                let keys = chunk
+                    .iter()
+                    .map(|values| {
+                        aws_sdk_glue::types::PartitionValueList::builder()
+                            .set_values(Some(values.clone()))
+                            .build()
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.error("BatchGetPartition", e))?;
+                let output = self
+                    .client
+                    .batch_get_partition()
+                    .database_name(&self.database)
+                    .table_name(&self.table)
+                    .set_partitions_to_get(Some(keys))
+                    .send()
+                    .await
+                    .map_err(|e| self.error("BatchGetPartition", e))?;
+                for glue_partition in output.partitions() {
+                    if let Some(found_location) = self.read_partition(glue_partition) {
+                        found.insert(found_location.partition, found_location.location);
+                    }
+                }
+                unprocessed.extend(output.unprocessed_keys().iter().map(|key| key.values().to_vec()));
+            }
+            if !unprocessed.is_empty() && rounds == ATTEMPTS {
+                return Err(CatalogError::Refused {
+                    table: self.name(),
+                    count: unprocessed.len(),
+                    first: format!("{:?}: left unprocessed by BatchGetPartition", unprocessed[0]),
+                });
+            }
+            pending = unprocessed;
+        }
+        Ok(found)
+    }
+
+    /// Every partition of the table with its location (`GetPartitions`, paged).
+    /// Partitions whose values the writer would not have made are skipped.
+    pub async fn partition_locations(&self) -> Result<Vec<PartitionLocation>, CatalogError> {
+        let mut found = Vec::new();
+        self.each_partition(|p| found.extend(self.read_partition(p))).await?;
+        found.sort_by(|a, b| a.partition.cmp(&b.partition));
+        Ok(found)
+    }
+
+    fn read_partition(&self, glue_partition: &aws_sdk_glue::types::Partition) -> Option<PartitionLocation> {
+        let [event_type, created_date] = glue_partition.values() else { return None };
+        let [event_type_key, created_date_key] = crate::core::partition::KEYS;
+        let partition = Partition::from_directories(
+            &format!("{event_type_key}={event_type}"),
+            &format!("{created_date_key}={created_date}"),
+        )?;
+        let location = glue_partition.storage_descriptor()?.location()?.to_owned();
+        let superseded = glue_partition.parameters().and_then(|p| p.get(SUPERSEDED_PARAMETER)).cloned();
+        Some(PartitionLocation { partition, location, superseded })
+    }
+
+    /// Points `partition` at `to` in one `UpdatePartition`, provided it is still
+    /// at `from`, and records `from` as superseded ([`SUPERSEDED_PARAMETER`]).
+    /// Athena plans each query from one read of the partition: it reads the files
+    /// of `from` or those of `to`, never both.
+    pub async fn switch_location(
+        &self,
+        partition: &Partition,
+        from: &str,
+        to: &str,
+    ) -> Result<(), CatalogError> {
+        self.update_partition(partition, from, |descriptor, parameters| {
+            descriptor.location = Some(to.to_owned());
+            parameters.insert(SUPERSEDED_PARAMETER.to_owned(), from.to_owned());
+        })
+        .await
+    }
+
+    /// Removes the superseded location recorded on `partition` (at `location`),
+    /// once its files are handed over.
+    pub async fn forget_superseded(&self, partition: &Partition, location: &str) -> Result<(), CatalogError> {
+        self.update_partition(partition, location, |_, parameters| {
+            parameters.remove(SUPERSEDED_PARAMETER);
+        })
+        .await
+    }
+
+    async fn update_partition(
+        &self,
+        partition: &Partition,
+        expected_location: &str,
+        change: impl FnOnce(&mut StorageDescriptor, &mut HashMap<String, String>),
+    ) -> Result<(), CatalogError> {
+        let output = self
+            .client
+            .get_partition()
+            .database_name(&self.database)
+            .table_name(&self.table)
+            .set_partition_values(Some(partition.values()))
+            .send()
+            .await
+            .map_err(|e| self.error("GetPartition", e))?;
+        let no_partition =
+            || CatalogError::NoPartition { table: self.name(), partition: partition.to_string() };
+        let current = output.partition.ok_or_else(no_partition)?;
+        let mut descriptor = current.storage_descriptor.clone().ok_or_else(no_partition)?;
+        let found = descriptor.location.clone().unwrap_or_default();
+        if found != expected_location {
+            return Err(CatalogError::Moved {
+                table: self.name(),
+                partition: partition.to_string(),
+                expected: expected_location.to_owned(),
+                found,
+            });
+        }
+        let mut parameters = current.parameters.clone().unwrap_or_default();
+        change(&mut descriptor, &mut parameters);
+        let input = PartitionInput::builder()
+            .set_values(Some(partition.values()))
+            .storage_descriptor(descriptor)
+            .set_parameters(Some(parameters))
+            .build();
+        self.client
+            .update_partition()
+            .database_name(&self.database)
+            .table_name(&self.table)
+            .set_partition_value_list(Some(partition.values()))
+            .partition_input(input)
+            .send()
+            .await
+            .map_err(|e| self.error("UpdatePartition", e))?;
+        Ok(())
     }
 }
 
 /// The partition's location under the table's location (the lake's `events/`).
-fn partition_location(table_location: &str, partition: &Partition) -> String {
+pub fn partition_location(table_location: &str, partition: &Partition) -> String {
     format!("{}/{partition}/", table_location.trim_end_matches('/'))
 }
 

@@ -20,6 +20,8 @@
 //!   [`lake::storage`] and [`lake::scratch`].
 //! - [`aws`]: the SDK configuration loaded once, and the lake in S3 ([`aws::s3`]).
 //! - [`catalog`]: partitions registered in the Glue table.
+//! - [`compactor`]: compaction of an S3 lake (merged files under a new location,
+//!   the Glue partition switched to it), and how writers follow a switch.
 //! - [`lambda`]: the `parquet-writer`'s handling of S3 notifications, and the
 //!   metrics both Lambdas publish.
 //! - [`query`]: SQL over a local lake with Athena's functions (feature `query`).
@@ -30,6 +32,7 @@ pub mod aws;
 pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod compactor;
 pub mod core;
 pub mod cost;
 pub mod firehose;

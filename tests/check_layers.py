@@ -21,9 +21,10 @@ MAY_USE = {
     "lake": {"core", "telemetry"},
     "aws": {"core", "lake", "producer"},
     "catalog": {"core", "aws", "lake"},
-    "lambda": {"core", "telemetry", "firehose", "lake", "aws", "catalog"},
+    "compactor": {"core", "telemetry", "lake", "aws", "catalog"},
+    "lambda": {"core", "telemetry", "firehose", "lake", "aws", "catalog", "compactor"},
     "query": {"core", "lake"},
-    "cli": {"core", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "lambda", "query"},
+    "cli": {"core", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compactor", "lambda", "query"},
 }
 # Crates and std modules the pure core must not touch.
 CORE_FORBIDDEN = re.compile(r"\b(arrow|parquet|datafusion|aws_[a-z_]+|tokio|lambda_runtime)::|\bstd::(fs|net|process)\b")

@@ -38,6 +38,27 @@ struct Level {
     directories: Vec<String>,
 }
 
+/// An object found by [`S3Store::list_objects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub name: String,
+    pub size: u64,
+    pub last_modified_millis: Option<i64>,
+}
+
+/// `key` with each byte outside the unreserved set and `/` percent-encoded, as
+/// `CopyObject`'s copy source wants it.
+fn urlencoding_path(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A prefix in an S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -128,6 +149,80 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.error("PutObjectTagging", key, e))?;
+        Ok(())
+    }
+
+    /// The key of `key` (relative to the store's prefix) in the bucket, for the
+    /// calls that take one ([`S3Store::tag_object`]).
+    pub fn key_in_bucket(&self, key: &str) -> String {
+        self.full_key(key)
+    }
+
+    /// The objects directly in the directory `dir` (relative to the store's
+    /// prefix), by name, each with its size and last-modified time.
+    pub async fn list_objects(&self, dir: &str) -> Result<Vec<ListedObject>, StorageError> {
+        validate_key(dir)?;
+        let parent = format!("{}/", self.full_key(dir));
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&parent)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut objects = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
+            for object in page.contents() {
+                let Some(name) = object.key().and_then(|k| k.strip_prefix(&parent)) else { continue };
+                objects.push(ListedObject {
+                    name: name.to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    last_modified_millis: object.last_modified().and_then(|t| t.to_millis().ok()),
+                });
+            }
+        }
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+
+    /// Writes the object at `key` (relative to the store's prefix) to the local
+    /// file `path`, a chunk at a time.
+    pub async fn download(&self, key: &str, path: &Path) -> Result<(), StorageError> {
+        use std::io::Write as _;
+        validate_key(key)?;
+        let full = self.full_key(key);
+        let mut object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| self.error("GetObject", &full, e))?;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_error(path))?);
+        while let Some(chunk) = object.body.try_next().await.map_err(|e| self.error("GetObject", &full, e))? {
+            file.write_all(&chunk).map_err(io_error(path))?;
+        }
+        file.into_inner().map_err(|e| io_error(path)(e.into_error()))?.sync_all().map_err(io_error(path))?;
+        Ok(())
+    }
+
+    /// Copies the object at `from` to `to` (both relative to the store's prefix)
+    /// inside S3 (`CopyObject`, objects up to 5 GB).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        validate_key(from)?;
+        validate_key(to)?;
+        let (from, to) = (self.full_key(from), self.full_key(to));
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(&to)
+            .copy_source(format!("{}/{}", self.bucket, urlencoding_path(&from)))
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", &to, e))?;
         Ok(())
     }
 

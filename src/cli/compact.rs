@@ -1,6 +1,8 @@
-//! `eventlake compact`: the partitions of a local lake that received no new file
-//! for a while, each merged into few large files with one row per dedupe key
-//! ([`crate::lake::compact`]), swapped in atomically for readers.
+//! `eventlake compact`: the partitions of a lake that received no new file for a
+//! while, each merged into few large files with one row per dedupe key
+//! ([`crate::lake::compact`]), swapped in atomically for readers: by exchanging
+//! directories locally, by switching the Glue partition on S3
+//! ([`crate::compactor`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,18 +10,26 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 
+use crate::compactor::{self, Outcome};
 use crate::core::partition::{Partition, EVENTS_DIR};
 use crate::lake::compact::{self, Merged};
 use crate::lake::storage::{LocalDir, Location, Storage};
 
 use super::summary::{self, bytes, count};
 
-/// Compact the partitions of a local lake: few large files, one row per event.
+/// Compact the partitions of a lake: few large files, one row per event.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The lake directory.
-    #[arg(long, value_name = "DIR")]
+    /// The lake: a directory, or `s3://bucket/prefix` with `--database`.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     lake: String,
+    /// The Glue database of an S3 lake: its partitions are listed there and
+    /// switched to their compacted files.
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
+    /// The Glue table of the lake's events.
+    #[arg(long, value_name = "NAME", default_value = "events", requires = "database")]
+    table: String,
     /// Only partitions with no file newer than this (`0s`, `30m`, `2h`, `7d`):
     /// a partition still receiving events is left alone.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
@@ -54,11 +64,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let location = Location::parse(&args.lake).map_err(anyhow::Error::msg).context("--lake")?;
     let root = match location {
-        Location::Local(root) => root,
-        Location::S3 { .. } => anyhow::bail!(
-            "--lake must be a local directory: compacting an S3 lake means switching its Glue partitions, \
-             which eventlake does not do yet"
-        ),
+        Location::Local(root) => {
+            anyhow::ensure!(
+                args.database.is_none(),
+                "--database needs an s3:// lake: Glue partitions point at S3"
+            );
+            root
+        }
+        Location::S3 { bucket, prefix } => return run_s3(&args, bucket, prefix),
     };
     let now = SystemTime::now();
     let store = LocalDir::new(&root);
@@ -89,6 +102,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let target = (args.target_mib as usize) << 20;
         for (files, size, merged) in compact_all(&work, staging, target)? {
             report.add(files, size, &merged);
+        }
+    }
+    print!("{}", report.render(started.elapsed(), args.dry_run));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Compacts an S3 lake through its Glue table ([`crate::compactor`]).
+fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCode> {
+    let Some(database) = &args.database else {
+        anyhow::bail!(
+            "an s3:// lake needs --database: its partitions are compacted by switching their Glue locations"
+        )
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let started = Instant::now();
+    let outcomes = runtime.block_on(async {
+        let config = crate::aws::load_config().await;
+        let store = crate::aws::s3::S3Store::new(crate::aws::s3::s3_client(&config), bucket, prefix);
+        let catalog =
+            crate::catalog::Catalog::new(crate::catalog::glue_client(&config), database, &args.table);
+        let options = compactor::Options {
+            older_than: args.older_than,
+            target_bytes: (args.target_mib as usize) << 20,
+            dry_run: args.dry_run,
+            now_millis: crate::telemetry::now_millis(),
+        };
+        compactor::compact_lake(&store, &catalog, options).await
+    })?;
+    let mut report = Report::default();
+    for (partition, outcome) in outcomes {
+        match outcome {
+            Outcome::Compacted { files, bytes, merged } => report.add(files, bytes, &merged),
+            Outcome::Planned { files, bytes: size } => {
+                println!("{}  {files} files, {}", partition.directory(), bytes(size));
+                report.add_planned(files, size);
+            }
+            Outcome::AlreadyCompact => report.compact_already += 1,
+            Outcome::TooRecent => report.recent += 1,
+            Outcome::ChangedMeanwhile => report.changed += 1,
         }
     }
     print!("{}", report.render(started.elapsed(), args.dry_run));
@@ -171,6 +223,8 @@ struct Report {
     compacted: u64,
     compact_already: u64,
     recent: u64,
+    /// S3: a file arrived while the partition was merged; left for the next run.
+    changed: u64,
     files_in: u64,
     files_out: u64,
     bytes_in: u64,
@@ -202,6 +256,7 @@ impl Report {
             (if dry_run { "to compact" } else { "compacted" }.to_owned(), count(self.compacted)),
             ("already compact".to_owned(), count(self.compact_already)),
             ("too recent".to_owned(), count(self.recent)),
+            ("changed meanwhile".to_owned(), count(self.changed)),
             ("files in".to_owned(), count(self.files_in)),
             ("bytes in".to_owned(), bytes(self.bytes_in)),
         ];

@@ -299,6 +299,22 @@ pub fn prepare(
 }
 
 impl Prepared {
+    /// The outputs' common stem (`compacted-<digest of the inputs>`): the same
+    /// inputs give the same stem.
+    pub fn stem(&self) -> &str {
+        self.staging.file_name().and_then(|name| name.to_str()).unwrap_or_default()
+    }
+
+    /// The names of the inputs merged.
+    pub fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    /// Removes the outputs, once they are stored elsewhere (an S3 lake).
+    pub fn discard(self) -> Result<(), CompactError> {
+        std::fs::remove_dir_all(&self.staging).map_err(io_at(&self.staging))
+    }
+
     /// Puts the compacted files in the partition's place in one atomic exchange
     /// of directories, so that a reader lists all the old files or all the new
     /// ones (one that listed the old files and opens one after the exchange gets

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use crate::aws::s3::{S3Client, S3Store};
 use crate::catalog::{Catalog, CatalogError};
+use crate::compactor;
 use crate::core::event::MAX_ENRICHED_BYTES;
 use crate::lake::ndjson::{self, IngestError};
 use crate::lake::storage::StorageError;
@@ -65,6 +66,8 @@ pub enum ObjectError {
     Ingest(#[from] IngestError),
     #[error("files written, partitions not registered")]
     Catalog(#[from] CatalogError),
+    #[error("files written, not yet moved to their compacted partition")]
+    Settle(#[from] compactor::CompactorError),
 }
 
 impl ObjectError {
@@ -78,6 +81,7 @@ impl ObjectError {
             ObjectError::Ingest(IngestError::Read { .. }) => "unreadable_object",
             ObjectError::Ingest(IngestError::Lake(_)) => "lake_write",
             ObjectError::Catalog(_) => "catalog",
+            ObjectError::Settle(_) => "settle",
         }
     }
 }
@@ -326,13 +330,17 @@ impl Handler {
         let identity = format!("s3://{}/{}@{}", object.bucket, object.key, staged.etag);
         // ingested_at: when Firehose delivered the object, so a retry writes the same rows.
         let delivered = staged.last_modified_millis.unwrap_or_else(telemetry::now_millis);
-        let writer = LakeWriter::new(lake, SourceId::from_identity(identity.as_bytes()), self.config.limits)
-            .ingested_at(delivered);
+        let writer =
+            LakeWriter::new(lake.clone(), SourceId::from_identity(identity.as_bytes()), self.config.limits)
+                .ingested_at(delivered);
         let body = staged.body;
         let source_name = format!("s3://{}/{}", object.bucket, object.key);
         let (summary, _) = ndjson::load(writer, [(source_name.clone(), Ok(body))], || ()).await?;
-        let registration = match &self.catalog {
-            Some(catalog) => catalog.register(&summary.touched).await?,
+        let (registration, settled) = match &self.catalog {
+            Some(catalog) => {
+                let registration = catalog.register(&summary.touched).await?;
+                (registration, compactor::settle(&lake, catalog, &summary.touched, &summary.keys).await?)
+            }
             None => Default::default(),
         };
         tracing::info!(
@@ -343,6 +351,7 @@ impl Handler {
             rejected = summary.rejected_total(),
             files = summary.files,
             partitions_created = registration.created,
+            files_moved_to_compacted_partitions = settled,
             "staged object written to the lake"
         );
         // Untagged, the object never expires: safe, so a failure is only logged.

@@ -2,6 +2,7 @@
 
 mod catalog_glue;
 mod compact_local;
+mod compact_s3;
 mod cost_model;
 mod docs;
 mod faults;

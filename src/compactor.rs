@@ -1,0 +1,366 @@
+//! Compaction of an S3 lake, and the rule every writer to it follows.
+//!
+//! S3 cannot swap two directories, so on S3 a partition's files are wherever its
+//! Glue partition's location says: first `events/<partition>/`, where the writer
+//! puts them; after a compaction `compacted/<partition>/compacted-<digest>/`. A
+//! compaction ([`compact_lake`]):
+//!
+//! 1. lists the partition's location, and leaves it alone if it is compact already
+//!    or received a file within `older_than`;
+//! 2. merges its files ([`crate::lake::compact`], on local copies) and uploads the
+//!    outputs and a manifest of the inputs (`_inputs.json`; Athena skips names
+//!    starting with `_`) under a new location, named after the inputs;
+//! 3. lists the old location again: a file that arrived meanwhile means the
+//!    partition was not closed after all; the new location is abandoned (tagged
+//!    for expiry) and the partition is left for the next run;
+//! 4. points the Glue partition at the new location in one `UpdatePartition`,
+//!    recording the old one ([`crate::catalog::SUPERSEDED_PARAMETER`]): Athena
+//!    reads the old files or the new ones, never both, never neither;
+//! 5. finishes the switch ([`finish_switch`]): copies any file that reached the old
+//!    location after step 3 (one not in the manifest) into the new one, tags every
+//!    old file `eventlake-superseded=true` (the bucket's lifecycle rule deletes them
+//!    after a grace period, so queries already planned on them still read them),
+//!    and removes the record. A run stopped after step 4 is finished by the next.
+//!
+//! A writer ([`settle`]) writes into `events/<partition>/` as always, registers the
+//! partition, then, for a partition whose location is elsewhere, copies its new
+//! files there, checks the location again (a compaction may have switched it
+//! meanwhile) and deletes its files from `events/`. With step 5, a file written
+//! into an old location at any moment ends up in the current one.
+//!
+//! One compaction runs at a time per lake (the compactor Lambda's concurrency is
+//! one): a switch checks that the partition is still where it was read, so a
+//! second one fails rather than lose files.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::aws::s3::S3Store;
+use crate::catalog::{Catalog, CatalogError, PartitionLocation};
+use crate::core::partition::Partition;
+use crate::lake::compact::{self, CompactError, Merged, COMPACTED_PREFIX};
+use crate::lake::storage::{Storage, StorageError};
+
+/// The directory under the lake root that holds compacted partitions.
+pub const COMPACTED_DIR: &str = "compacted";
+/// The tag that hands a superseded file to the bucket's lifecycle rule.
+pub const SUPERSEDED_TAG: (&str, &str) = ("eventlake-superseded", "true");
+/// The manifest of a compacted location: where its inputs were and their names.
+const MANIFEST: &str = "_inputs.json";
+/// How often a writer follows a partition that moved while it copied into it.
+const SETTLE_ATTEMPTS: usize = 5;
+
+/// A compaction or settling failure; what was done before it stays consistent.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactorError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Compact(#[from] CompactError),
+    /// A Glue location that is not one this lake's writer or compactor makes.
+    #[error("partition {partition} is located at {location}: {why}")]
+    Location { partition: String, location: String, why: &'static str },
+    #[error("the manifest {key}: {source}")]
+    Manifest { key: String, source: serde_json::Error },
+    #[error("local work directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("partition {partition} kept moving while files were copied into it")]
+    Unsettled { partition: String },
+}
+
+/// The directory of the lake (relative to its root `lake_url`, `s3://b/p/`) that
+/// a Glue `location` of `partition` names: `events/<partition>` or
+/// `compacted/<partition>/compacted-<32 hex digits>`. Anything else is refused:
+/// the location becomes keys the compactor lists, copies and tags.
+pub fn location_dir(lake_url: &str, location: &str, partition: &Partition) -> Result<String, CompactorError> {
+    let refuse = |why| CompactorError::Location {
+        partition: partition.to_string(),
+        location: location.to_owned(),
+        why,
+    };
+    let relative = location
+        .strip_prefix(lake_url.trim_end_matches('/'))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .ok_or_else(|| refuse("not under the lake"))?
+        .trim_end_matches('/');
+    if relative == partition.directory() {
+        return Ok(relative.to_owned());
+    }
+    let stem = relative
+        .strip_prefix(&format!("{COMPACTED_DIR}/{partition}/"))
+        .ok_or_else(|| refuse("neither the partition's directory nor a compaction of it"))?;
+    let digest = stem.strip_prefix(COMPACTED_PREFIX).unwrap_or_default();
+    if digest.len() != 32 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(refuse("not a compaction's directory name"));
+    }
+    Ok(relative.to_owned())
+}
+
+fn dir_url(store: &S3Store, dir: &str) -> String {
+    format!("{}/", store.url(dir))
+}
+
+/// What [`compact_lake`] is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Only partitions with no file newer than this.
+    pub older_than: Duration,
+    /// The size of the files written.
+    pub target_bytes: usize,
+    /// List what would be compacted, change nothing.
+    pub dry_run: bool,
+    /// The time the run started, Unix milliseconds.
+    pub now_millis: i64,
+}
+
+/// What became of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Merged and switched: its input files and bytes, and the merge.
+    Compacted { files: usize, bytes: u64, merged: Merged },
+    /// `dry_run`: would be compacted.
+    Planned { files: usize, bytes: u64 },
+    /// Only compaction outputs, or one file.
+    AlreadyCompact,
+    /// A file within `older_than`.
+    TooRecent,
+    /// A file arrived while it was merged: left for the next run.
+    ChangedMeanwhile,
+}
+
+/// Compacts every partition of the Glue table of the lake in `store` (see the
+/// module's documentation), one at a time, finishing first any switch a stopped
+/// run left.
+pub async fn compact_lake(
+    store: &S3Store,
+    catalog: &Catalog,
+    options: Options,
+) -> Result<Vec<(Partition, Outcome)>, CompactorError> {
+    let scratch = store.scratch_dir()?.to_owned();
+    let mut outcomes = Vec::new();
+    for found in catalog.partition_locations().await? {
+        if let (Some(from), false) = (&found.superseded, options.dry_run) {
+            finish_switch(store, catalog, &found.partition, from, &found.location).await?;
+        }
+        let outcome = compact_partition(store, catalog, &found, options, &scratch).await?;
+        tracing::info!(partition = %found.partition, outcome = outcome_name(&outcome), "partition");
+        outcomes.push((found.partition, outcome));
+    }
+    Ok(outcomes)
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Compacted { .. } => "compacted",
+        Outcome::Planned { .. } => "planned",
+        Outcome::AlreadyCompact => "already compact",
+        Outcome::TooRecent => "too recent",
+        Outcome::ChangedMeanwhile => "changed meanwhile",
+    }
+}
+
+async fn compact_partition(
+    store: &S3Store,
+    catalog: &Catalog,
+    found: &PartitionLocation,
+    options: Options,
+    scratch: &Path,
+) -> Result<Outcome, CompactorError> {
+    let lake_url = store.url("");
+    let partition = &found.partition;
+    let dir = location_dir(&lake_url, &found.location, partition)?;
+    let listed: Vec<_> = store
+        .list_objects(&dir)
+        .await?
+        .into_iter()
+        .filter(|object| object.name.ends_with(".parquet"))
+        .collect();
+    if compact::is_compact(listed.iter().map(|object| object.name.as_str())) {
+        return Ok(Outcome::AlreadyCompact);
+    }
+    let newest =
+        listed.iter().filter_map(|object| object.last_modified_millis).max().unwrap_or(options.now_millis);
+    if options.now_millis.saturating_sub(newest) < options.older_than.as_millis() as i64 {
+        return Ok(Outcome::TooRecent);
+    }
+    let (files, bytes) = (listed.len(), listed.iter().map(|object| object.size).sum());
+    if options.dry_run {
+        return Ok(Outcome::Planned { files, bytes });
+    }
+
+    // Merge local copies.
+    let work = scratch.join(format!("compact-{}-{}", partition.event_type, partition.created_date));
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CompactorError::Io { path, source }
+    };
+    let inputs_dir = work.join("inputs");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(io(&work))?;
+    }
+    std::fs::create_dir_all(&inputs_dir).map_err(io(&inputs_dir))?;
+    for object in &listed {
+        store.download(&format!("{dir}/{}", object.name), &inputs_dir.join(&object.name)).await?;
+    }
+    let Some(prepared) = compact::prepare(&inputs_dir, &work, options.target_bytes)? else {
+        return Ok(Outcome::AlreadyCompact);
+    };
+    let new_dir = format!("{COMPACTED_DIR}/{partition}/{}", prepared.stem());
+    for path in &prepared.merged.files {
+        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+        store.put_file(&format!("{new_dir}/{name}"), path).await?;
+    }
+    let manifest = Manifest { from: found.location.clone(), inputs: prepared.inputs().to_vec() };
+    store.put(&format!("{new_dir}/{MANIFEST}"), serde_json::to_vec(&manifest).unwrap_or_default()).await?;
+    let merged = prepared.merged.clone();
+    prepared.discard()?;
+    std::fs::remove_dir_all(&work).map_err(io(&work))?;
+
+    // Switch, unless the partition received a file meanwhile.
+    let now_listed: BTreeSet<String> = store
+        .list_objects(&dir)
+        .await?
+        .into_iter()
+        .map(|o| o.name)
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    let merged_names: BTreeSet<String> = listed.iter().map(|object| object.name.clone()).collect();
+    if now_listed != merged_names {
+        tag_superseded(store, &new_dir).await?;
+        return Ok(Outcome::ChangedMeanwhile);
+    }
+    let new_location = dir_url(store, &new_dir);
+    catalog.switch_location(partition, &found.location, &new_location).await?;
+    finish_switch(store, catalog, partition, &found.location, &new_location).await?;
+    Ok(Outcome::Compacted { files, bytes, merged })
+}
+
+/// The manifest a compaction leaves in its new location.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    /// The location the inputs were read from.
+    from: String,
+    /// The names of the Parquet files merged.
+    inputs: Vec<String>,
+}
+
+/// Finishes the switch of `partition` from the location `from` to `to`: copies
+/// the files that reached `from` after the compaction listed it into `to`, tags
+/// every object in `from` as superseded, and removes the record of the switch.
+/// Running it again does the same.
+pub async fn finish_switch(
+    store: &S3Store,
+    catalog: &Catalog,
+    partition: &Partition,
+    from: &str,
+    to: &str,
+) -> Result<(), CompactorError> {
+    let lake_url = store.url("");
+    let (from_dir, to_dir) =
+        (location_dir(&lake_url, from, partition)?, location_dir(&lake_url, to, partition)?);
+    let manifest_key = format!("{to_dir}/{MANIFEST}");
+    let manifest: Manifest = serde_json::from_slice(&store.get(&manifest_key).await?)
+        .map_err(|source| CompactorError::Manifest { key: store.url(&manifest_key), source })?;
+    let merged: BTreeSet<&str> = manifest.inputs.iter().map(String::as_str).collect();
+    for object in store.list_objects(&from_dir).await? {
+        if object.name.ends_with(".parquet") && !merged.contains(object.name.as_str()) {
+            store.copy(&format!("{from_dir}/{}", object.name), &format!("{to_dir}/{}", object.name)).await?;
+            tracing::info!(partition = %partition, file = %object.name, "a file that arrived during compaction moved to the new location");
+        }
+    }
+    tag_superseded(store, &from_dir).await?;
+    catalog.forget_superseded(partition, to).await?;
+    Ok(())
+}
+
+/// Tags every object in `dir` for the lifecycle rule that deletes superseded files.
+async fn tag_superseded(store: &S3Store, dir: &str) -> Result<(), CompactorError> {
+    for object in store.list_objects(dir).await? {
+        store.tag_object(&store.key_in_bucket(&format!("{dir}/{}", object.name)), SUPERSEDED_TAG).await?;
+    }
+    Ok(())
+}
+
+/// For a writer that wrote the files `keys` (under `events/<partition>/`) into the
+/// lake in `store` and registered `touched`: moves the files of each partition the
+/// Glue table locates elsewhere (a compacted one) there, following it if it moves
+/// meanwhile. Returns how many files it moved.
+pub async fn settle(
+    store: &S3Store,
+    catalog: &Catalog,
+    touched: &[Partition],
+    keys: &[String],
+) -> Result<usize, CompactorError> {
+    let lake_url = store.url("");
+    let mut locations: HashMap<Partition, String> = catalog.locations(touched).await?;
+    let mut moved = 0;
+    for partition in touched {
+        let base = partition.directory();
+        let Some(mut location) = locations.remove(partition) else { continue };
+        if location_dir(&lake_url, &location, partition)? == base {
+            continue;
+        }
+        let prefix = format!("{base}/");
+        let files: Vec<&str> = keys.iter().filter_map(|key| key.strip_prefix(&prefix)).collect();
+        let mut settled = false;
+        for _ in 0..SETTLE_ATTEMPTS {
+            let target = location_dir(&lake_url, &location, partition)?;
+            for name in &files {
+                store.copy(&format!("{base}/{name}"), &format!("{target}/{name}")).await?;
+            }
+            let now = catalog.locations(std::slice::from_ref(partition)).await?.remove(partition);
+            match now {
+                Some(now) if now != location => location = now,
+                _ => {
+                    settled = true;
+                    break;
+                }
+            }
+        }
+        if !settled {
+            return Err(CompactorError::Unsettled { partition: partition.to_string() });
+        }
+        for name in &files {
+            store.delete(&format!("{base}/{name}")).await?;
+        }
+        moved += files.len();
+    }
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition() -> Partition {
+        Partition::from_directories("event_type=payment", "created_date=2024-03-17").unwrap()
+    }
+
+    #[test]
+    fn locations_are_the_partition_directory_or_a_compaction_of_it() {
+        let lake = "s3://b/lake/";
+        let p = partition();
+        let base = "s3://b/lake/events/event_type=payment/created_date=2024-03-17/";
+        assert_eq!(
+            location_dir(lake, base, &p).unwrap(),
+            "events/event_type=payment/created_date=2024-03-17"
+        );
+        let compacted = format!(
+            "s3://b/lake/compacted/event_type=payment/created_date=2024-03-17/{COMPACTED_PREFIX}{}/",
+            "0123456789abcdef0123456789abcdef"
+        );
+        assert!(location_dir(lake, &compacted, &p).unwrap().starts_with("compacted/event_type=payment/"));
+        for foreign in [
+            "s3://other/lake/events/event_type=payment/created_date=2024-03-17/",
+            "s3://b/lake/events/event_type=order/created_date=2024-03-17/",
+            "s3://b/lake/compacted/event_type=payment/created_date=2024-03-17/../../x/",
+            "s3://b/lake/compacted/event_type=payment/created_date=2024-03-17/compacted-zz/",
+            "s3://b/lakehouse/events/event_type=payment/created_date=2024-03-17/",
+        ] {
+            assert!(location_dir(lake, foreign, &p).is_err(), "{foreign}");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Compaction of an S3 lake through its Glue table (moto's S3 and Glue on
+//! 127.0.0.1): the built `eventlake compact --lake s3://... --database ...` runs as
+//! a process while a reader that plans as Athena does (the partition's location
+//! from Glue, then the Parquet files directly in it) counts rows and keys in a
+//! loop; compactions killed at any moment and run again; a file the writer adds
+//! to a compacted partition; superseded files tagged for the lifecycle rule.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlake::catalog::Catalog;
+use eventlake::compactor::SUPERSEDED_TAG;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::json;
+
+use crate::catalog_glue::{create_table, DATABASE};
+use crate::lake_s3::{gzip, sqs_event, Lake, BUCKET};
+use crate::support::{eventlake, generated_events, Moto};
+
+/// Per partition (type, date): (rows, distinct keys).
+type Counts = BTreeMap<(String, String), (usize, usize)>;
+
+/// The lake as Athena reads it: for each Glue partition, the Parquet files directly
+/// in its location. Per partition: rows and distinct (event_uuid, created_datetime).
+async fn athena_counts(s3: &aws_sdk_s3::Client, glue: &aws_sdk_glue::Client) -> Counts {
+    let mut counts = Counts::new();
+    let mut pages =
+        glue.get_partitions().database_name(DATABASE).table_name("events").into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for partition in page.unwrap().partitions() {
+            let location = partition.storage_descriptor().unwrap().location().unwrap();
+            let prefix = location.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
+            let listing =
+                s3.list_objects_v2().bucket(BUCKET).prefix(prefix).delimiter("/").send().await.unwrap();
+            let (mut rows, mut keys) = (0, BTreeSet::new());
+            for object in listing.contents().iter().filter(|o| o.key().unwrap().ends_with(".parquet")) {
+                let body = s3.get_object().bucket(BUCKET).key(object.key().unwrap()).send().await.unwrap();
+                let bytes = body.body.collect().await.unwrap().into_bytes();
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+                for batch in reader {
+                    let batch = batch.unwrap();
+                    let column = |name: &str| {
+                        batch
+                            .column_by_name(name)
+                            .unwrap()
+                            .as_any()
+                            .downcast_ref::<arrow::array::StringArray>()
+                            .unwrap()
+                            .clone()
+                    };
+                    let (uuids, times) = (column("event_uuid"), column("created_datetime"));
+                    for row in 0..batch.num_rows() {
+                        keys.insert((uuids.value(row).to_owned(), times.value(row).to_owned()));
+                    }
+                    rows += batch.num_rows();
+                }
+            }
+            let values = partition.values();
+            counts.insert((values[0].clone(), values[1].clone()), (rows, keys.len()));
+        }
+    }
+    counts
+}
+
+async fn locations(glue: &aws_sdk_glue::Client) -> BTreeMap<Vec<String>, String> {
+    let output = glue.get_partitions().database_name(DATABASE).table_name("events").send().await.unwrap();
+    output
+        .partitions()
+        .iter()
+        .map(|p| (p.values().to_vec(), p.storage_descriptor().unwrap().location().unwrap().to_owned()))
+        .collect()
+}
+
+/// The writer's lake with many small files: eight staged objects, each resending
+/// part of the one before, written by the handler and registered in Glue.
+async fn lake_of_small_files() -> Lake {
+    let lake = Lake::with_catalog(|moto: &Moto| Some(Catalog::new(moto.glue(), DATABASE, "events"))).await;
+    create_table(&lake.moto.glue(), &format!("s3://{BUCKET}/lake/events/")).await;
+    let mut previous: Vec<u8> = Vec::new();
+    for object in 0..8 {
+        let generated = generated_events(400, 90 + object, 3, 2, "0.02");
+        let mut body = generated.clone();
+        body.extend(previous.split(|&b| b == b'\n').take(60).flat_map(|line| [line, b"\n"].concat()));
+        stage_and_write(&lake, &format!("staging/2024/03/17/object-{object}.gz"), &body).await;
+        previous = generated;
+    }
+    lake
+}
+
+async fn stage_and_write(lake: &Lake, key: &str, ndjson: &[u8]) {
+    let body = lake.stage(key, gzip(ndjson)).await;
+    let response = lake.handler.invoke_without_deadline(sqs_event(&[("m", body)])).await.unwrap();
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+}
+
+fn compact_command(moto: &Moto) -> std::process::Command {
+    let mut command = eventlake();
+    moto.env(&mut command);
+    command.args([
+        "compact",
+        "--lake",
+        &format!("s3://{BUCKET}/lake"),
+        "--database",
+        DATABASE,
+        "--older-than",
+        "0s",
+    ]);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_lake_is_compacted_by_switching_glue_partitions_and_readers_never_see_it_half_done() {
+    let lake = lake_of_small_files().await;
+    let (s3, glue) = (lake.client.clone(), lake.moto.glue());
+    let before = athena_counts(&s3, &glue).await;
+    assert!(before.len() >= 4, "{before:?}");
+    assert!(before.values().any(|(rows, keys)| rows > keys), "copies across objects: {before:?}");
+    let old_locations = locations(&glue).await;
+
+    // A reader in a loop, as Athena plans: one location per partition per query.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (s3, glue, stop) = (s3.clone(), glue.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut reads = Vec::new();
+            while !stop.load(Ordering::SeqCst) || reads.len() < 2 {
+                reads.push(athena_counts(&s3, &glue).await);
+            }
+            reads
+        })
+    };
+
+    // Compactions killed after 50, 100, 150... ms, until one ends by itself; after
+    // each kill, the lake reads whole, and some kill left it half compacted.
+    let is_compacted = |location: &String| location.contains("/lake/compacted/");
+    let (mut delay, mut kills, mut midway) = (50, 0, false);
+    let output = loop {
+        let mut child = compact_command(&lake.moto)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        if child.try_wait().unwrap().is_some() {
+            break child.wait_with_output().unwrap();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        let switched = locations(&glue).await.values().filter(|l| is_compacted(l)).count();
+        midway |= switched > 0 && switched < before.len();
+        delay += 50;
+    };
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(kills > 0 && midway, "{kills} runs killed, one of them midway: {midway}");
+    let summary = crate::lake_local::summary_table(&output.stdout);
+    stop.store(true, Ordering::SeqCst);
+    let reads = reader.await.unwrap();
+
+    let after = athena_counts(&s3, &glue).await;
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    for (partition, (rows, keys)) in &after {
+        assert_eq!(rows, keys, "{partition:?}: one row per key");
+        assert_eq!(keys, &before[partition].1, "{partition:?}: no key lost");
+    }
+    assert_eq!(summary["compacted"] + summary["already compact"], before.len() as u64, "{summary:?}");
+    for read in &reads {
+        for (partition, got) in read {
+            assert!(
+                before.get(partition) == Some(got) || after.get(partition) == Some(got),
+                "{partition:?}: read {got:?}, before {:?}, after {:?}",
+                before.get(partition),
+                after.get(partition)
+            );
+        }
+        assert_eq!(read.len(), before.len(), "every partition in every read");
+    }
+
+    // Each partition is located in its compacted directory, which holds one file
+    // and the manifest; every old file is tagged for the lifecycle rule.
+    let new_locations = locations(&glue).await;
+    for (values, location) in &new_locations {
+        assert!(location.contains("/lake/compacted/event_type="), "{location}");
+        let prefix = location.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
+        let names: Vec<String> = lake
+            .objects(prefix)
+            .await
+            .into_iter()
+            .map(|(key, _)| key.rsplit_once('/').unwrap().1.to_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&"_inputs.json".to_owned()));
+        let old_prefix = old_locations[values].strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
+        for (key, _) in lake.objects(old_prefix).await {
+            let tag = format!("{}={}", SUPERSEDED_TAG.0, SUPERSEDED_TAG.1);
+            assert!(lake.tags(&key).await.contains(&tag), "{key} is superseded");
+        }
+    }
+    let parameters = glue.get_partitions().database_name(DATABASE).table_name("events").send().await.unwrap();
+    for partition in parameters.partitions() {
+        let recorded = partition.parameters().and_then(|p| p.get(eventlake::catalog::SUPERSEDED_PARAMETER));
+        assert_eq!(recorded, None, "every switch finished");
+    }
+
+    // Run again: nothing to do.
+    let output = compact_command(&lake.moto).output().unwrap();
+    let again = crate::lake_local::summary_table(&output.stdout);
+    assert_eq!((again["compacted"], again["already compact"]), (0, before.len() as u64), "{again:?}");
+    assert_eq!(locations(&glue).await, new_locations);
+
+    // The writer adds a file to a compacted partition: it lands in the compacted
+    // location, where Athena reads it, and not in events/.
+    let first_object = generated_events(400, 90, 3, 2, "0.02");
+    let late: Vec<u8> =
+        first_object.split(|&b| b == b'\n').take(200).flat_map(|line| [line, b"\n"].concat()).collect();
+    stage_and_write(&lake, "staging/2024/03/18/late.gz", &late).await;
+    let with_late = athena_counts(&s3, &glue).await;
+    for (partition, (rows, keys)) in &with_late {
+        assert_eq!(keys, &after[partition].1, "{partition:?}: the late events are copies of events there");
+        assert!(rows > keys, "{partition:?}: the late file is read");
+    }
+    let mut untagged = Vec::new();
+    for (key, _) in lake.objects("lake/events/").await {
+        let tag = format!("{}={}", SUPERSEDED_TAG.0, SUPERSEDED_TAG.1);
+        if !lake.tags(&key).await.contains(&tag) {
+            untagged.push(key);
+        }
+    }
+    assert_eq!(untagged, Vec::<String>::new(), "the writer's new files moved out of events/");
+
+    // Compacted again with the late file: one row per key once more.
+    let output = compact_command(&lake.moto).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(athena_counts(&s3, &glue).await, after);
+}
+
+#[test]
+fn an_s3_lake_needs_its_glue_database() {
+    let output = eventlake().args(["compact", "--lake", "s3://bucket/lake"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("needs --database"));
+}
