@@ -110,8 +110,8 @@ data "aws_iam_policy_document" "writer" {
     actions   = ["s3:PutObjectTagging"]
     resources = ["${aws_s3_bucket.lake.arn}/${local.staging_prefix}*"]
   }
-  # No list or delete: the writer's limits are fixed, so a retry of an object
-  # writes the same file names over its earlier files (src/lake/writer.rs,
+  # No list: the writer's limits are fixed, so a retry of an object writes the
+  # same file names over its earlier files (src/lake/writer.rs,
   # Limits::delete_stale_files is off in the Lambda).
   statement {
     sid     = "WriteLake"
@@ -119,7 +119,15 @@ data "aws_iam_policy_document" "writer" {
     resources = [
       "${aws_s3_bucket.lake.arn}/${local.events_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.rejected_prefix}*",
+      "${aws_s3_bucket.lake.arn}/${local.compacted_prefix}*",
     ]
+  }
+  # A file written to a compacted partition is copied to the partition's
+  # location under compacted/, then deleted from events/ (src/compactor.rs settle).
+  statement {
+    sid       = "MoveIntoCompactedPartitions"
+    actions   = ["s3:GetObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.events_prefix}*"]
   }
   statement {
     sid       = "ConsumeQueue"
@@ -128,7 +136,7 @@ data "aws_iam_policy_document" "writer" {
   }
   statement {
     sid     = "RegisterPartitions"
-    actions = ["glue:GetTable", "glue:BatchCreatePartition"]
+    actions = ["glue:GetTable", "glue:BatchCreatePartition", "glue:BatchGetPartition"]
     resources = [
       "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",
       aws_glue_catalog_database.lake.arn,

@@ -15,17 +15,25 @@ locals {
 
   # The layout the parquet-writer expects (src/lambda/parquet_writer.rs): staged objects under
   # STAGING_PREFIX, the lake under LAKE_PREFIX (events/ and _rejected/ below it).
-  staging_prefix  = "staging/"
-  lake_prefix     = ""
-  events_prefix   = "${local.lake_prefix}events/"
-  rejected_prefix = "${local.lake_prefix}_rejected/"
-  errors_prefix   = "errors/"
-  athena_prefix   = "athena-results/"
+  staging_prefix = "staging/"
+  lake_prefix    = ""
+  events_prefix  = "${local.lake_prefix}events/"
+  # Compacted partitions (src/compactor.rs COMPACTED_DIR), each Glue partition
+  # switched to its own directory here.
+  compacted_prefix = "${local.lake_prefix}compacted/"
+  rejected_prefix  = "${local.lake_prefix}_rejected/"
+  errors_prefix    = "errors/"
+  athena_prefix    = "athena-results/"
 
   # The tag the parquet-writer puts on a staged object once it is in the lake
   # (src/lambda/parquet_writer.rs WRITTEN_TAG); the staging lifecycle rule expires only these.
   written_tag_key   = "eventlake-written"
   written_tag_value = "true"
+
+  # The tag a compaction puts on the files it superseded (src/compactor.rs
+  # SUPERSEDED_TAG); a lifecycle rule deletes them after var.compaction_grace_days.
+  superseded_tag_key   = "eventlake-superseded"
+  superseded_tag_value = "true"
 
   # The one schema source: `eventlake schema --format glue-json` (a test checks it).
   schema = jsondecode(file("${path.module}/schema.json"))

@@ -165,6 +165,39 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     }
   }
 
+  # A compaction points each Glue partition at its new files and tags the old ones
+  # (src/compactor.rs): they stay readable for the grace period, for queries
+  # planned before the switch, then expire. The filter is the tag alone, for the
+  # emulator (see expire-written-staging); only a compaction sets it, on files
+  # under events/ and compacted/.
+  rule {
+    id     = "expire-superseded-lake-files"
+    status = "Enabled"
+    filter {
+      tag {
+        key   = local.superseded_tag_key
+        value = local.superseded_tag_value
+      }
+    }
+    expiration {
+      days = var.compaction_grace_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
+  rule {
+    id     = "expire-replaced-compacted-parquet"
+    status = "Enabled"
+    filter {
+      prefix = local.compacted_prefix
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 7
+    }
+  }
+
   rule {
     id     = "abort-incomplete-uploads"
     status = "Enabled"

@@ -257,6 +257,21 @@ variable "staged_queue_retention_days" {
   }
 }
 
+variable "compaction_grace_days" {
+  description = <<-EOT
+    Days a file superseded by a compaction stays in S3 after the compaction switched its
+    partition to the new files (and tagged it eventlake-superseded=true): a query planned
+    before the switch still reads it. Athena queries run at most a few hours; 1 day is plenty.
+  EOT
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.compaction_grace_days >= 1 && floor(var.compaction_grace_days) == var.compaction_grace_days
+    error_message = "compaction_grace_days must be a whole number of days, at least 1."
+  }
+}
+
 variable "rejected_expiration_days" {
   description = "Days before rejected records (_rejected/ and Firehose's errors/) expire."
   type        = number

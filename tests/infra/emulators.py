@@ -33,6 +33,8 @@ SERVICES = [
 LAMBDAS = {"transform_function": "firehose-transform", "writer_function": "parquet-writer"}
 # The tag the writer puts on a staged object it has written (src/lambda/parquet_writer.rs).
 WRITTEN_TAG = ("eventlake-written", "true")
+# The tag a compaction puts on the files it superseded (src/compactor.rs).
+SUPERSEDED_TAG = ("eventlake-superseded", "true")
 
 
 def free_port():

@@ -242,3 +242,26 @@ fn an_s3_lake_needs_its_glue_database() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("needs --database"));
 }
+
+/// The tags the Lambdas set are the ones Terraform's lifecycle rules expire.
+#[test]
+fn terraform_expires_the_tags_the_code_sets() {
+    let main = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/terraform/main.tf")).unwrap();
+    let local = |name: &str| -> String {
+        let line = main.lines().find(|line| line.trim_start().starts_with(&format!("{name} "))).unwrap();
+        line.split('"').nth(1).unwrap().to_owned()
+    };
+    assert_eq!(
+        (local("superseded_tag_key"), local("superseded_tag_value")),
+        (SUPERSEDED_TAG.0.to_owned(), SUPERSEDED_TAG.1.to_owned())
+    );
+    let written = eventlake::lambda::parquet_writer::WRITTEN_TAG;
+    assert_eq!(
+        (local("written_tag_key"), local("written_tag_value")),
+        (written.0.to_owned(), written.1.to_owned())
+    );
+    assert_eq!(
+        local("compacted_prefix"),
+        format!("${{local.lake_prefix}}{}/", eventlake::compactor::COMPACTED_DIR)
+    );
+}
