@@ -210,7 +210,9 @@ impl S3Store {
     }
 
     /// Copies the object at `from` to `to` (both relative to the store's prefix)
-    /// inside S3 (`CopyObject`, objects up to 5 GB).
+    /// inside S3 (`CopyObject`, objects up to 5 GB). The copy has no tags: a tag
+    /// hands an object to a lifecycle rule, and a copy is a new, live object (and
+    /// needs no `s3:GetObjectTagging` on the source).
     pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
         validate_key(from)?;
         validate_key(to)?;
@@ -220,6 +222,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(&to)
             .copy_source(format!("{}/{}", self.bucket, urlencoding_path(&from)))
+            .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace)
             .send()
             .await
             .map_err(|e| self.error("CopyObject", &to, e))?;

@@ -265,3 +265,19 @@ fn terraform_expires_the_tags_the_code_sets() {
         format!("${{local.lake_prefix}}{}/", eventlake::compactor::COMPACTED_DIR)
     );
 }
+
+/// A file moved into a compacted partition is live even when its source was
+/// already tagged superseded (a finish of a switch run twice): its copy carries no
+/// tag for the lifecycle rule to delete it by.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_never_carries_the_superseded_tag() {
+    let lake = Lake::with_catalog(|_| None).await;
+    let store = eventlake::aws::s3::S3Store::new(lake.client.clone(), BUCKET, "lake");
+    let (from, to) = ("events/event_type=a/created_date=2024-03-17/f.parquet", "compacted/x/f.parquet");
+    use eventlake::lake::storage::Storage as _;
+    store.put(from, b"bytes".to_vec()).await.unwrap();
+    store.tag_object(&store.key_in_bucket(from), SUPERSEDED_TAG).await.unwrap();
+    store.copy(from, to).await.unwrap();
+    assert_eq!(lake.tags(&format!("lake/{to}")).await, Vec::<String>::new());
+    assert_eq!(store.get(to).await.unwrap(), b"bytes");
+}
