@@ -39,6 +39,7 @@ use std::time::Duration;
 use crate::aws::s3::S3Store;
 use crate::catalog::{Catalog, CatalogError, PartitionLocation};
 use crate::core::partition::Partition;
+use crate::core::timestamp::CreatedDate;
 use crate::lake::compact::{self, CompactError, Merged, COMPACTED_PREFIX};
 use crate::lake::storage::{Storage, StorageError};
 
@@ -50,6 +51,9 @@ pub const SUPERSEDED_TAG: (&str, &str) = ("eventlake-superseded", "true");
 const MANIFEST: &str = "_inputs.json";
 /// How often a writer follows a partition that moved while it copied into it.
 const SETTLE_ATTEMPTS: usize = 5;
+/// S3 requests a compaction keeps in flight (downloads, uploads, tags): one
+/// request waits tens of milliseconds, most of it for S3.
+const REQUESTS_IN_FLIGHT: usize = 8;
 
 /// A compaction or settling failure; what was done before it stays consistent.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +73,22 @@ pub enum CompactorError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("partition {partition} kept moving while files were copied into it")]
     Unsettled { partition: String },
+}
+
+impl CompactorError {
+    /// A stable name for metrics and alarms (the `Reason` dimension).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CompactorError::Storage(_) => "storage",
+            CompactorError::Catalog(CatalogError::Moved { .. }) => "moved",
+            CompactorError::Catalog(_) => "catalog",
+            CompactorError::Compact(_) => "merge",
+            CompactorError::Location { .. } => "location",
+            CompactorError::Manifest { .. } => "manifest",
+            CompactorError::Io { .. } => "local_disk",
+            CompactorError::Unsettled { .. } => "unsettled",
+        }
+    }
 }
 
 /// The directory of the lake (relative to its root `lake_url`, `s3://b/p/`) that
@@ -114,6 +134,9 @@ pub struct Options {
     pub dry_run: bool,
     /// The time the run started, Unix milliseconds.
     pub now_millis: i64,
+    /// Only partitions of this day or later (`None`: every day). A scheduled run
+    /// looks back a few days, not over the whole lake's history.
+    pub created_since: Option<CreatedDate>,
 }
 
 /// What became of one partition.
@@ -129,36 +152,73 @@ pub enum Outcome {
     TooRecent,
     /// A file arrived while it was merged: left for the next run.
     ChangedMeanwhile,
+    /// Not started: the run's time was up. Left for the next run.
+    Deferred,
+    /// Failed; what it did is consistent (see the module's documentation), and
+    /// the next run tries again. The error's [`CompactorError::code`] and message.
+    Failed { reason: &'static str, message: String },
 }
 
 /// Compacts every partition of the Glue table of the lake in `store` (see the
 /// module's documentation), one at a time, finishing first any switch a stopped
-/// run left.
+/// run left. A partition that fails is reported and the others go on; once
+/// `keep_going` says no, the partitions not started are deferred. Fails whole
+/// only when the partitions cannot be listed.
 pub async fn compact_lake(
     store: &S3Store,
     catalog: &Catalog,
     options: Options,
+    keep_going: impl Fn() -> bool,
 ) -> Result<Vec<(Partition, Outcome)>, CompactorError> {
     let scratch = store.scratch_dir()?.to_owned();
     let mut outcomes = Vec::new();
     for found in catalog.partition_locations().await? {
-        if let (Some(from), false) = (&found.superseded, options.dry_run) {
-            finish_switch(store, catalog, &found.partition, from, &found.location).await?;
+        if options.created_since.is_some_and(|since| found.partition.created_date < since) {
+            continue;
         }
-        let outcome = compact_partition(store, catalog, &found, options, &scratch).await?;
-        tracing::info!(partition = %found.partition, outcome = outcome_name(&outcome), "partition");
+        let outcome = if keep_going() {
+            match finish_and_compact(store, catalog, &found, options, &scratch).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    let message = crate::telemetry::error_chain(&error);
+                    tracing::error!(partition = %found.partition, reason = error.code(), error = %message, "partition not compacted");
+                    Outcome::Failed { reason: error.code(), message }
+                }
+            }
+        } else {
+            Outcome::Deferred
+        };
+        tracing::info!(partition = %found.partition, outcome = outcome.name(), "partition");
         outcomes.push((found.partition, outcome));
     }
     Ok(outcomes)
 }
 
-fn outcome_name(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Compacted { .. } => "compacted",
-        Outcome::Planned { .. } => "planned",
-        Outcome::AlreadyCompact => "already compact",
-        Outcome::TooRecent => "too recent",
-        Outcome::ChangedMeanwhile => "changed meanwhile",
+async fn finish_and_compact(
+    store: &S3Store,
+    catalog: &Catalog,
+    found: &PartitionLocation,
+    options: Options,
+    scratch: &Path,
+) -> Result<Outcome, CompactorError> {
+    if let (Some(from), false) = (&found.superseded, options.dry_run) {
+        finish_switch(store, catalog, &found.partition, from, &found.location).await?;
+    }
+    compact_partition(store, catalog, found, options, scratch).await
+}
+
+impl Outcome {
+    /// How logs and reports name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Compacted { .. } => "compacted",
+            Outcome::Planned { .. } => "planned",
+            Outcome::AlreadyCompact => "already compact",
+            Outcome::TooRecent => "too recent",
+            Outcome::ChangedMeanwhile => "changed meanwhile",
+            Outcome::Deferred => "deferred",
+            Outcome::Failed { .. } => "failed",
+        }
     }
 }
 
@@ -202,17 +262,26 @@ async fn compact_partition(
         std::fs::remove_dir_all(&work).map_err(io(&work))?;
     }
     std::fs::create_dir_all(&inputs_dir).map_err(io(&inputs_dir))?;
-    for object in &listed {
-        store.download(&format!("{dir}/{}", object.name), &inputs_dir.join(&object.name)).await?;
-    }
+    let downloads =
+        listed.iter().map(|object| (format!("{dir}/{}", object.name), inputs_dir.join(&object.name)));
+    in_parallel(downloads, |(key, path)| {
+        let store = store.clone();
+        async move { store.download(&key, &path).await }
+    })
+    .await?;
     let Some(prepared) = compact::prepare(&inputs_dir, &work, options.target_bytes)? else {
         return Ok(Outcome::AlreadyCompact);
     };
     let new_dir = format!("{COMPACTED_DIR}/{partition}/{}", prepared.stem());
-    for path in &prepared.merged.files {
+    let uploads = prepared.merged.files.iter().map(|path| {
         let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
-        store.put_file(&format!("{new_dir}/{name}"), path).await?;
-    }
+        (format!("{new_dir}/{name}"), path.clone())
+    });
+    in_parallel(uploads, |(key, path)| {
+        let store = store.clone();
+        async move { store.put_file(&key, &path).await }
+    })
+    .await?;
     let manifest = Manifest { from: found.location.clone(), inputs: prepared.inputs().to_vec() };
     store.put(&format!("{new_dir}/{MANIFEST}"), serde_json::to_vec(&manifest).unwrap_or_default()).await?;
     let merged = prepared.merged.clone();
@@ -278,10 +347,40 @@ pub async fn finish_switch(
 
 /// Tags every object in `dir` for the lifecycle rule that deletes superseded files.
 async fn tag_superseded(store: &S3Store, dir: &str) -> Result<(), CompactorError> {
-    for object in store.list_objects(dir).await? {
-        store.tag_object(&store.key_in_bucket(&format!("{dir}/{}", object.name)), SUPERSEDED_TAG).await?;
+    let keys =
+        store.list_objects(dir).await?.into_iter().map(|o| store.key_in_bucket(&format!("{dir}/{}", o.name)));
+    in_parallel(keys, |key| {
+        let store = store.clone();
+        async move { store.tag_object(&key, SUPERSEDED_TAG).await }
+    })
+    .await
+}
+
+/// Runs `request` on every item, [`REQUESTS_IN_FLIGHT`] at a time; the first
+/// error ends it (the requests in flight are dropped).
+async fn in_parallel<T, F, Fut>(items: impl IntoIterator<Item = T>, request: F) -> Result<(), CompactorError>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StorageError>> + Send + 'static,
+{
+    let mut items = items.into_iter();
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        while in_flight.len() < REQUESTS_IN_FLIGHT {
+            let Some(item) = items.next() else { break };
+            in_flight.spawn(request(item));
+        }
+        match in_flight.join_next().await {
+            None => return Ok(()),
+            Some(Ok(result)) => result?,
+            Some(Err(join)) => {
+                return Err(CompactorError::Io {
+                    path: PathBuf::from("(an S3 request's task)"),
+                    source: std::io::Error::other(join),
+                })
+            }
+        }
     }
-    Ok(())
 }
 
 /// For a writer that wrote the files `keys` (under `events/<partition>/`) into the

@@ -91,6 +91,16 @@ resource "aws_iam_role_policy" "transform" {
   policy = data.aws_iam_policy_document.transform.json
 }
 
+# Glue authorizes a call on a table against the catalog, the database and the
+# table: the writer and the compactor name these three.
+locals {
+  events_table_arns = [
+    "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",
+    aws_glue_catalog_database.lake.arn,
+    aws_glue_catalog_table.events.arn,
+  ]
+}
+
 # --- parquet-writer ----------------------------------------------------------
 
 resource "aws_iam_role" "writer" {
@@ -135,13 +145,9 @@ data "aws_iam_policy_document" "writer" {
     resources = [aws_sqs_queue.staged.arn]
   }
   statement {
-    sid     = "RegisterPartitions"
-    actions = ["glue:GetTable", "glue:BatchCreatePartition", "glue:BatchGetPartition"]
-    resources = [
-      "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",
-      aws_glue_catalog_database.lake.arn,
-      aws_glue_catalog_table.events.arn,
-    ]
+    sid       = "RegisterPartitions"
+    actions   = ["glue:GetTable", "glue:BatchCreatePartition", "glue:BatchGetPartition"]
+    resources = local.events_table_arns
   }
   statement {
     sid       = "Logs"
@@ -173,4 +179,57 @@ data "aws_iam_policy_document" "producer" {
     actions   = ["kinesis:PutRecord", "kinesis:PutRecords"]
     resources = [aws_kinesis_stream.events.arn]
   }
+}
+
+# --- compactor ----------------------------------------------------------------
+
+resource "aws_iam_role" "compactor" {
+  name               = "${local.name}-compactor"
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+}
+
+# What src/compactor.rs calls: it lists and reads a partition's location (under
+# events/ or compacted/), writes the merged files and manifest under compacted/,
+# copies late files there, tags the superseded files (the lifecycle rule in
+# s3.tf deletes them), and reads and switches Glue partitions. It deletes nothing.
+data "aws_iam_policy_document" "compactor" {
+  statement {
+    sid       = "ListPartitions"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.events_prefix}*", "${local.compacted_prefix}*"]
+    }
+  }
+  statement {
+    sid     = "ReadAndTagPartitions"
+    actions = ["s3:GetObject", "s3:PutObjectTagging"]
+    resources = [
+      "${aws_s3_bucket.lake.arn}/${local.events_prefix}*",
+      "${aws_s3_bucket.lake.arn}/${local.compacted_prefix}*",
+    ]
+  }
+  statement {
+    sid       = "WriteCompacted"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.compacted_prefix}*"]
+  }
+  statement {
+    sid       = "SwitchPartitions"
+    actions   = ["glue:GetPartitions", "glue:GetPartition", "glue:UpdatePartition"]
+    resources = local.events_table_arns
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.compactor.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "compactor" {
+  name   = "compactor"
+  role   = aws_iam_role.compactor.id
+  policy = data.aws_iam_policy_document.compactor.json
 }

@@ -103,6 +103,7 @@ locals {
   functions = {
     transform = aws_lambda_function.transform.function_name
     writer    = aws_lambda_function.writer.function_name
+    compactor = aws_lambda_function.compactor.function_name
   }
 }
 

@@ -43,6 +43,11 @@ output "writer_function" {
   value       = aws_lambda_function.writer.function_name
 }
 
+output "compactor_function" {
+  description = "The scheduled compactor's function name."
+  value       = aws_lambda_function.compactor.function_name
+}
+
 output "staged_queue_url" {
   description = "SQS queue of staged-object notifications."
   value       = aws_sqs_queue.staged.url

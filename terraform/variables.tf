@@ -257,6 +257,100 @@ variable "staged_queue_retention_days" {
   }
 }
 
+variable "compaction_enabled" {
+  description = "Whether the compaction schedule runs (the function is deployed either way)."
+  type        = bool
+  default     = true
+}
+
+variable "compaction_schedule" {
+  description = "When the compactor runs: an EventBridge schedule expression."
+  type        = string
+  default     = "rate(1 hour)"
+
+  validation {
+    condition     = can(regex("^(rate\\(.+\\)|cron\\(.+\\))$", var.compaction_schedule))
+    error_message = "compaction_schedule must be rate(...) or cron(...)."
+  }
+}
+
+variable "compaction_older_than_seconds" {
+  description = "A partition is compacted once it received no file for this long (the writer's late files included)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.compaction_older_than_seconds >= 0 && floor(var.compaction_older_than_seconds) == var.compaction_older_than_seconds
+    error_message = "compaction_older_than_seconds must be a whole number of seconds, at least 0."
+  }
+}
+
+variable "compaction_lookback_days" {
+  description = "Each run looks at partitions of today and this many days before: older ones are compact already, and listing them every run would cost S3 requests."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.compaction_lookback_days >= 0 && var.compaction_lookback_days <= 3650 && floor(var.compaction_lookback_days) == var.compaction_lookback_days
+    error_message = "compaction_lookback_days must be a whole number of days, 0 to 3650."
+  }
+}
+
+variable "compaction_target_mib" {
+  description = "Size of the compacted files, in MiB."
+  type        = number
+  default     = 128
+
+  validation {
+    condition     = var.compaction_target_mib >= 1 && var.compaction_target_mib <= 1024 && floor(var.compaction_target_mib) == var.compaction_target_mib
+    error_message = "compaction_target_mib must be a whole number between 1 and 1024."
+  }
+}
+
+variable "compaction_memory_mb" {
+  description = "The compactor's memory (MB)."
+  type        = number
+  default     = 2048
+
+  validation {
+    condition     = var.compaction_memory_mb >= 512 && var.compaction_memory_mb <= 10240
+    error_message = "compaction_memory_mb must be between 512 and 10240."
+  }
+}
+
+variable "compaction_ephemeral_mb" {
+  description = "The compactor's /tmp (MB): a partition's files and their compacted copy must fit."
+  type        = number
+  default     = 4096
+
+  validation {
+    condition     = var.compaction_ephemeral_mb >= 512 && var.compaction_ephemeral_mb <= 10240
+    error_message = "compaction_ephemeral_mb must be between 512 and 10240 (Lambda's limits)."
+  }
+}
+
+variable "compaction_timeout_seconds" {
+  description = "The compactor's timeout: a run starts no partition with less than compaction_seconds_per_partition left."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.compaction_timeout_seconds >= 60 && var.compaction_timeout_seconds <= 900
+    error_message = "compaction_timeout_seconds must be between 60 and 900 (Lambda's limit)."
+  }
+}
+
+variable "compaction_seconds_per_partition" {
+  description = "The longest one partition's compaction may take; no partition is started with less than this left."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.compaction_seconds_per_partition >= 1 && var.compaction_seconds_per_partition <= 450 && floor(var.compaction_seconds_per_partition) == var.compaction_seconds_per_partition
+    error_message = "compaction_seconds_per_partition must be a whole number between 1 and 450."
+  }
+}
+
 variable "compaction_grace_days" {
   description = <<-EOT
     Days a file superseded by a compaction stays in S3 after the compaction switched its

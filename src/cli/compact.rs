@@ -127,8 +127,9 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
             target_bytes: (args.target_mib as usize) << 20,
             dry_run: args.dry_run,
             now_millis: crate::telemetry::now_millis(),
+            created_since: None,
         };
-        compactor::compact_lake(&store, &catalog, options).await
+        compactor::compact_lake(&store, &catalog, options, || true).await
     })?;
     let mut report = Report::default();
     for (partition, outcome) in outcomes {
@@ -140,11 +141,15 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
             }
             Outcome::AlreadyCompact => report.compact_already += 1,
             Outcome::TooRecent => report.recent += 1,
-            Outcome::ChangedMeanwhile => report.changed += 1,
+            Outcome::ChangedMeanwhile | Outcome::Deferred => report.changed += 1,
+            Outcome::Failed { message, .. } => {
+                eprintln!("eventlake: {}: {message}", partition.directory());
+                report.failed += 1;
+            }
         }
     }
     print!("{}", report.render(started.elapsed(), args.dry_run));
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Compacts the partitions of `work` on every core, each partition by one thread:
@@ -225,6 +230,8 @@ struct Report {
     recent: u64,
     /// S3: a file arrived while the partition was merged; left for the next run.
     changed: u64,
+    /// S3: partitions that failed (each named on stderr); the others went on.
+    failed: u64,
     files_in: u64,
     files_out: u64,
     bytes_in: u64,
@@ -257,6 +264,7 @@ impl Report {
             ("already compact".to_owned(), count(self.compact_already)),
             ("too recent".to_owned(), count(self.recent)),
             ("changed meanwhile".to_owned(), count(self.changed)),
+            ("failed".to_owned(), count(self.failed)),
             ("files in".to_owned(), count(self.files_in)),
             ("bytes in".to_owned(), bytes(self.bytes_in)),
         ];

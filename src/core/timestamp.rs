@@ -146,6 +146,13 @@ impl CreatedDate {
         (1970..=9999).contains(&date.year()).then_some(CreatedDate(date))
     }
 
+    /// The date `days` days before this one (this one for 0), no earlier than
+    /// 1970-01-01.
+    pub fn days_before(self, days: u32) -> Self {
+        let earliest = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or(self.0);
+        CreatedDate(self.0.checked_sub_days(chrono::Days::new(days.into())).unwrap_or(earliest).max(earliest))
+    }
+
     /// Appends `YYYY-MM-DD` to `out`, without allocating.
     pub fn write(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.digits());
@@ -270,6 +277,14 @@ fn digits_value(digits: &[u8]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_before_counts_back_over_months_and_stops_at_1970() {
+        let date = CreatedDate::parse("2024-03-02").unwrap();
+        assert_eq!(date.days_before(0), date);
+        assert_eq!(date.days_before(2).to_string(), "2024-02-29");
+        assert_eq!(CreatedDate::parse("1970-01-02").unwrap().days_before(5).to_string(), "1970-01-01");
+    }
 
     fn time(text: &str) -> EventTime {
         EventTime::from_json_number(text).unwrap()

@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::firehose::Stats;
+use crate::lambda::compactor::Report as CompactorReport;
 use crate::lambda::parquet_writer::Report;
 
 /// The CloudWatch namespace of every eventlake metric.
@@ -50,6 +51,32 @@ pub fn writer_documents(
     ];
     let failed = report.objects_failed.iter().map(|(&reason, &n)| (reason, n));
     documents(function_name, timestamp_millis, &counts, "ObjectsFailed", failed)
+}
+
+/// EMF documents for one compactor run: partitions by outcome, files, bytes and
+/// rows in and out, its duration, and one per failure reason with a `Reason`
+/// dimension.
+pub fn compactor_documents(
+    report: &CompactorReport,
+    duration_millis: u64,
+    function_name: &str,
+    timestamp_millis: i64,
+) -> Vec<Value> {
+    let counts = [
+        ("PartitionsCompacted", report.partitions_compacted, "Count"),
+        ("PartitionsAlreadyCompact", report.partitions_already_compact, "Count"),
+        ("PartitionsTooRecent", report.partitions_too_recent, "Count"),
+        ("PartitionsDeferred", report.partitions_deferred, "Count"),
+        ("PartitionsFailed", report.partitions_failed_total(), "Count"),
+        ("FilesIn", report.files_in, "Count"),
+        ("FilesOut", report.files_out, "Count"),
+        ("BytesIn", report.bytes_in, "Bytes"),
+        ("BytesOut", report.bytes_out, "Bytes"),
+        ("RowsDuplicate", report.duplicates_removed, "Count"),
+        ("Duration", duration_millis, "Milliseconds"),
+    ];
+    let failed = report.partitions_failed.iter().map(|(&reason, &n)| (reason, n));
+    documents(function_name, timestamp_millis, &counts, "PartitionsFailed", failed)
 }
 
 /// One document of `counts` by function, then one of `failed_metric` per reason.

@@ -54,7 +54,7 @@ import duckdb
 
 import contract_oracle as oracle
 from emulators import (
-    REGION, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
+    REGION, SCHEDULED_EVENT, SUPERSEDED_TAG, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
     notified_keys, sqs_event, start_moto, tags,
 )
 
@@ -101,6 +101,7 @@ class Deployed:
         lam = client(endpoint, "lambda")
         self.transform = lam.get_function_configuration(FunctionName=out["transform_function"])
         self.writer = lam.get_function_configuration(FunctionName=out["writer_function"])
+        self.compactor = lam.get_function_configuration(FunctionName=out["compactor_function"])
         assert self.transform["FunctionArn"] == self.transform_arn, "the processor invokes another function"
         transform_env = self.transform["Environment"]["Variables"]
         days = lambda name: int(transform_env[name]) if transform_env.get(name) else None  # noqa: E731
@@ -692,6 +693,8 @@ class Pipeline:
             cargo_lambda, repo, zips["parquet-writer"], deployed.writer, proxied, stack.work))
         self.ledger = Ledger(deployed)
         self.today = datetime.datetime.now(datetime.timezone.utc).date()
+        self.compactor = lambda configuration: Emulated(
+            cargo_lambda, repo, zips["parquet-writer"], configuration, endpoint, stack.work)
 
     def close(self):
         self.firehose.close()
@@ -872,6 +875,78 @@ def replay_late_events(pipeline):
           + "".join(f"  {line}\n" for line in report.splitlines()))
 
 
+def athena_rows(pipeline):
+    """Every row Athena reads: for each Glue partition, the Parquet files directly in
+    its location (read with DuckDB, as lake_rows does), and the files read."""
+    deployed, s3 = pipeline.deployed, pipeline.s3
+    root = tempfile.mkdtemp(prefix="athena-", dir=pipeline.work)
+    files = []
+    for (event_type, created_date), location in glue_partitions(pipeline.endpoint, deployed).items():
+        prefix = location.split(f"s3://{deployed.bucket}/", 1)[1]
+        listing = s3.list_objects_v2(Bucket=deployed.bucket, Prefix=prefix, Delimiter="/").get("Contents", [])
+        for key in [o["Key"] for o in listing if o["Key"].endswith(".parquet")]:
+            path = os.path.join(root, f"event_type={event_type}", f"created_date={created_date}", key.rsplit("/", 1)[1])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            s3.download_file(deployed.bucket, key, path)
+            files.append(key)
+    rows = duckdb.sql(f"""
+        SELECT event_uuid, event_name, event_subtype, created_at, created_datetime, payload,
+               event_type, created_date, epoch_ms(created_ts), epoch_ms(ingested_at)
+        FROM read_parquet('{root}/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
+        """).fetchall()
+    shutil.rmtree(root)
+    return rows, files
+
+
+def compaction(pipeline):
+    """The deployed compactor (the writer's zip in its compactor mode, its deployed
+    settings but no wait and no look-back limit) compacts every partition the test
+    wrote: Athena then reads one row per event, the copy received first, every
+    partition located under compacted/, every superseded file tagged for the
+    lifecycle rule; a second run does nothing."""
+    deployed, s3 = pipeline.deployed, pipeline.s3
+    before, _ = athena_rows(pipeline)
+    first = {}
+    for row in before:
+        key = (row[0], datetime_millis(row[4]))
+        if key not in first or (row[9], row[:9]) < (first[key][9], first[key][:9]):
+            first[key] = row
+    configuration = json.loads(json.dumps(deployed.compactor, default=str))
+    configuration["Environment"]["Variables"].update(COMPACT_OLDER_THAN_SECONDS="0", COMPACT_LOOKBACK_DAYS="3650")
+    compactor = pipeline.compactor(configuration)
+    try:
+        started = time.monotonic()
+        response = compactor.invoke(SCHEDULED_EVENT)
+        seconds = time.monotonic() - started
+        again = compactor.invoke(SCHEDULED_EVENT)
+        documents = compactor.documents()
+    finally:
+        compactor.close()
+    assert response["failed"] == 0 and response["deferred"] == 0 and response["compacted"] > 0, response
+    assert again == {"compacted": 0, "failed": 0, "deferred": 0}, again
+    after, files = athena_rows(pipeline)
+    kept = {(row[0], datetime_millis(row[4])): row for row in after}
+    assert len(kept) == len(after), f"{len(after) - len(kept)} keys are read more than once after compaction"
+    assert set(kept) == set(first), "compaction lost or added events"
+    for key, row in kept.items():
+        expected = first[key]
+        assert row[:8] == expected[:8] and row[9] == expected[9], (
+            f"compaction kept another copy than the first received:\n{row}\n{expected}")
+    locations = glue_partitions(pipeline.endpoint, deployed)
+    merged = [p for p, location in locations.items() if "/compacted/" in location]
+    assert len(merged) == response["compacted"], (len(merged), response)
+    superseded = [k for k in list_keys(s3, deployed.bucket, f"{deployed.lake_prefix}events/")
+                  if tags(s3, deployed.bucket, k) != dict([SUPERSEDED_TAG])]
+    untouched = {p for p, location in locations.items() if "/compacted/" not in location}
+    stray = [k for k in superseded if tuple(part.split("=", 1)[1] for part in k.split("/")[-3:-1]) not in untouched]
+    assert not stray, f"files of compacted partitions left live in events/: {stray[:3]}"
+    assert documents[0]["PartitionsCompacted"] == response["compacted"], documents[0]
+    print(f"e2e compaction: {len(before)} rows in {len(locations)} partitions became {len(after)} rows in "
+          f"{len(files)} files ({response['compacted']} partitions compacted, the rest one file already) "
+          f"in {seconds:.1f} s; each event once, the first received copy; superseded files tagged; "
+          f"a second run did nothing")
+
+
 def report(timings, pipeline):
     deployed, firehose, writer = pipeline.deployed, pipeline.firehose.seconds, pipeline.writer.seconds
     processing = timings["put"] + firehose["read"] + firehose["transform"] + firehose["stage"] + writer["write"]
@@ -898,7 +973,7 @@ def run(stack, endpoint, out, state, repo, eventlake, cargo_lambda, events):
             pipeline = Pipeline(repo, stack, endpoint, deployed, eventlake, cargo_lambda)
             timings = baseline(pipeline, events)
             for fault in (transform_timeout, lost_acknowledgement, writer_killed, s3_put_failures, glue_outage,
-                          poison_object, replay_late_events):
+                          poison_object, replay_late_events, compaction):
                 fault(pipeline)
             report(timings, pipeline)
         finally:

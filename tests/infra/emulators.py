@@ -26,13 +26,15 @@ import boto3
 
 REGION = "us-east-1"
 SERVICES = [
-    "athena", "cloudwatch", "cloudwatchlogs", "firehose", "glue", "iam", "kinesis",
+    "athena", "cloudwatch", "cloudwatchlogs", "events", "firehose", "glue", "iam", "kinesis",
     "kms", "lambda", "s3", "sns", "sqs", "sts",
 ]
 # Output names of the Lambdas, and their zips under LAMBDA_ZIP_DIR.
 LAMBDAS = {"transform_function": "firehose-transform", "writer_function": "parquet-writer"}
 # The tag the writer puts on a staged object it has written (src/lambda/parquet_writer.rs).
 WRITTEN_TAG = ("eventlake-written", "true")
+# What EventBridge's schedule sends the compactor (its content is not used).
+SCHEDULED_EVENT = {"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 # The tag a compaction puts on the files it superseded (src/compactor.rs).
 SUPERSEDED_TAG = ("eventlake-superseded", "true")
 

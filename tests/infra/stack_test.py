@@ -47,7 +47,7 @@ import botocore.exceptions
 
 import e2e_test
 from emulators import (
-    LAMBDAS, SUPERSEDED_TAG, WRITTEN_TAG, Emulated, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
+    LAMBDAS, SCHEDULED_EVENT, SUPERSEDED_TAG, WRITTEN_TAG, Emulated, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
     notified_keys, sqs_event, staged_notifications, start_moto, tags,
 )
 def statements(policy):
@@ -460,6 +460,7 @@ def check_stack(endpoint, out, eventlake, repo, account):
     assert mappings[0]["EventSourceArn"] == queue["QueueArn"] and mappings[0]["BatchSize"] == 10, mappings
 
     check_alarm_topic(client(endpoint, "sns"), client(endpoint, "kms"), out["alarm_topic_arn"], account)
+    check_compaction_schedule(endpoint, out)
 
     workgroup = athena.get_work_group(WorkGroup=out["athena_workgroup"])["WorkGroup"]["Configuration"]
     assert workgroup["BytesScannedCutoffPerQuery"] > 0
@@ -524,7 +525,40 @@ def run_lambdas(stack, endpoint, out, repo, moto_server):
             documents.extend(printed)
         finally:
             emulated.close()
+    documents.extend(run_compactor(stack, endpoint, out, repo, cargo_lambda, lam))
     return documents
+
+
+def run_compactor(stack, endpoint, out, repo, cargo_lambda, lam):
+    """The compactor as deployed (the writer's zip in its compactor mode) on a
+    scheduled event: it answers and prints its EMF documents."""
+    configuration = lam.get_function_configuration(FunctionName=out["compactor_function"])
+    emulated = Emulated(cargo_lambda, repo, stack.zips["parquet-writer"], configuration, endpoint, stack.work)
+    try:
+        response = emulated.invoke(SCHEDULED_EVENT)
+        assert response["failed"] == 0, f"{response}\n{emulated.log()}"
+        printed = emulated.documents()
+        assert printed and printed[0]["FunctionName"] == out["compactor_function"], printed
+        return printed
+    finally:
+        emulated.close()
+
+
+def check_compaction_schedule(endpoint, out):
+    """The schedule invokes the compactor, one run at a time, never retried (the
+    next run takes over), and the compactor runs in its compactor mode."""
+    events, lam = client(endpoint, "events"), client(endpoint, "lambda")
+    function = lam.get_function(FunctionName=out["compactor_function"])
+    arn = function["Configuration"]["FunctionArn"]
+    rules = [r for r in events.list_rules()["Rules"] if r.get("ScheduleExpression")]
+    targets = {r["Name"]: [t["Arn"] for t in events.list_targets_by_rule(Rule=r["Name"])["Targets"]] for r in rules}
+    scheduled = [r for r in rules if targets[r["Name"]] == [arn]]
+    assert [(r["ScheduleExpression"], r["State"]) for r in scheduled] == [("rate(1 hour)", "ENABLED")], rules
+    assert function.get("Concurrency", {}).get("ReservedConcurrentExecutions") == 1, function.get("Concurrency")
+    config = lam.get_function_event_invoke_config(FunctionName=out["compactor_function"])
+    assert config["MaximumRetryAttempts"] == 0, config
+    variables = function["Configuration"]["Environment"]["Variables"]
+    assert variables["EVENTLAKE_HANDLER"] == "compactor", variables
 
 
 # --- Every alarm and dashboard metric is one something emits ----------------------
@@ -582,7 +616,7 @@ def emitted_metrics(documents):
 def stack_dimension_values(out):
     """The dimension values that name this stack's resources."""
     return {
-        "FunctionName": {out["transform_function"], out["writer_function"]},
+        "FunctionName": {out["transform_function"], out["writer_function"], out["compactor_function"]},
         "QueueName": {out["staged_queue_url"].rsplit("/", 1)[1], out["dlq_url"].rsplit("/", 1)[1]},
         "DeliveryStreamName": {out["firehose_name"]},
         "StreamName": {out["stream_name"]},
@@ -617,6 +651,7 @@ def required_alarms(out):
     stream = {"DeliveryStreamName": out["firehose_name"]}
     return [
         ("eventlake", "ObjectsFailed", {"FunctionName": out["writer_function"]}),
+        ("eventlake", "PartitionsFailed", {"FunctionName": out["compactor_function"]}),
         ("AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": queue}),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": dlq}),
         ("AWS/Firehose", "DeliveryToS3.DataFreshness", stream),

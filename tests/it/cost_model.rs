@@ -31,6 +31,9 @@ fn the_model_prices_the_terraform_defaults() {
         ("writer_batch_size", deployment.writer_batch_size),
         ("staging_expiration_days", deployment.staging_expiration_days),
         ("log_retention_days", deployment.log_retention_days),
+        ("compaction_memory_mb", deployment.compaction_memory_mb),
+        ("compaction_lookback_days", deployment.compaction_lookback_days),
+        ("compaction_grace_days", deployment.compaction_grace_days),
     ] {
         assert_eq!(modeled, terraform_default(&variables, name), "{name}");
     }
@@ -40,11 +43,21 @@ fn the_model_prices_the_terraform_defaults() {
 fn the_model_prices_every_metric_the_lambdas_publish_each_hour() {
     let transform = metrics::transform_documents(&Default::default(), "f", 0);
     let writer = metrics::writer_documents(&Default::default(), 0, "w", 0);
-    let published: usize = [&transform[0], &writer[0]]
+    let compactor = metrics::compactor_documents(&Default::default(), 0, "c", 0);
+    let published: usize = [&transform[0], &writer[0], &compactor[0]]
         .iter()
         .map(|document| document["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len())
         .sum();
     assert_eq!(Deployment::default().custom_metrics, published as f64);
+}
+
+#[test]
+fn the_model_runs_the_compactor_on_the_terraform_schedule() {
+    let variables = std::fs::read_to_string(format!("{ROOT}/terraform/variables.tf")).unwrap();
+    let block = variables.split("variable \"compaction_schedule\" {").nth(1).unwrap();
+    let default = block.lines().find(|line| line.trim_start().starts_with("default")).unwrap();
+    assert!(default.ends_with("\"rate(1 hour)\""), "compaction_schedule's {default}");
+    assert_eq!(Deployment::default().compaction_runs_per_month, model::HOURS_PER_MONTH);
 }
 
 fn reference() -> String {

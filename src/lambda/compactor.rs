@@ -1,0 +1,231 @@
+//! The scheduled compaction of the deployed lake: an EventBridge schedule invokes
+//! the `parquet-writer` binary's compactor mode (`EVENTLAKE_HANDLER=compactor`,
+//! its own function and role in `terraform/lambda.tf`), which compacts the
+//! partitions of the last few days that received no file for a while
+//! ([`crate::compactor`]). Partitions not started when the function's time runs
+//! short are left for the next run; one that fails is counted and the others go on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::aws::s3::S3Store;
+use crate::catalog::Catalog;
+use crate::compactor::{self, CompactorError, Options, Outcome};
+use crate::core::timestamp::EventTime;
+
+/// A setting the function cannot run without, or one it cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name}={value:?}: {why}")]
+    Bad { name: &'static str, value: String, why: &'static str },
+}
+
+/// Settings, read once per container.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub lake_bucket: String,
+    pub lake_prefix: String,
+    pub glue_database: String,
+    pub glue_table: String,
+    /// Only partitions with no file newer than this (`COMPACT_OLDER_THAN_SECONDS`).
+    pub older_than: Duration,
+    /// The size of the files written (`COMPACT_TARGET_MIB`).
+    pub target_mib: u32,
+    /// Partitions of today and this many days before (`COMPACT_LOOKBACK_DAYS`).
+    pub lookback_days: u32,
+    /// No partition is started with less than this left before the timeout
+    /// (`COMPACT_SECONDS_PER_PARTITION`).
+    pub seconds_per_partition: Duration,
+}
+
+impl Config {
+    /// `LAKE_BUCKET` and `GLUE_DATABASE` (required), `LAKE_PREFIX` (default
+    /// empty), `GLUE_TABLE` (default `events`), `COMPACT_OLDER_THAN_SECONDS`
+    /// (default 3600), `COMPACT_TARGET_MIB` (default 128, 1–1024),
+    /// `COMPACT_LOOKBACK_DAYS` (default 3), `COMPACT_SECONDS_PER_PARTITION`
+    /// (default 120).
+    pub fn from_env() -> Result<Self, SettingError> {
+        Self::from_vars(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+    }
+
+    fn from_vars(var: impl Fn(&'static str) -> Option<String>) -> Result<Self, SettingError> {
+        let number =
+            |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>, why| match var(name) {
+                None => Ok(default),
+                Some(value) => value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or(SettingError::Bad { name, value, why }),
+            };
+        Ok(Config {
+            lake_bucket: var("LAKE_BUCKET").ok_or(SettingError::Missing("LAKE_BUCKET"))?,
+            lake_prefix: var("LAKE_PREFIX").unwrap_or_default(),
+            glue_database: var("GLUE_DATABASE").ok_or(SettingError::Missing("GLUE_DATABASE"))?,
+            glue_table: var("GLUE_TABLE").unwrap_or_else(|| "events".into()),
+            older_than: Duration::from_secs(number(
+                "COMPACT_OLDER_THAN_SECONDS",
+                3600,
+                0..=u64::from(u32::MAX),
+                "a whole number of seconds",
+            )?),
+            target_mib: number("COMPACT_TARGET_MIB", 128, 1..=1024, "a whole number of MiB, 1 to 1024")?
+                as u32,
+            lookback_days: number("COMPACT_LOOKBACK_DAYS", 3, 0..=3650, "a whole number of days, 0 to 3650")?
+                as u32,
+            seconds_per_partition: Duration::from_secs(number(
+                "COMPACT_SECONDS_PER_PARTITION",
+                120,
+                1..=900,
+                "a whole number of seconds, 1 to 900",
+            )?),
+        })
+    }
+}
+
+/// What one run did, for its log line and EMF metrics
+/// ([`crate::lambda::metrics::compactor_documents`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub partitions_compacted: u64,
+    pub partitions_already_compact: u64,
+    pub partitions_too_recent: u64,
+    /// Changed while merged, or not started for lack of time: the next run's.
+    pub partitions_deferred: u64,
+    /// Reason code → partitions.
+    pub partitions_failed: BTreeMap<&'static str, u64>,
+    pub files_in: u64,
+    pub files_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub duplicates_removed: u64,
+}
+
+impl Report {
+    pub fn partitions_failed_total(&self) -> u64 {
+        self.partitions_failed.values().sum()
+    }
+
+    fn add(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Compacted { files, bytes, merged } => {
+                self.partitions_compacted += 1;
+                self.files_in += *files as u64;
+                self.bytes_in += bytes;
+                self.files_out += merged.files.len() as u64;
+                self.bytes_out += merged.bytes_out;
+                self.rows_in += merged.rows_in;
+                self.rows_out += merged.rows_out;
+                self.duplicates_removed += merged.duplicates;
+            }
+            Outcome::Planned { .. } | Outcome::AlreadyCompact => self.partitions_already_compact += 1,
+            Outcome::TooRecent => self.partitions_too_recent += 1,
+            Outcome::ChangedMeanwhile | Outcome::Deferred => self.partitions_deferred += 1,
+            Outcome::Failed { reason, .. } => *self.partitions_failed.entry(reason).or_default() += 1,
+        }
+    }
+}
+
+/// The handler state: built once per container.
+pub struct Handler {
+    store: S3Store,
+    catalog: Catalog,
+    config: Config,
+}
+
+impl Handler {
+    pub fn new(store: S3Store, catalog: Catalog, config: Config) -> Self {
+        Handler { store, catalog, config }
+    }
+
+    /// One scheduled run (the event's content is not used): compacts what it can
+    /// while `remaining` (the time before the function's timeout) leaves at least
+    /// [`Config::seconds_per_partition`]. An error only when the partitions cannot
+    /// be listed: a failed partition is in the report, not an error.
+    pub async fn run(
+        &self,
+        now_millis: i64,
+        remaining: impl Fn() -> Duration,
+    ) -> Result<Report, CompactorError> {
+        let today = EventTime::from_millis(now_millis).map(EventTime::created_date);
+        let options = Options {
+            older_than: self.config.older_than,
+            target_bytes: (self.config.target_mib as usize) << 20,
+            dry_run: false,
+            now_millis,
+            created_since: today.map(|today| today.days_before(self.config.lookback_days)),
+        };
+        let keep_going = || remaining() >= self.config.seconds_per_partition;
+        let outcomes = compactor::compact_lake(&self.store, &self.catalog, options, keep_going).await?;
+        let mut report = Report::default();
+        for (_, outcome) in &outcomes {
+            report.add(outcome);
+        }
+        tracing::info!(
+            compacted = report.partitions_compacted,
+            already_compact = report.partitions_already_compact,
+            too_recent = report.partitions_too_recent,
+            deferred = report.partitions_deferred,
+            failed = report.partitions_failed_total(),
+            files_in = report.files_in,
+            files_out = report.files_out,
+            duplicates_removed = report.duplicates_removed,
+            "compaction run"
+        );
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&'static str) -> Option<String> + 'a {
+        move |name| pairs.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string())
+    }
+
+    #[test]
+    fn settings_have_defaults_and_bad_ones_are_named() {
+        let config = Config::from_vars(vars(&[("LAKE_BUCKET", "b"), ("GLUE_DATABASE", "d")])).unwrap();
+        assert_eq!(config.older_than, Duration::from_secs(3600));
+        assert_eq!((config.target_mib, config.lookback_days), (128, 3));
+        assert_eq!(config.glue_table, "events");
+        let missing = Config::from_vars(vars(&[("LAKE_BUCKET", "b")])).unwrap_err();
+        assert_eq!(missing.to_string(), "environment variable GLUE_DATABASE is not set");
+        for (name, value) in [
+            ("COMPACT_TARGET_MIB", "0"),
+            ("COMPACT_LOOKBACK_DAYS", "-1"),
+            ("COMPACT_SECONDS_PER_PARTITION", "901"),
+        ] {
+            let error =
+                Config::from_vars(vars(&[("LAKE_BUCKET", "b"), ("GLUE_DATABASE", "d"), (name, value)]))
+                    .unwrap_err()
+                    .to_string();
+            assert!(error.starts_with(&format!("environment variable {name}=")), "{error}");
+        }
+    }
+
+    #[test]
+    fn outcomes_are_counted_by_kind_and_failures_by_reason() {
+        let mut report = Report::default();
+        for outcome in [
+            Outcome::AlreadyCompact,
+            Outcome::TooRecent,
+            Outcome::Deferred,
+            Outcome::ChangedMeanwhile,
+            Outcome::Failed { reason: "storage", message: "x".into() },
+            Outcome::Failed { reason: "storage", message: "y".into() },
+        ] {
+            report.add(&outcome);
+        }
+        assert_eq!(
+            (report.partitions_already_compact, report.partitions_too_recent, report.partitions_deferred),
+            (1, 1, 2)
+        );
+        assert_eq!(report.partitions_failed, BTreeMap::from([("storage", 2)]));
+    }
+}
