@@ -175,6 +175,14 @@ bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline
 	$(PYTHON) benches/python_transform.py $(DEMO)/bench-request.json
 	$(VENV)/bin/python benches/ingest.py $(TARGET_DIR)/release/eventlake $(BENCH_MIB)
 
+.PHONY: bench-compaction
+# A month of small files compacted; the queries run with the dev build, which has
+# the query engine (an optimized one would build DataFusion for many minutes).
+bench-compaction: $(TOOLS) ## Compaction benchmark: a generated month in 5-minute flushes, compacted; files, time, memory, queries before and after
+	cargo build --release --quiet --no-default-features --features cli --bin eventlake
+	cargo build --quiet --bin eventlake
+	$(VENV)/bin/python benches/compaction.py $(TARGET_DIR)/release/eventlake --query-binary $(TARGET_DIR)/debug/eventlake
+
 .PHONY: fuzz
 fuzz: ## Long property-test run of the transform and record parser (FUZZ_CASES=20000 each)
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test it properties -- --nocapture

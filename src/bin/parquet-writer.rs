@@ -23,9 +23,11 @@ async fn main() -> Result<(), Error> {
     telemetry::init_json_logs(std::io::stderr);
     // Set by the Lambda service; absent only when run by hand.
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "parquet-writer".into());
+    // Boxed: the two handlers' futures in one would be too deep a type for rustc's
+    // layout computation.
     match std::env::var("EVENTLAKE_HANDLER").as_deref() {
-        Ok("compactor") => run_compactor(&function_name).await,
-        Ok("writer") | Err(_) => run_writer(&function_name).await,
+        Ok("compactor") => Box::pin(run_compactor(&function_name)).await,
+        Ok("writer") | Err(_) => Box::pin(run_writer(&function_name)).await,
         Ok(other) => Err(format!("EVENTLAKE_HANDLER={other:?}: expected writer or compactor").into()),
     }
 }

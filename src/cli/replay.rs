@@ -19,6 +19,7 @@ use anyhow::Context as _;
 
 use crate::aws::{self, s3::S3Store};
 use crate::catalog::{self, Catalog};
+use crate::compactor;
 use crate::core::event::{DedupeKey, Event, TimeWindow, MAX_RECORD_BYTES};
 use crate::core::partition::Partition;
 use crate::lake::ndjson::{self, ContentDigest, LineEnd};
@@ -77,7 +78,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 args.database.is_none(),
                 "--database needs an s3:// lake: Glue partitions point at S3"
             );
-            replay_into(LocalDir::new(dir), None, &args, window, config.as_ref()).await?
+            replay_into(LocalDir::new(dir), Target::Directories, &args, window, config.as_ref()).await?
         }
         Location::S3 { bucket, prefix } => {
             let config = config.as_ref().expect("loaded above for an s3:// lake");
@@ -86,7 +87,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 .database
                 .as_ref()
                 .map(|database| Catalog::new(catalog::glue_client(config), database, &args.table));
-            replay_into(store, catalog, &args, window, Some(config)).await?
+            let target = match &catalog {
+                Some(catalog) => Target::Glue { store: &store, catalog },
+                None => Target::Directories,
+            };
+            replay_into(store.clone(), target, &args, window, Some(config)).await?
         }
     };
     print!("{report}");
@@ -116,9 +121,47 @@ impl Found {
     }
 }
 
+/// Where a replay finds each partition's files, and whom it tells about the
+/// partitions it writes.
+enum Target<'a> {
+    /// The partitions' directories (`events/<partition>/`); no catalog.
+    Directories,
+    /// Where the Glue table locates each partition (a compacted one under
+    /// `compacted/`): its keys are read there, new partitions are registered, and
+    /// files written to a compacted partition are moved into its location
+    /// ([`compactor::settle`]).
+    Glue { store: &'a S3Store, catalog: &'a Catalog },
+}
+
+impl Target<'_> {
+    /// The directory holding each of `partitions`' files.
+    async fn directories(&self, partitions: &BTreeSet<Partition>) -> anyhow::Result<Vec<String>> {
+        let Target::Glue { store, catalog } = self else {
+            return Ok(partitions.iter().map(Partition::directory).collect());
+        };
+        let partitions: Vec<Partition> = partitions.iter().cloned().collect();
+        let locations = catalog.locations(&partitions).await?;
+        let lake_url = store.url("");
+        partitions
+            .iter()
+            .map(|partition| match locations.get(partition) {
+                Some(location) => Ok(compactor::location_dir(&lake_url, location, partition)?),
+                None => Ok(partition.directory()),
+            })
+            .collect()
+    }
+
+    fn catalog(&self) -> Option<&Catalog> {
+        match self {
+            Target::Glue { catalog, .. } => Some(catalog),
+            Target::Directories => None,
+        }
+    }
+}
+
 async fn replay_into<S: Storage>(
     storage: S,
-    catalog: Option<Catalog>,
+    target: Target<'_>,
     args: &Args,
     window: TimeWindow,
     config: Option<&aws::SdkConfig>,
@@ -138,7 +181,8 @@ async fn replay_into<S: Storage>(
         }
     }
     spool.out.flush()?;
-    let in_lake = replay::keys_in(&storage, &found.partitions).await.context("reading the lake's keys")?;
+    let directories = target.directories(&found.partitions).await.context("locating the partitions")?;
+    let in_lake = replay::keys_in(&storage, directories).await.context("reading the lake's keys")?;
 
     // Name the run after what it adds: the events not in the lake, in order.
     let mut digest = ContentDigest::default();
@@ -170,12 +214,18 @@ async fn replay_into<S: Storage>(
         }
     }
     let summary = writer.finish().await?;
-    let registered = match &catalog {
-        Some(catalog) => catalog.register(&summary.touched).await?.created,
-        None => 0,
+    let (registered, moved) = match &target {
+        Target::Glue { store, catalog } => (
+            catalog.register(&summary.touched).await?.created,
+            compactor::settle(store, catalog, &summary.touched, &summary.keys).await?,
+        ),
+        Target::Directories => (0, 0),
     };
     let mut out = report_head(&found, already, &names);
-    out += &report_written(&summary, registered, catalog.as_ref());
+    out += &report_written(&summary, registered, target.catalog());
+    if moved > 0 {
+        out += &format!("moved into compacted partitions: {moved} files\n");
+    }
     Ok(out + &report_rejected(&found))
 }
 

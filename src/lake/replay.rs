@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::core::event::DedupeKey;
-use crate::core::partition::Partition;
 use crate::core::timestamp::EventTime;
 use crate::lake::storage::{Storage, StorageError};
 
@@ -122,14 +121,14 @@ pub enum KeysError {
     Value { key: String, value: String },
 }
 
-/// The dedupe keys the Parquet files of `partitions` hold.
+/// The dedupe keys the Parquet files directly in `directories` (partitions'
+/// directories, or the locations a catalog gives them) hold.
 pub async fn keys_in<S: Storage>(
     storage: &S,
-    partitions: impl IntoIterator<Item = &Partition>,
+    directories: impl IntoIterator<Item = String>,
 ) -> Result<HashSet<DedupeKey>, KeysError> {
     let mut keys = HashSet::new();
-    for partition in partitions {
-        let directory = partition.directory();
+    for directory in directories {
         for name in storage.list(&directory, "").await? {
             if name.ends_with(".parquet") {
                 let key = format!("{directory}/{name}");

@@ -281,3 +281,54 @@ async fn a_copy_never_carries_the_superseded_tag() {
     assert_eq!(lake.tags(&format!("lake/{to}")).await, Vec::<String>::new());
     assert_eq!(store.get(to).await.unwrap(), b"bytes");
 }
+
+/// `eventlake replay --database` on a compacted S3 lake whose superseded files
+/// have expired: it reads the keys where Glue locates each partition (so copies
+/// of what the lake holds are not added again), and the events it adds land in
+/// the compacted location, where Athena reads them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_into_a_compacted_lake_dedupes_against_and_writes_to_the_compacted_location() {
+    let lake = lake_of_small_files().await;
+    let (s3, glue) = (lake.client.clone(), lake.moto.glue());
+    let output = compact_command(&lake.moto).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let compacted = athena_counts(&s3, &glue).await;
+    // The lifecycle rule's work, a day later: the superseded files are gone.
+    for (key, _) in lake.objects("lake/events/").await {
+        s3.delete_object().bucket(BUCKET).key(&key).send().await.unwrap();
+    }
+
+    // 100 events the lake holds, and 50 new ones of the same types and days.
+    let known: Vec<u8> = generated_events(400, 90, 3, 2, "0.02")
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .take(100)
+        .flat_map(|line| [line, b"\n"].concat())
+        .collect();
+    let new: Vec<u8> = generated_events(50, 777, 3, 2, "0");
+    let source = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(source.path(), [known, new].concat()).unwrap();
+    let replay = || {
+        let mut command = eventlake();
+        lake.moto.env(&mut command);
+        let output = command
+            .args(["replay", "--lake", &format!("s3://{BUCKET}/lake"), "--database", DATABASE])
+            .arg(source.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let report = replay();
+    assert!(report.contains("(100 already in the lake)"), "{report}");
+    assert!(report.contains("moved into compacted partitions:"), "{report}");
+    let replayed = athena_counts(&s3, &glue).await;
+    let keys = |counts: &Counts| counts.values().map(|(_, keys)| keys).sum::<usize>();
+    assert_eq!(keys(&replayed), keys(&compacted) + 50, "{report}");
+    assert!(replayed.values().all(|(rows, keys)| rows == keys), "no copy added: {replayed:?}");
+    assert!(lake.objects("lake/events/").await.is_empty(), "nothing left in events/");
+
+    let again = replay();
+    assert!(again.contains("(150 already in the lake)") && again.contains("written: 0 events"), "{again}");
+    assert_eq!(athena_counts(&s3, &glue).await, replayed);
+}
