@@ -25,10 +25,11 @@ use crate::core::partition::Partition;
 const BATCH_SIZE: usize = 100;
 /// `BatchGetPartition` accepts at most 1,000 partitions per call.
 const GET_BATCH_SIZE: usize = 1000;
-/// The partition parameter that names the location a compaction switched the
-/// partition away from, until that location's files are handed over and tagged
-/// ([`crate::compactor`]).
+/// The partition parameters that name the location a compaction switched the
+/// partition away from, and when (Unix milliseconds), until that location's files
+/// are deleted after the grace period ([`crate::compactor`]).
 pub const SUPERSEDED_PARAMETER: &str = "eventlake_superseded_location";
+pub const SUPERSEDED_AT_PARAMETER: &str = "eventlake_superseded_at";
 /// Attempts for partitions Glue refuses inside a successful call (the SDK already
 /// retries whole calls that fail with throttling or server errors).
 const ATTEMPTS: u32 = 4;
@@ -233,12 +234,22 @@ impl Catalog {
 }
 
 /// A Glue partition of the lake: where its files are, and the location a
-/// compaction switched it away from while that switch is being finished.
+/// compaction switched it away from (and when), until that location's files are
+/// deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionLocation {
     pub partition: Partition,
     pub location: String,
-    pub superseded: Option<String>,
+    pub superseded: Option<Superseded>,
+}
+
+/// A location a compaction switched a partition away from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub location: String,
+    /// When the switch happened, Unix milliseconds (0 if the record is unreadable:
+    /// its grace period is over).
+    pub at_millis: i64,
 }
 
 impl Catalog {
@@ -311,32 +322,43 @@ impl Catalog {
             &format!("{created_date_key}={created_date}"),
         )?;
         let location = glue_partition.storage_descriptor()?.location()?.to_owned();
-        let superseded = glue_partition.parameters().and_then(|p| p.get(SUPERSEDED_PARAMETER)).cloned();
+        let parameters = glue_partition.parameters();
+        let superseded = parameters.and_then(|p| p.get(SUPERSEDED_PARAMETER)).map(|location| Superseded {
+            location: location.clone(),
+            at_millis: parameters
+                .and_then(|p| p.get(SUPERSEDED_AT_PARAMETER))
+                .and_then(|at| at.parse().ok())
+                .unwrap_or(0),
+        });
         Some(PartitionLocation { partition, location, superseded })
     }
 
     /// Points `partition` at `to` in one `UpdatePartition`, provided it is still
-    /// at `from`, and records `from` as superseded ([`SUPERSEDED_PARAMETER`]).
-    /// Athena plans each query from one read of the partition: it reads the files
-    /// of `from` or those of `to`, never both.
+    /// at `from`, and records `from` as superseded at `at_millis`
+    /// ([`SUPERSEDED_PARAMETER`], [`SUPERSEDED_AT_PARAMETER`]). Athena plans each
+    /// query from one read of the partition: it reads the files of `from` or those
+    /// of `to`, never both.
     pub async fn switch_location(
         &self,
         partition: &Partition,
         from: &str,
         to: &str,
+        at_millis: i64,
     ) -> Result<(), CatalogError> {
         self.update_partition(partition, from, |descriptor, parameters| {
             descriptor.location = Some(to.to_owned());
             parameters.insert(SUPERSEDED_PARAMETER.to_owned(), from.to_owned());
+            parameters.insert(SUPERSEDED_AT_PARAMETER.to_owned(), at_millis.to_string());
         })
         .await
     }
 
     /// Removes the superseded location recorded on `partition` (at `location`),
-    /// once its files are handed over.
+    /// once its files are deleted.
     pub async fn forget_superseded(&self, partition: &Partition, location: &str) -> Result<(), CatalogError> {
         self.update_partition(partition, location, |_, parameters| {
             parameters.remove(SUPERSEDED_PARAMETER);
+            parameters.remove(SUPERSEDED_AT_PARAMETER);
         })
         .await
     }

@@ -5,39 +5,49 @@
 //! puts them; after a compaction `compacted/<partition>/compacted-<digest>/`. A
 //! compaction ([`compact_lake`]):
 //!
-//! 1. lists the partition's location, and leaves it alone if it is compact already
-//!    or received a file within `older_than`;
+//! 1. lists the partition's location, and leaves it alone if it is compact already,
+//!    received a file within `older_than`, or the files its last compaction
+//!    superseded are still in their grace period;
 //! 2. merges its files ([`crate::lake::compact`], on local copies) and uploads the
-//!    outputs and a manifest of the inputs (`_inputs.json`; Athena skips names
-//!    starting with `_`) under a new location, named after the inputs;
+//!    outputs and a manifest (`_inputs.json`; Athena skips names starting with
+//!    `_`) naming every writer file whose rows the new location holds, under a new
+//!    location named after the inputs;
 //! 3. lists the old location again: a file that arrived meanwhile means the
-//!    partition was not closed after all; the new location is abandoned (tagged
-//!    for expiry) and the partition is left for the next run;
+//!    partition was not closed after all; the new location is deleted (unless a
+//!    concurrent run made it the partition's location) and the partition is left
+//!    for the next run;
 //! 4. points the Glue partition at the new location in one `UpdatePartition`,
-//!    recording the old one ([`crate::catalog::SUPERSEDED_PARAMETER`]): Athena
-//!    reads the old files or the new ones, never both, never neither;
-//! 5. finishes the switch ([`finish_switch`]): copies any file that reached the old
-//!    location after step 3 (one not in the manifest) into the new one, tags every
-//!    old file `eventlake-superseded=true` (the bucket's lifecycle rule deletes them
-//!    after a grace period, so queries already planned on them still read them),
-//!    and removes the record. A run stopped after step 4 is finished by the next.
+//!    recording the old one and the time ([`crate::catalog::SUPERSEDED_PARAMETER`]):
+//!    Athena reads the old files or the new ones, never both, never neither;
+//! 5. hands over ([`hand_over`]) any file that reached the old location after
+//!    step 3 (one the manifest does not name) by copying it into the new one;
+//! 6. on a later run, once `grace` has passed since the switch, hands over again,
+//!    deletes the old location's files and removes the record. Queries planned
+//!    before the switch still find the old files meanwhile. Every run does this
+//!    for every partition with a record, whatever its date.
+//!
+//! A run stopped anywhere is finished by the next: before step 4 nothing changed
+//! for readers; after it, the record says what is left to do.
 //!
 //! A writer ([`settle`]) writes into `events/<partition>/` as always, registers the
 //! partition, then, for a partition whose location is elsewhere, copies its new
-//! files there, checks the location again (a compaction may have switched it
-//! meanwhile) and deletes its files from `events/`. With step 5, a file written
-//! into an old location at any moment ends up in the current one.
+//! files there (unless the location's manifest says their rows are in it already),
+//! checks the location again (a compaction may have switched it meanwhile) and
+//! deletes them from `events/`. With steps 5 and 6, a file written into an old
+//! location at any moment ends up in the current one, once.
 //!
 //! One compaction runs at a time per lake (the compactor Lambda's concurrency is
-//! one): a switch checks that the partition is still where it was read, so a
-//! second one fails rather than lose files.
+//! one; disable its schedule before running `eventlake compact` on the same lake).
+//! A switch checks that the partition is still where it was read, and nothing is
+//! deleted from a directory that is a partition's location, but two runs at once
+//! can still fail each other's partitions.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::aws::s3::S3Store;
-use crate::catalog::{Catalog, CatalogError, PartitionLocation};
+use crate::catalog::{Catalog, CatalogError, PartitionLocation, Superseded};
 use crate::core::partition::Partition;
 use crate::core::timestamp::CreatedDate;
 use crate::lake::compact::{self, CompactError, Merged, COMPACTED_PREFIX};
@@ -45,13 +55,11 @@ use crate::lake::storage::{Storage, StorageError};
 
 /// The directory under the lake root that holds compacted partitions.
 pub const COMPACTED_DIR: &str = "compacted";
-/// The tag that hands a superseded file to the bucket's lifecycle rule.
-pub const SUPERSEDED_TAG: (&str, &str) = ("eventlake-superseded", "true");
-/// The manifest of a compacted location: where its inputs were and their names.
+/// The manifest of a compacted location: the writer files whose rows it holds.
 const MANIFEST: &str = "_inputs.json";
 /// How often a writer follows a partition that moved while it copied into it.
 const SETTLE_ATTEMPTS: usize = 5;
-/// S3 requests a compaction keeps in flight (downloads, uploads, tags): one
+/// S3 requests a compaction keeps in flight (downloads, uploads, deletes): one
 /// request waits tens of milliseconds, most of it for S3.
 const REQUESTS_IN_FLIGHT: usize = 8;
 
@@ -94,7 +102,7 @@ impl CompactorError {
 /// The directory of the lake (relative to its root `lake_url`, `s3://b/p/`) that
 /// a Glue `location` of `partition` names: `events/<partition>` or
 /// `compacted/<partition>/compacted-<32 hex digits>`. Anything else is refused:
-/// the location becomes keys the compactor lists, copies and tags.
+/// the location becomes keys the compactor lists, copies and deletes.
 pub fn location_dir(lake_url: &str, location: &str, partition: &Partition) -> Result<String, CompactorError> {
     let refuse = |why| CompactorError::Location {
         partition: partition.to_string(),
@@ -134,9 +142,11 @@ pub struct Options {
     pub dry_run: bool,
     /// The time the run started, Unix milliseconds.
     pub now_millis: i64,
-    /// Only partitions of this day or later (`None`: every day). A scheduled run
-    /// looks back a few days, not over the whole lake's history.
+    /// Only partitions of this day or later are compacted (`None`: every day). A
+    /// scheduled run looks back a few days, not over the whole lake's history.
     pub created_since: Option<CreatedDate>,
+    /// How long superseded files stay after a switch, for queries planned before it.
+    pub grace: Duration,
 }
 
 /// What became of one partition.
@@ -148,63 +158,16 @@ pub enum Outcome {
     Planned { files: usize, bytes: u64 },
     /// Only compaction outputs, or one file.
     AlreadyCompact,
-    /// A file within `older_than`.
+    /// A file within `older_than`, or the files its last compaction superseded
+    /// are still in their grace period.
     TooRecent,
     /// A file arrived while it was merged: left for the next run.
     ChangedMeanwhile,
-    /// Not started: the run's time was up. Left for the next run.
+    /// Not started, or not switched: the run's time was up. Left for the next run.
     Deferred,
     /// Failed; what it did is consistent (see the module's documentation), and
     /// the next run tries again. The error's [`CompactorError::code`] and message.
     Failed { reason: &'static str, message: String },
-}
-
-/// Compacts every partition of the Glue table of the lake in `store` (see the
-/// module's documentation), one at a time, finishing first any switch a stopped
-/// run left. A partition that fails is reported and the others go on; once
-/// `keep_going` says no, the partitions not started are deferred. Fails whole
-/// only when the partitions cannot be listed.
-pub async fn compact_lake(
-    store: &S3Store,
-    catalog: &Catalog,
-    options: Options,
-    keep_going: impl Fn() -> bool,
-) -> Result<Vec<(Partition, Outcome)>, CompactorError> {
-    let scratch = store.scratch_dir()?.to_owned();
-    let mut outcomes = Vec::new();
-    for found in catalog.partition_locations().await? {
-        if options.created_since.is_some_and(|since| found.partition.created_date < since) {
-            continue;
-        }
-        let outcome = if keep_going() {
-            match finish_and_compact(store, catalog, &found, options, &scratch).await {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    let message = crate::telemetry::error_chain(&error);
-                    tracing::error!(partition = %found.partition, reason = error.code(), error = %message, "partition not compacted");
-                    Outcome::Failed { reason: error.code(), message }
-                }
-            }
-        } else {
-            Outcome::Deferred
-        };
-        tracing::info!(partition = %found.partition, outcome = outcome.name(), "partition");
-        outcomes.push((found.partition, outcome));
-    }
-    Ok(outcomes)
-}
-
-async fn finish_and_compact(
-    store: &S3Store,
-    catalog: &Catalog,
-    found: &PartitionLocation,
-    options: Options,
-    scratch: &Path,
-) -> Result<Outcome, CompactorError> {
-    if let (Some(from), false) = (&found.superseded, options.dry_run) {
-        finish_switch(store, catalog, &found.partition, from, &found.location).await?;
-    }
-    compact_partition(store, catalog, found, options, scratch).await
 }
 
 impl Outcome {
@@ -222,12 +185,93 @@ impl Outcome {
     }
 }
 
+/// Compacts the partitions of the Glue table of the lake in `store` (see the
+/// module's documentation), one at a time. A partition that fails is reported and
+/// the others go on; once `keep_going` says no, the partitions not started are
+/// deferred, and one merged but not yet switched is abandoned. Fails whole only
+/// when the partitions cannot be listed.
+pub async fn compact_lake(
+    store: &S3Store,
+    catalog: &Catalog,
+    options: Options,
+    keep_going: impl Fn() -> bool,
+) -> Result<Vec<(Partition, Outcome)>, CompactorError> {
+    let scratch = store.scratch_dir()?.to_owned();
+    let mut outcomes = Vec::new();
+    for found in catalog.partition_locations().await? {
+        let in_window = options.created_since.is_none_or(|since| found.partition.created_date >= since);
+        if !in_window && found.superseded.is_none() {
+            continue;
+        }
+        let outcome = if keep_going() {
+            match finish_and_compact(store, catalog, &found, options, &scratch, in_window, &keep_going).await
+            {
+                Ok(Some(outcome)) => outcome,
+                Ok(None) => continue,
+                Err(error) => {
+                    let message = crate::telemetry::error_chain(&error);
+                    tracing::error!(partition = %found.partition, reason = error.code(), error = %message, "partition not compacted");
+                    Outcome::Failed { reason: error.code(), message }
+                }
+            }
+        } else {
+            Outcome::Deferred
+        };
+        tracing::info!(partition = %found.partition, outcome = outcome.name(), "partition");
+        outcomes.push((found.partition, outcome));
+    }
+    Ok(outcomes)
+}
+
+/// Finishes the partition's last switch (hands over, and deletes once the grace
+/// period is over), then compacts it if it is in the window. `None`: only the
+/// switch was finished, the partition is outside the window.
+async fn finish_and_compact(
+    store: &S3Store,
+    catalog: &Catalog,
+    found: &PartitionLocation,
+    options: Options,
+    scratch: &Path,
+    in_window: bool,
+    keep_going: &dyn Fn() -> bool,
+) -> Result<Option<Outcome>, CompactorError> {
+    if let Some(superseded) = &found.superseded {
+        if options.dry_run {
+            return Ok(in_window.then_some(Outcome::TooRecent));
+        }
+        let deleted =
+            finish_switch(store, catalog, &found.partition, superseded, &found.location, options).await?;
+        if !deleted {
+            return Ok(in_window.then_some(Outcome::TooRecent));
+        }
+    }
+    if !in_window {
+        return Ok(None);
+    }
+    compact_partition(store, catalog, found, options, scratch, keep_going).await.map(Some)
+}
+
+/// A local work directory, removed when dropped, whatever happened in it.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> CompactorError {
+    let path = path.to_owned();
+    move |source| CompactorError::Io { path, source }
+}
+
 async fn compact_partition(
     store: &S3Store,
     catalog: &Catalog,
     found: &PartitionLocation,
     options: Options,
     scratch: &Path,
+    keep_going: &dyn Fn() -> bool,
 ) -> Result<Outcome, CompactorError> {
     let lake_url = store.url("");
     let partition = &found.partition;
@@ -252,16 +296,12 @@ async fn compact_partition(
     }
 
     // Merge local copies.
-    let work = scratch.join(format!("compact-{}-{}", partition.event_type, partition.created_date));
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| CompactorError::Io { path, source }
-    };
-    let inputs_dir = work.join("inputs");
-    if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(io(&work))?;
+    let work = WorkDir(scratch.join(format!("compact-{}-{}", partition.event_type, partition.created_date)));
+    let inputs_dir = work.0.join("inputs");
+    if work.0.exists() {
+        std::fs::remove_dir_all(&work.0).map_err(io_at(&work.0))?;
     }
-    std::fs::create_dir_all(&inputs_dir).map_err(io(&inputs_dir))?;
+    std::fs::create_dir_all(&inputs_dir).map_err(io_at(&inputs_dir))?;
     let downloads =
         listed.iter().map(|object| (format!("{dir}/{}", object.name), inputs_dir.join(&object.name)));
     in_parallel(downloads, |(key, path)| {
@@ -269,7 +309,7 @@ async fn compact_partition(
         async move { store.download(&key, &path).await }
     })
     .await?;
-    let Some(prepared) = compact::prepare(&inputs_dir, &work, options.target_bytes)? else {
+    let Some(prepared) = compact::prepare(&inputs_dir, &work.0, options.target_bytes)? else {
         return Ok(Outcome::AlreadyCompact);
     };
     let new_dir = format!("{COMPACTED_DIR}/{partition}/{}", prepared.stem());
@@ -282,13 +322,18 @@ async fn compact_partition(
         async move { store.put_file(&key, &path).await }
     })
     .await?;
-    let manifest = Manifest { from: found.location.clone(), inputs: prepared.inputs().to_vec() };
+    // The writer files whose rows the new location holds: the inputs, and what
+    // the inputs held if they are a compaction's outputs.
+    let mut holds: BTreeSet<String> = listed.iter().map(|object| object.name.clone()).collect();
+    if dir.starts_with(COMPACTED_DIR) {
+        holds.extend(read_manifest(store, &dir).await?.holds);
+    }
+    let manifest = Manifest { from: found.location.clone(), holds: holds.into_iter().collect() };
     store.put(&format!("{new_dir}/{MANIFEST}"), serde_json::to_vec(&manifest).unwrap_or_default()).await?;
     let merged = prepared.merged.clone();
-    prepared.discard()?;
-    std::fs::remove_dir_all(&work).map_err(io(&work))?;
+    drop(work);
 
-    // Switch, unless the partition received a file meanwhile.
+    // Switch, unless the partition received a file meanwhile or time is up.
     let now_listed: BTreeSet<String> = store
         .list_objects(&dir)
         .await?
@@ -297,14 +342,26 @@ async fn compact_partition(
         .filter(|n| n.ends_with(".parquet"))
         .collect();
     let merged_names: BTreeSet<String> = listed.iter().map(|object| object.name.clone()).collect();
-    if now_listed != merged_names {
-        tag_superseded(store, &new_dir).await?;
-        return Ok(Outcome::ChangedMeanwhile);
+    let outcome = if now_listed != merged_names {
+        Outcome::ChangedMeanwhile
+    } else if !keep_going() {
+        Outcome::Deferred
+    } else {
+        let new_location = dir_url(store, &new_dir);
+        let switched_at = crate::telemetry::now_millis();
+        catalog.switch_location(partition, &found.location, &new_location, switched_at).await?;
+        hand_over(store, partition, &dir, &new_dir).await?;
+        return Ok(Outcome::Compacted { files, bytes, merged });
+    };
+    // Abandoned: the new location goes, unless a run at the same time made it
+    // the partition's location.
+    let current = catalog.locations(std::slice::from_ref(partition)).await?.remove(partition);
+    if current
+        .is_none_or(|location| location_dir(&lake_url, &location, partition).ok() != Some(new_dir.clone()))
+    {
+        delete_all(store, &new_dir).await?;
     }
-    let new_location = dir_url(store, &new_dir);
-    catalog.switch_location(partition, &found.location, &new_location).await?;
-    finish_switch(store, catalog, partition, &found.location, &new_location).await?;
-    Ok(Outcome::Compacted { files, bytes, merged })
+    Ok(outcome)
 }
 
 /// The manifest a compaction leaves in its new location.
@@ -312,46 +369,96 @@ async fn compact_partition(
 struct Manifest {
     /// The location the inputs were read from.
     from: String,
-    /// The names of the Parquet files merged.
-    inputs: Vec<String>,
+    /// The names of the writer's files whose rows the location holds.
+    holds: Vec<String>,
 }
 
-/// Finishes the switch of `partition` from the location `from` to `to`: copies
-/// the files that reached `from` after the compaction listed it into `to`, tags
-/// every object in `from` as superseded, and removes the record of the switch.
-/// Running it again does the same.
-pub async fn finish_switch(
+async fn read_manifest(store: &S3Store, dir: &str) -> Result<Manifest, CompactorError> {
+    let key = format!("{dir}/{MANIFEST}");
+    serde_json::from_slice(&store.get(&key).await?)
+        .map_err(|source| CompactorError::Manifest { key: store.url(&key), source })
+}
+
+/// Copies into the location `to_dir` each writer file in `from_dir` whose rows
+/// `to_dir` does not hold (not in its manifest, not there already): one that
+/// reached the old location after the compaction listed it. A file deleted since
+/// it was listed (a writer moved it itself) is skipped. (Names never collide: the
+/// writer's are hex digests, a compaction's start with `compacted-`.)
+async fn hand_over(
     store: &S3Store,
-    catalog: &Catalog,
     partition: &Partition,
-    from: &str,
-    to: &str,
+    from_dir: &str,
+    to_dir: &str,
 ) -> Result<(), CompactorError> {
-    let lake_url = store.url("");
-    let (from_dir, to_dir) =
-        (location_dir(&lake_url, from, partition)?, location_dir(&lake_url, to, partition)?);
-    let manifest_key = format!("{to_dir}/{MANIFEST}");
-    let manifest: Manifest = serde_json::from_slice(&store.get(&manifest_key).await?)
-        .map_err(|source| CompactorError::Manifest { key: store.url(&manifest_key), source })?;
-    let merged: BTreeSet<&str> = manifest.inputs.iter().map(String::as_str).collect();
-    for object in store.list_objects(&from_dir).await? {
-        if object.name.ends_with(".parquet") && !merged.contains(object.name.as_str()) {
-            store.copy(&format!("{from_dir}/{}", object.name), &format!("{to_dir}/{}", object.name)).await?;
-            tracing::info!(partition = %partition, file = %object.name, "a file that arrived during compaction moved to the new location");
+    let holds: BTreeSet<String> = read_manifest(store, to_dir).await?.holds.into_iter().collect();
+    let present: BTreeSet<String> = store.list_objects(to_dir).await?.into_iter().map(|o| o.name).collect();
+    for object in store.list_objects(from_dir).await? {
+        let name = object.name;
+        let late = name.ends_with(".parquet") && !holds.contains(&name) && !present.contains(&name);
+        if late && store.copy(&format!("{from_dir}/{name}"), &format!("{to_dir}/{name}")).await? {
+            tracing::info!(partition = %partition, file = %name, "a file that arrived during compaction moved to the new location");
         }
     }
-    tag_superseded(store, &from_dir).await?;
-    catalog.forget_superseded(partition, to).await?;
     Ok(())
 }
 
-/// Tags every object in `dir` for the lifecycle rule that deletes superseded files.
-async fn tag_superseded(store: &S3Store, dir: &str) -> Result<(), CompactorError> {
-    let keys =
-        store.list_objects(dir).await?.into_iter().map(|o| store.key_in_bucket(&format!("{dir}/{}", o.name)));
+/// Finishes the switch of `partition` from `superseded` to `location`: hands over
+/// any late file, and once the grace period has passed deletes the superseded
+/// location's files and removes the record. `true`: all done. Running it again
+/// does the same.
+async fn finish_switch(
+    store: &S3Store,
+    catalog: &Catalog,
+    partition: &Partition,
+    superseded: &Superseded,
+    location: &str,
+    options: Options,
+) -> Result<bool, CompactorError> {
+    let lake_url = store.url("");
+    let (from_dir, to_dir) = (
+        location_dir(&lake_url, &superseded.location, partition)?,
+        location_dir(&lake_url, location, partition)?,
+    );
+    hand_over(store, partition, &from_dir, &to_dir).await?;
+    if options.now_millis.saturating_sub(superseded.at_millis) < options.grace.as_millis() as i64 {
+        return Ok(false);
+    }
+    if from_dir != to_dir {
+        delete_superseded(store, &from_dir, &to_dir).await?;
+    }
+    catalog.forget_superseded(partition, location).await?;
+    Ok(true)
+}
+
+/// Deletes the files of the superseded location `from_dir` whose rows the
+/// location `to_dir` holds (its manifest names them, or they were handed over),
+/// and its manifest. Nothing else: `events/<partition>/` is where writers land
+/// new files, which they move themselves ([`settle`]).
+async fn delete_superseded(store: &S3Store, from_dir: &str, to_dir: &str) -> Result<(), CompactorError> {
+    let mut held: BTreeSet<String> = read_manifest(store, to_dir).await?.holds.into_iter().collect();
+    held.extend(store.list_objects(to_dir).await?.into_iter().map(|o| o.name));
+    if from_dir.starts_with(COMPACTED_DIR) {
+        held.insert(MANIFEST.to_owned());
+    }
+    let keys = store
+        .list_objects(from_dir)
+        .await?
+        .into_iter()
+        .filter(|object| held.contains(&object.name))
+        .map(|object| format!("{from_dir}/{}", object.name));
     in_parallel(keys, |key| {
         let store = store.clone();
-        async move { store.tag_object(&key, SUPERSEDED_TAG).await }
+        async move { store.delete(&key).await }
+    })
+    .await
+}
+
+/// Deletes every object directly in `dir`.
+async fn delete_all(store: &S3Store, dir: &str) -> Result<(), CompactorError> {
+    let keys = store.list_objects(dir).await?.into_iter().map(|o| format!("{dir}/{}", o.name));
+    in_parallel(keys, |key| {
+        let store = store.clone();
+        async move { store.delete(&key).await }
     })
     .await
 }
@@ -386,7 +493,9 @@ where
 /// For a writer that wrote the files `keys` (under `events/<partition>/`) into the
 /// lake in `store` and registered `touched`: moves the files of each partition the
 /// Glue table locates elsewhere (a compacted one) there, following it if it moves
-/// meanwhile. Returns how many files it moved.
+/// meanwhile, and skipping a file whose rows the location holds already (a
+/// redelivered object written again after its file was merged). Returns how many
+/// files it moved.
 pub async fn settle(
     store: &S3Store,
     catalog: &Catalog,
@@ -407,7 +516,8 @@ pub async fn settle(
         let mut settled = false;
         for _ in 0..SETTLE_ATTEMPTS {
             let target = location_dir(&lake_url, &location, partition)?;
-            for name in &files {
+            let holds: BTreeSet<String> = read_manifest(store, &target).await?.holds.into_iter().collect();
+            for name in files.iter().filter(|name| !holds.contains(**name)) {
                 store.copy(&format!("{base}/{name}"), &format!("{target}/{name}")).await?;
             }
             let now = catalog.locations(std::slice::from_ref(partition)).await?.remove(partition);

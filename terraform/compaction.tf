@@ -47,6 +47,7 @@ resource "aws_lambda_function" "compactor" {
       COMPACT_TARGET_MIB            = tostring(var.compaction_target_mib)
       COMPACT_LOOKBACK_DAYS         = tostring(var.compaction_lookback_days)
       COMPACT_SECONDS_PER_PARTITION = tostring(var.compaction_seconds_per_partition)
+      COMPACT_GRACE_SECONDS         = tostring(var.compaction_grace_days * 86400)
       RUST_LOG                      = "info"
     }
   }

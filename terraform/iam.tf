@@ -190,8 +190,8 @@ resource "aws_iam_role" "compactor" {
 
 # What src/compactor.rs calls: it lists and reads a partition's location (under
 # events/ or compacted/), writes the merged files and manifest under compacted/,
-# copies late files there, tags the superseded files (the lifecycle rule in
-# s3.tf deletes them), and reads and switches Glue partitions. It deletes nothing.
+# copies late files there, deletes the files it superseded once their grace
+# period is over, and reads and switches Glue partitions.
 data "aws_iam_policy_document" "compactor" {
   statement {
     sid       = "ListPartitions"
@@ -204,8 +204,8 @@ data "aws_iam_policy_document" "compactor" {
     }
   }
   statement {
-    sid     = "ReadAndTagPartitions"
-    actions = ["s3:GetObject", "s3:PutObjectTagging"]
+    sid     = "ReadAndDeleteSuperseded"
+    actions = ["s3:GetObject", "s3:DeleteObject"]
     resources = [
       "${aws_s3_bucket.lake.arn}/${local.events_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.compacted_prefix}*",

@@ -30,11 +30,6 @@ locals {
   written_tag_key   = "eventlake-written"
   written_tag_value = "true"
 
-  # The tag a compaction puts on the files it superseded (src/compactor.rs
-  # SUPERSEDED_TAG); a lifecycle rule deletes them after var.compaction_grace_days.
-  superseded_tag_key   = "eventlake-superseded"
-  superseded_tag_value = "true"
-
   # The one schema source: `eventlake schema --format glue-json` (a test checks it).
   schema = jsondecode(file("${path.module}/schema.json"))
 

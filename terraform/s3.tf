@@ -163,30 +163,14 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     noncurrent_version_expiration {
       noncurrent_days = 7
     }
-  }
-
-  # A compaction points each Glue partition at its new files and tags the old ones
-  # (src/compactor.rs): they stay readable for the grace period, for queries
-  # planned before the switch, then expire. The filter is the tag alone, for the
-  # emulator (see expire-written-staging); only a compaction sets it, on files
-  # under events/ and compacted/.
-  rule {
-    id     = "expire-superseded-lake-files"
-    status = "Enabled"
-    filter {
-      tag {
-        key   = local.superseded_tag_key
-        value = local.superseded_tag_value
-      }
-    }
     expiration {
-      days = var.compaction_grace_days
-    }
-    noncurrent_version_expiration {
-      noncurrent_days = 1
+      expired_object_delete_marker = true
     }
   }
 
+  # A compaction deletes the files it superseded once its grace period is over
+  # (src/compactor.rs); their versions go a week later, and the delete markers
+  # with nothing left behind them.
   rule {
     id     = "expire-replaced-compacted-parquet"
     status = "Enabled"
@@ -195,6 +179,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     }
     noncurrent_version_expiration {
       noncurrent_days = 7
+    }
+    expiration {
+      expired_object_delete_marker = true
     }
   }
 

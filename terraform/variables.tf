@@ -353,9 +353,9 @@ variable "compaction_seconds_per_partition" {
 
 variable "compaction_grace_days" {
   description = <<-EOT
-    Days a file superseded by a compaction stays in S3 after the compaction switched its
-    partition to the new files (and tagged it eventlake-superseded=true): a query planned
-    before the switch still reads it. Athena queries run at most a few hours; 1 day is plenty.
+    Days a file superseded by a compaction stays after the compaction switched its partition
+    to the new files: a query planned before the switch still reads it. The first compactor
+    run after that deletes it. Athena queries run at most a few hours; 1 day is plenty.
   EOT
   type        = number
   default     = 1

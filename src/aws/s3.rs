@@ -211,22 +211,29 @@ impl S3Store {
 
     /// Copies the object at `from` to `to` (both relative to the store's prefix)
     /// inside S3 (`CopyObject`, objects up to 5 GB). The copy has no tags: a tag
-    /// hands an object to a lifecycle rule, and a copy is a new, live object (and
-    /// needs no `s3:GetObjectTagging` on the source).
-    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+    /// may hand an object to a lifecycle rule, and a copy is a new, live object
+    /// (it also needs no `s3:GetObjectTagging` on the source). `false`: there is
+    /// no object at `from` (deleted since it was listed).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<bool, StorageError> {
         validate_key(from)?;
         validate_key(to)?;
         let (from, to) = (self.full_key(from), self.full_key(to));
-        self.client
+        let result = self
+            .client
             .copy_object()
             .bucket(&self.bucket)
             .key(&to)
             .copy_source(format!("{}/{}", self.bucket, urlencoding_path(&from)))
             .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace)
             .send()
-            .await
-            .map_err(|e| self.error("CopyObject", &to, e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if aws_sdk_s3::error::ProvideErrorMetadata::code(&error) == Some("NoSuchKey") => {
+                Ok(false)
+            }
+            Err(error) => Err(self.error("CopyObject", &to, error)),
+        }
     }
 
     /// The names of the "directories" (common prefixes) directly under `dir`, a path

@@ -34,6 +34,10 @@ pub struct Args {
     /// a partition still receiving events is left alone.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     older_than: Duration,
+    /// S3: how long the files a compaction superseded stay after the switch, for
+    /// queries planned before it; a later run deletes them.
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_duration)]
+    grace: Duration,
     /// Size of the files written, in MiB (a partition smaller than this becomes one file).
     #[arg(long, value_name = "MIB", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1024))]
     target_mib: u32,
@@ -128,6 +132,7 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
             dry_run: args.dry_run,
             now_millis: crate::telemetry::now_millis(),
             created_since: None,
+            grace: args.grace,
         };
         compactor::compact_lake(&store, &catalog, options, || true).await
     })?;

@@ -34,6 +34,9 @@ pub struct Args {
     /// Firehose's buffering interval, as the Terraform variable `firehose_buffer_seconds`.
     #[arg(long, value_name = "S", default_value_t = 300, value_parser = clap::value_parser!(u32).range(60..=900))]
     firehose_buffer_seconds: u32,
+    /// Price the stack with its compaction schedule disabled (`compaction_enabled = false`).
+    #[arg(long)]
+    no_compaction: bool,
     /// A prices file of your own (the shape of src/cost/prices-us-east-1.json).
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
@@ -74,6 +77,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }),
         firehose_buffer_seconds: f64::from(args.firehose_buffer_seconds),
         ..Deployment::default()
+    };
+    let deployment = if args.no_compaction {
+        Deployment { compaction_runs_per_month: 0.0, ..deployment }
+    } else {
+        deployment
     };
     print!("{}", model::render(&load, &model::monthly(&load, &deployment, &prices)));
     Ok(ExitCode::SUCCESS)

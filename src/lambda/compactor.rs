@@ -1,7 +1,8 @@
 //! The scheduled compaction of the deployed lake: an EventBridge schedule invokes
 //! the `parquet-writer` binary's compactor mode (`EVENTLAKE_HANDLER=compactor`,
-//! its own function and role in `terraform/lambda.tf`), which compacts the
-//! partitions of the last few days that received no file for a while
+//! its own function and role in `terraform/compaction.tf`), which compacts the
+//! partitions of the last few days that received no file for a while, and
+//! deletes the files earlier runs superseded once their grace period is over
 //! ([`crate::compactor`]). Partitions not started when the function's time runs
 //! short are left for the next run; one that fails is counted and the others go on.
 
@@ -38,6 +39,8 @@ pub struct Config {
     /// No partition is started with less than this left before the timeout
     /// (`COMPACT_SECONDS_PER_PARTITION`).
     pub seconds_per_partition: Duration,
+    /// How long superseded files stay after a switch (`COMPACT_GRACE_SECONDS`).
+    pub grace: Duration,
 }
 
 impl Config {
@@ -45,7 +48,7 @@ impl Config {
     /// empty), `GLUE_TABLE` (default `events`), `COMPACT_OLDER_THAN_SECONDS`
     /// (default 3600), `COMPACT_TARGET_MIB` (default 128, 1–1024),
     /// `COMPACT_LOOKBACK_DAYS` (default 3), `COMPACT_SECONDS_PER_PARTITION`
-    /// (default 120).
+    /// (default 120), `COMPACT_GRACE_SECONDS` (default 86400).
     pub fn from_env() -> Result<Self, SettingError> {
         Self::from_vars(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
     }
@@ -80,6 +83,12 @@ impl Config {
                 120,
                 1..=900,
                 "a whole number of seconds, 1 to 900",
+            )?),
+            grace: Duration::from_secs(number(
+                "COMPACT_GRACE_SECONDS",
+                86_400,
+                0..=u64::from(u32::MAX),
+                "a whole number of seconds",
             )?),
         })
     }
@@ -158,6 +167,7 @@ impl Handler {
             dry_run: false,
             now_millis,
             created_since: today.map(|today| today.days_before(self.config.lookback_days)),
+            grace: self.config.grace,
         };
         let keep_going = || remaining() >= self.config.seconds_per_partition;
         let outcomes = compactor::compact_lake(&self.store, &self.catalog, options, keep_going).await?;

@@ -54,7 +54,7 @@ import duckdb
 
 import contract_oracle as oracle
 from emulators import (
-    REGION, SCHEDULED_EVENT, SUPERSEDED_TAG, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
+    REGION, SCHEDULED_EVENT, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
     notified_keys, sqs_event, start_moto, tags,
 )
 
@@ -902,8 +902,9 @@ def compaction(pipeline):
     """The deployed compactor (the writer's zip in its compactor mode, its deployed
     settings but no wait and no look-back limit) compacts every partition the test
     wrote: Athena then reads one row per event, the copy received first, every
-    partition located under compacted/, every superseded file tagged for the
-    lifecycle rule; a second run does nothing."""
+    partition located under compacted/; the superseded files stay for the grace
+    period, and a run after it (a grace of 0 here) deletes them, changing nothing
+    Athena reads; a run after that does nothing."""
     deployed, s3 = pipeline.deployed, pipeline.s3
     before, _ = athena_rows(pipeline)
     first = {}
@@ -911,19 +912,24 @@ def compaction(pipeline):
         key = (row[0], datetime_millis(row[4]))
         if key not in first or (row[9], row[:9]) < (first[key][9], first[key][:9]):
             first[key] = row
-    configuration = json.loads(json.dumps(deployed.compactor, default=str))
-    configuration["Environment"]["Variables"].update(COMPACT_OLDER_THAN_SECONDS="0", COMPACT_LOOKBACK_DAYS="3650")
-    compactor = pipeline.compactor(configuration)
-    try:
-        started = time.monotonic()
-        response = compactor.invoke(SCHEDULED_EVENT)
-        seconds = time.monotonic() - started
-        again = compactor.invoke(SCHEDULED_EVENT)
-        documents = compactor.documents()
-    finally:
-        compactor.close()
+
+    def run(**settings):
+        configuration = json.loads(json.dumps(deployed.compactor, default=str))
+        configuration["Environment"]["Variables"].update(
+            COMPACT_OLDER_THAN_SECONDS="0", COMPACT_LOOKBACK_DAYS="3650", **settings)
+        compactor = pipeline.compactor(configuration)
+        try:
+            started = time.monotonic()
+            response = compactor.invoke(SCHEDULED_EVENT)
+            return response, time.monotonic() - started, compactor.documents()
+        finally:
+            compactor.close()
+
+    events_prefix = f"{deployed.lake_prefix}events/"
+    files_before = set(list_keys(s3, deployed.bucket, events_prefix))
+    response, seconds, documents = run()
     assert response["failed"] == 0 and response["deferred"] == 0 and response["compacted"] > 0, response
-    assert again == {"compacted": 0, "failed": 0, "deferred": 0}, again
+    assert documents[0]["PartitionsCompacted"] == response["compacted"], documents[0]
     after, files = athena_rows(pipeline)
     kept = {(row[0], datetime_millis(row[4])): row for row in after}
     assert len(kept) == len(after), f"{len(after) - len(kept)} keys are read more than once after compaction"
@@ -933,18 +939,26 @@ def compaction(pipeline):
         assert row[:8] == expected[:8] and row[9] == expected[9], (
             f"compaction kept another copy than the first received:\n{row}\n{expected}")
     locations = glue_partitions(pipeline.endpoint, deployed)
-    merged = [p for p, location in locations.items() if "/compacted/" in location]
+    merged = {p for p, location in locations.items() if "/compacted/" in location}
     assert len(merged) == response["compacted"], (len(merged), response)
-    superseded = [k for k in list_keys(s3, deployed.bucket, f"{deployed.lake_prefix}events/")
-                  if tags(s3, deployed.bucket, k) != dict([SUPERSEDED_TAG])]
-    untouched = {p for p, location in locations.items() if "/compacted/" not in location}
-    stray = [k for k in superseded if tuple(part.split("=", 1)[1] for part in k.split("/")[-3:-1]) not in untouched]
-    assert not stray, f"files of compacted partitions left live in events/: {stray[:3]}"
-    assert documents[0]["PartitionsCompacted"] == response["compacted"], documents[0]
+    assert set(list_keys(s3, deployed.bucket, events_prefix)) == files_before, "superseded files went before their grace"
+
+    response, _, _ = run(COMPACT_GRACE_SECONDS="0")
+    assert response == {"compacted": 0, "failed": 0, "deferred": 0}, response
+    left = {tuple(part.split("=", 1)[1] for part in k[len(events_prefix):].split("/")[:2])
+            for k in list_keys(s3, deployed.bucket, events_prefix)}
+    assert not left & merged, f"superseded files of compacted partitions left in events/: {sorted(left & merged)[:3]}"
+    rows_after_grace, _ = athena_rows(pipeline)
+    assert sorted(rows_after_grace) == sorted(after), "deleting superseded files changed what Athena reads"
+    glue = client(pipeline.endpoint, "glue")
+    records = [p["Values"] for page in glue.get_paginator("get_partitions").paginate(
+        DatabaseName=deployed.glue_database, TableName=deployed.glue_table)
+        for p in page["Partitions"] if "eventlake_superseded_location" in p.get("Parameters", {})]
+    assert not records, f"switches left unfinished: {records[:3]}"
     print(f"e2e compaction: {len(before)} rows in {len(locations)} partitions became {len(after)} rows in "
-          f"{len(files)} files ({response['compacted']} partitions compacted, the rest one file already) "
-          f"in {seconds:.1f} s; each event once, the first received copy; superseded files tagged; "
-          f"a second run did nothing")
+          f"{len(files)} files ({len(merged)} partitions compacted, the rest one file already) "
+          f"in {seconds:.1f} s; each event once, the first received copy; superseded files kept for the grace "
+          f"period, then deleted by the next run without changing what Athena reads")
 
 
 def report(timings, pipeline):

@@ -35,8 +35,6 @@ LAMBDAS = {"transform_function": "firehose-transform", "writer_function": "parqu
 WRITTEN_TAG = ("eventlake-written", "true")
 # What EventBridge's schedule sends the compactor (its content is not used).
 SCHEDULED_EVENT = {"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
-# The tag a compaction puts on the files it superseded (src/compactor.rs).
-SUPERSEDED_TAG = ("eventlake-superseded", "true")
 
 
 def free_port():

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventlake::catalog::Catalog;
-use eventlake::compactor::SUPERSEDED_TAG;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 
@@ -165,7 +164,12 @@ async fn an_s3_lake_is_compacted_by_switching_glue_partitions_and_readers_never_
         assert_eq!(rows, keys, "{partition:?}: one row per key");
         assert_eq!(keys, &before[partition].1, "{partition:?}: no key lost");
     }
-    assert_eq!(summary["compacted"] + summary["already compact"], before.len() as u64, "{summary:?}");
+    // Partitions the killed runs switched wait for their grace period ("too recent").
+    assert_eq!(
+        summary["compacted"] + summary["already compact"] + summary["too recent"],
+        before.len() as u64,
+        "{summary:?}"
+    );
     for read in &reads {
         for (partition, got) in read {
             assert!(
@@ -179,30 +183,45 @@ async fn an_s3_lake_is_compacted_by_switching_glue_partitions_and_readers_never_
     }
 
     // Each partition is located in its compacted directory, which holds one file
-    // and the manifest; every old file is tagged for the lifecycle rule.
+    // and the manifest; the old files stay for the grace period (a day), recorded
+    // on the partition.
     let new_locations = locations(&glue).await;
+    let prefix_of = |location: &str| location.strip_prefix(&format!("s3://{BUCKET}/")).unwrap().to_owned();
     for (values, location) in &new_locations {
         assert!(location.contains("/lake/compacted/event_type="), "{location}");
-        let prefix = location.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
         let names: Vec<String> = lake
-            .objects(prefix)
+            .objects(&prefix_of(location))
             .await
             .into_iter()
             .map(|(key, _)| key.rsplit_once('/').unwrap().1.to_owned())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
         assert!(names.contains(&"_inputs.json".to_owned()));
-        let old_prefix = old_locations[values].strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
-        for (key, _) in lake.objects(old_prefix).await {
-            let tag = format!("{}={}", SUPERSEDED_TAG.0, SUPERSEDED_TAG.1);
-            assert!(lake.tags(&key).await.contains(&tag), "{key} is superseded");
-        }
+        assert!(
+            !lake.objects(&prefix_of(&old_locations[values])).await.is_empty(),
+            "kept for the grace period"
+        );
     }
-    let parameters = glue.get_partitions().database_name(DATABASE).table_name("events").send().await.unwrap();
-    for partition in parameters.partitions() {
-        let recorded = partition.parameters().and_then(|p| p.get(eventlake::catalog::SUPERSEDED_PARAMETER));
-        assert_eq!(recorded, None, "every switch finished");
-    }
+    assert_eq!(superseded_records(&glue).await.len(), before.len(), "every switch recorded");
+
+    // A run after the grace period (here 0 s), even one whose window leaves every
+    // partition out (as a scheduled run's look-back does days later): the old
+    // files go, the records too, and nothing Athena reads changes.
+    let store = eventlake::aws::s3::S3Store::new(s3.clone(), BUCKET, "lake");
+    let catalog = Catalog::new(glue.clone(), DATABASE, "events");
+    let options = eventlake::compactor::Options {
+        older_than: Duration::ZERO,
+        target_bytes: 128 << 20,
+        dry_run: false,
+        now_millis: eventlake::telemetry::now_millis(),
+        created_since: eventlake::core::timestamp::CreatedDate::parse("2099-01-01"),
+        grace: Duration::ZERO,
+    };
+    let outcomes = eventlake::compactor::compact_lake(&store, &catalog, options, || true).await.unwrap();
+    assert!(outcomes.is_empty(), "{outcomes:?}");
+    assert_eq!(superseded_records(&glue).await, Vec::<Vec<String>>::new());
+    assert!(lake.objects("lake/events/").await.is_empty(), "the superseded files are deleted");
+    assert_eq!(athena_counts(&s3, &glue).await, after);
 
     // Run again: nothing to do.
     let output = compact_command(&lake.moto).output().unwrap();
@@ -215,25 +234,42 @@ async fn an_s3_lake_is_compacted_by_switching_glue_partitions_and_readers_never_
     let first_object = generated_events(400, 90, 3, 2, "0.02");
     let late: Vec<u8> =
         first_object.split(|&b| b == b'\n').take(200).flat_map(|line| [line, b"\n"].concat()).collect();
-    stage_and_write(&lake, "staging/2024/03/18/late.gz", &late).await;
+    let late_notification = lake.stage("staging/2024/03/18/late.gz", gzip(&late)).await;
+    let write_late = || async {
+        let response = lake
+            .handler
+            .invoke_without_deadline(sqs_event(&[("m", late_notification.clone())]))
+            .await
+            .unwrap();
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    };
+    write_late().await;
     let with_late = athena_counts(&s3, &glue).await;
     for (partition, (rows, keys)) in &with_late {
         assert_eq!(keys, &after[partition].1, "{partition:?}: the late events are copies of events there");
         assert!(rows > keys, "{partition:?}: the late file is read");
     }
-    let mut untagged = Vec::new();
-    for (key, _) in lake.objects("lake/events/").await {
-        let tag = format!("{}={}", SUPERSEDED_TAG.0, SUPERSEDED_TAG.1);
-        if !lake.tags(&key).await.contains(&tag) {
-            untagged.push(key);
-        }
-    }
-    assert_eq!(untagged, Vec::<String>::new(), "the writer's new files moved out of events/");
+    assert!(lake.objects("lake/events/").await.is_empty(), "the writer's new files moved out of events/");
 
-    // Compacted again with the late file: one row per key once more.
+    // Compacted again with the late file: one row per key once more. The same
+    // staged object delivered again (an SQS redelivery) adds nothing: the
+    // compacted location's manifest says its files' rows are in it.
     let output = compact_command(&lake.moto).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(athena_counts(&s3, &glue).await, after);
+    write_late().await;
+    assert_eq!(athena_counts(&s3, &glue).await, after, "a redelivered object written twice");
+}
+
+/// The partitions whose last switch is recorded as not finished.
+async fn superseded_records(glue: &aws_sdk_glue::Client) -> Vec<Vec<String>> {
+    let output = glue.get_partitions().database_name(DATABASE).table_name("events").send().await.unwrap();
+    output
+        .partitions()
+        .iter()
+        .filter(|p| p.parameters().is_some_and(|p| p.contains_key(eventlake::catalog::SUPERSEDED_PARAMETER)))
+        .map(|p| p.values().to_vec())
+        .collect()
 }
 
 #[test]
@@ -243,18 +279,15 @@ fn an_s3_lake_needs_its_glue_database() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("needs --database"));
 }
 
-/// The tags the Lambdas set are the ones Terraform's lifecycle rules expire.
+/// The tag the writer sets is the one Terraform's lifecycle rule expires, and the
+/// compacted prefix is the code's.
 #[test]
-fn terraform_expires_the_tags_the_code_sets() {
+fn terraform_names_the_tag_and_the_prefix_the_code_uses() {
     let main = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/terraform/main.tf")).unwrap();
     let local = |name: &str| -> String {
         let line = main.lines().find(|line| line.trim_start().starts_with(&format!("{name} "))).unwrap();
         line.split('"').nth(1).unwrap().to_owned()
     };
-    assert_eq!(
-        (local("superseded_tag_key"), local("superseded_tag_value")),
-        (SUPERSEDED_TAG.0.to_owned(), SUPERSEDED_TAG.1.to_owned())
-    );
     let written = eventlake::lambda::parquet_writer::WRITTEN_TAG;
     assert_eq!(
         (local("written_tag_key"), local("written_tag_value")),
@@ -266,20 +299,22 @@ fn terraform_expires_the_tags_the_code_sets() {
     );
 }
 
-/// A file moved into a compacted partition is live even when its source was
-/// already tagged superseded (a finish of a switch run twice): its copy carries no
-/// tag for the lifecycle rule to delete it by.
+/// A file moved into a compacted partition is a new, live object: its copy
+/// carries none of the source's tags, which could hand it to a lifecycle rule
+/// (and reading them would need `s3:GetObjectTagging`). A source deleted since it
+/// was listed is reported, not an error.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_copy_never_carries_the_superseded_tag() {
+async fn a_copy_carries_no_tags_and_a_missing_source_is_reported() {
     let lake = Lake::with_catalog(|_| None).await;
     let store = eventlake::aws::s3::S3Store::new(lake.client.clone(), BUCKET, "lake");
     let (from, to) = ("events/event_type=a/created_date=2024-03-17/f.parquet", "compacted/x/f.parquet");
     use eventlake::lake::storage::Storage as _;
     store.put(from, b"bytes".to_vec()).await.unwrap();
-    store.tag_object(&store.key_in_bucket(from), SUPERSEDED_TAG).await.unwrap();
-    store.copy(from, to).await.unwrap();
+    store.tag_object(&store.key_in_bucket(from), ("eventlake-written", "true")).await.unwrap();
+    assert!(store.copy(from, to).await.unwrap());
     assert_eq!(lake.tags(&format!("lake/{to}")).await, Vec::<String>::new());
     assert_eq!(store.get(to).await.unwrap(), b"bytes");
+    assert!(!store.copy("events/event_type=a/created_date=2024-03-17/gone.parquet", to).await.unwrap());
 }
 
 /// `eventlake replay --database` on a compacted S3 lake whose superseded files
@@ -293,10 +328,10 @@ async fn a_replay_into_a_compacted_lake_dedupes_against_and_writes_to_the_compac
     let output = compact_command(&lake.moto).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let compacted = athena_counts(&s3, &glue).await;
-    // The lifecycle rule's work, a day later: the superseded files are gone.
-    for (key, _) in lake.objects("lake/events/").await {
-        s3.delete_object().bucket(BUCKET).key(&key).send().await.unwrap();
-    }
+    // A run after the grace period (here 0 s): the superseded files are gone.
+    let output = compact_command(&lake.moto).args(["--grace", "0s"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(lake.objects("lake/events/").await.is_empty());
 
     // 100 events the lake holds, and 50 new ones of the same types and days.
     let known: Vec<u8> = generated_events(400, 90, 3, 2, "0.02")

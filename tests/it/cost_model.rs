@@ -44,11 +44,11 @@ fn the_model_prices_every_metric_the_lambdas_publish_each_hour() {
     let transform = metrics::transform_documents(&Default::default(), "f", 0);
     let writer = metrics::writer_documents(&Default::default(), 0, "w", 0);
     let compactor = metrics::compactor_documents(&Default::default(), 0, "c", 0);
-    let published: usize = [&transform[0], &writer[0], &compactor[0]]
-        .iter()
-        .map(|document| document["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(Deployment::default().custom_metrics, published as f64);
+    let count = |document: &serde_json::Value| {
+        document["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len()
+    };
+    assert_eq!(Deployment::default().custom_metrics, (count(&transform[0]) + count(&writer[0])) as f64);
+    assert_eq!(Deployment::default().compactor_metrics, count(&compactor[0]) as f64);
 }
 
 #[test]
