@@ -360,9 +360,12 @@ def check_bucket(s3, bucket, staging):
     ids = {r["ID"] for r in rules}
     assert {"expire-rejected", "expire-firehose-errors"} <= ids, ids
     # No rule expires a current version under events/ or compacted/: only a
-    # compaction deletes lake files, once their grace period is over.
+    # compaction deletes lake files, once their grace period is over. (The staged
+    # objects' rule requires the written tag, which the writer may put on staged
+    # objects only: iam.tf.)
     for prefix in ("events/", "compacted/"):
         expiring = [r for r in rules if r["Status"] == "Enabled" and prefix.startswith(rule_scope(r)[0])
+                    and rule_scope(r)[1].get(WRITTEN_TAG[0]) != WRITTEN_TAG[1]
                     and {"Days", "Date"} & set(r.get("Expiration") or {})]
         assert not expiring, f"lifecycle rules expire live lake files under {prefix}: {expiring}"
 
