@@ -731,6 +731,20 @@ def check_dashboard_metrics(cloudwatch, out, emitted):
     return len(shown)
 
 
+def empty_versioned_bucket(s3, bucket):
+    """Deletes every version and delete marker of the bucket while its versioning is
+    still enabled. An emulator gap: `terraform destroy` suspends versioning before
+    it empties the bucket (force_destroy), and moto 5.2.5's DeleteObject then fails
+    with a 500 on a key with a delete marker (`FakeDeleteMarker` has no `dispose`),
+    which the provider retries for many minutes. The compactor and the writer leave
+    delete markers; AWS empties such a bucket."""
+    entries = [{"Key": e["Key"], "VersionId": e["VersionId"]}
+               for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
+               for e in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+    for start in range(0, len(entries), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": entries[start:start + 1000], "Quiet": True})
+
+
 def main():
     repo, zips, eventlake, moto_server = sys.argv[1:5]
     with_e2e = sys.argv[5:] == ["--e2e"]
@@ -785,6 +799,7 @@ def main():
               f"`eventlake cost` prices those alarms and the dashboard"
               + (" (AWS namespaces only)" if emitted is None else ""))
 
+        empty_versioned_bucket(client(endpoint, "s3"), out["lake_bucket"])
         stack.terraform("destroy", "-auto-approve", *stack.vars)
         left = stack.terraform("state", "list").stdout.split()
         assert not [r for r in left if not r.startswith("data.")], f"left after destroy: {left}"
