@@ -737,12 +737,15 @@ def empty_versioned_bucket(s3, bucket):
     it empties the bucket (force_destroy), and moto 5.2.5's DeleteObject then fails
     with a 500 on a key with a delete marker (`FakeDeleteMarker` has no `dispose`),
     which the provider retries for many minutes. The compactor and the writer leave
-    delete markers; AWS empties such a bucket."""
+    delete markers; AWS empties such a bucket. The TLS-only bucket policy goes first:
+    moto enforces it on this plain-HTTP client (destroy removes it anyway)."""
+    s3.delete_bucket_policy(Bucket=bucket)
     entries = [{"Key": e["Key"], "VersionId": e["VersionId"]}
                for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
                for e in page.get("Versions", []) + page.get("DeleteMarkers", [])]
     for start in range(0, len(entries), 1000):
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": entries[start:start + 1000], "Quiet": True})
+        response = s3.delete_objects(Bucket=bucket, Delete={"Objects": entries[start:start + 1000], "Quiet": True})
+        assert not response.get("Errors"), f"emptying the lake bucket: {response['Errors'][:3]}"
 
 
 def main():
