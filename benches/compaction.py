@@ -114,7 +114,8 @@ def main():
         lake = os.path.join(work, "lake")
         start = time.perf_counter()
         for path in flushes:
-            subprocess.run([args.eventlake, "ingest", "--quiet", "--lake", lake, path], check=True)
+            subprocess.run([args.eventlake, "ingest", "--quiet", "--lake", lake, path], check=True,
+                           stdout=subprocess.DEVNULL)
         print(f"{args.days} days, {args.types} types, {args.events_per_day:,} events a day in "
               f"{len(flushes)} ingest runs (one per flush): {time.perf_counter() - start:.0f} s")
 
