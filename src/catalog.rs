@@ -259,50 +259,34 @@ impl Catalog {
         &self,
         partitions: &[Partition],
     ) -> Result<HashMap<Partition, String>, CatalogError> {
-        let mut found = HashMap::new();
-        let mut pending: Vec<Vec<String>> = partitions.iter().map(Partition::values).collect();
-        pending.sort();
-        pending.dedup();
-        let mut rounds = 0;
-        while !pending.is_empty() {
-            rounds += 1;
-            let mut unprocessed = Vec::new();
-            for chunk in pending.chunks(GET_BATCH_SIZE) {
-                let keys = chunk
-                    .iter()
-                    .map(|values| {
-                        aws_sdk_glue::types::PartitionValueList::builder()
-                            .set_values(Some(values.clone()))
-                            .build()
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| self.error("BatchGetPartition", e))?;
-                let output = self
-                    .client
-                    .batch_get_partition()
-                    .database_name(&self.database)
-                    .table_name(&self.table)
-                    .set_partitions_to_get(Some(keys))
-                    .send()
-                    .await
-                    .map_err(|e| self.error("BatchGetPartition", e))?;
-                for glue_partition in output.partitions() {
-                    if let Some(found_location) = self.read_partition(glue_partition) {
-                        found.insert(found_location.partition, found_location.location);
-                    }
-                }
-                unprocessed.extend(output.unprocessed_keys().iter().map(|key| key.values().to_vec()));
-            }
-            if !unprocessed.is_empty() && rounds == ATTEMPTS {
-                return Err(CatalogError::Refused {
-                    table: self.name(),
-                    count: unprocessed.len(),
-                    first: format!("{:?}: left unprocessed by BatchGetPartition", unprocessed[0]),
-                });
-            }
-            pending = unprocessed;
-        }
-        Ok(found)
+        let found =
+            get_in_batches(&self.name(), partitions, FIRST_BACKOFF, |batch| self.get_batch(batch)).await?;
+        Ok(found.into_iter().map(|found| (found.partition, found.location)).collect())
+    }
+
+    /// One `BatchGetPartition` call: the partitions found, and the keys Glue left
+    /// unprocessed.
+    async fn get_batch(
+        &self,
+        batch: Vec<Vec<String>>,
+    ) -> Result<(Vec<PartitionLocation>, Vec<Vec<String>>), CatalogError> {
+        let keys = batch
+            .into_iter()
+            .map(|values| aws_sdk_glue::types::PartitionValueList::builder().set_values(Some(values)).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error("BatchGetPartition", e))?;
+        let output = self
+            .client
+            .batch_get_partition()
+            .database_name(&self.database)
+            .table_name(&self.table)
+            .set_partitions_to_get(Some(keys))
+            .send()
+            .await
+            .map_err(|e| self.error("BatchGetPartition", e))?;
+        let found = output.partitions().iter().filter_map(|p| self.read_partition(p)).collect();
+        let unprocessed = output.unprocessed_keys().iter().map(|key| key.values().to_vec()).collect();
+        Ok((found, unprocessed))
     }
 
     /// Every partition of the table with its location (`GetPartitions`, paged).
@@ -452,6 +436,46 @@ where
     Ok(registration)
 }
 
+/// Runs `get` on the values of `partitions` in batches of at most
+/// [`GET_BATCH_SIZE`] (`BatchGetPartition`'s limit), then again on the keys Glue
+/// left unprocessed, up to [`ATTEMPTS`] rounds, waiting `first_backoff` before
+/// the second and twice as long before each next one.
+async fn get_in_batches<F, Fut>(
+    table: &str,
+    partitions: &[Partition],
+    first_backoff: Duration,
+    mut get: F,
+) -> Result<Vec<PartitionLocation>, CatalogError>
+where
+    F: FnMut(Vec<Vec<String>>) -> Fut,
+    Fut: Future<Output = Result<(Vec<PartitionLocation>, Vec<Vec<String>>), CatalogError>>,
+{
+    let mut pending: Vec<Vec<String>> = partitions.iter().map(Partition::values).collect();
+    pending.sort();
+    pending.dedup();
+    let mut found = Vec::new();
+    let mut backoff = first_backoff;
+    for round in 1..=ATTEMPTS {
+        let mut unprocessed = Vec::new();
+        for batch in pending.chunks(GET_BATCH_SIZE) {
+            let (got, left) = get(batch.to_vec()).await?;
+            found.extend(got);
+            unprocessed.extend(left);
+        }
+        if unprocessed.is_empty() {
+            return Ok(found);
+        }
+        if round == ATTEMPTS {
+            let first = format!("{:?}: left unprocessed by BatchGetPartition", unprocessed[0]);
+            return Err(CatalogError::Refused { table: table.to_owned(), count: unprocessed.len(), first });
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+        pending = unprocessed;
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,6 +514,41 @@ mod tests {
         .await;
         assert_eq!(result.unwrap(), Registration { created: 2, existing: 1 });
         assert_eq!(calls, [vec!["a", "b", "c"], vec!["b"]]);
+    }
+
+    #[tokio::test]
+    async fn partitions_are_read_a_thousand_at_most_and_unprocessed_keys_again() {
+        let partitions: Vec<Partition> = (0..2500).map(|n| partition(&format!("t{n}"))).collect();
+        let mut calls: Vec<usize> = Vec::new();
+        let found = get_in_batches("db.t", &partitions, Duration::ZERO, |batch| {
+            calls.push(batch.len());
+            // The first call leaves its last 10 keys unprocessed.
+            let left = if calls.len() == 1 { batch[batch.len() - 10..].to_vec() } else { Vec::new() };
+            let got = batch[..batch.len() - left.len()]
+                .iter()
+                .map(|values| PartitionLocation {
+                    partition: partition(&values[0]),
+                    location: format!("s3://b/{}", values[0]),
+                    superseded: None,
+                })
+                .collect();
+            async move { Ok((got, left)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(calls, [1000, 1000, 500, 10]);
+        assert_eq!(found.len(), 2500);
+
+        let mut rounds = 0;
+        let error = get_in_batches("db.t", &partitions[..3], Duration::ZERO, |batch| {
+            rounds += 1;
+            async move { Ok((Vec::new(), batch)) }
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        assert_eq!(rounds, ATTEMPTS);
+        assert!(error.starts_with("Glue refused 3 partition(s) of db.t"), "{error}");
     }
 
     #[tokio::test]

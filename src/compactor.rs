@@ -42,7 +42,7 @@
 //! deleted from a directory that is a partition's location, but two runs at once
 //! can still fail each other's partitions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -168,6 +168,56 @@ pub enum Outcome {
     /// Failed; what it did is consistent (see the module's documentation), and
     /// the next run tries again. The error's [`CompactorError::code`] and message.
     Failed { reason: &'static str, message: String },
+}
+
+/// What a compaction run did to its partitions, by outcome: the CLI's summary,
+/// and the Lambda's log line and EMF metrics
+/// ([`crate::lambda::metrics::compactor_documents`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Compacted, or with `dry_run` to compact.
+    pub partitions_compacted: u64,
+    pub partitions_already_compact: u64,
+    pub partitions_too_recent: u64,
+    /// Changed while merged, or not started for lack of time: the next run's.
+    pub partitions_deferred: u64,
+    /// Reason code → partitions.
+    pub partitions_failed: BTreeMap<&'static str, u64>,
+    pub files_in: u64,
+    pub files_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub duplicates_removed: u64,
+}
+
+impl Tally {
+    pub fn partitions_failed_total(&self) -> u64 {
+        self.partitions_failed.values().sum()
+    }
+
+    pub fn add(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Compacted { files, bytes, merged } => {
+                self.add(&Outcome::Planned { files: *files, bytes: *bytes });
+                self.files_out += merged.files.len() as u64;
+                self.bytes_out += merged.bytes_out;
+                self.rows_in += merged.rows_in;
+                self.rows_out += merged.rows_out;
+                self.duplicates_removed += merged.duplicates;
+            }
+            Outcome::Planned { files, bytes } => {
+                self.partitions_compacted += 1;
+                self.files_in += *files as u64;
+                self.bytes_in += bytes;
+            }
+            Outcome::AlreadyCompact => self.partitions_already_compact += 1,
+            Outcome::TooRecent => self.partitions_too_recent += 1,
+            Outcome::ChangedMeanwhile | Outcome::Deferred => self.partitions_deferred += 1,
+            Outcome::Failed { reason, .. } => *self.partitions_failed.entry(reason).or_default() += 1,
+        }
+    }
 }
 
 impl Outcome {
@@ -359,7 +409,8 @@ async fn compact_partition(
     if current
         .is_none_or(|location| location_dir(&lake_url, &location, partition).ok() != Some(new_dir.clone()))
     {
-        delete_all(store, &new_dir).await?;
+        let names = store.list_objects(&new_dir).await?.into_iter().map(|object| object.name);
+        delete_names(store, &new_dir, names).await?;
     }
     Ok(outcome)
 }
@@ -383,29 +434,39 @@ async fn read_manifest(store: &S3Store, dir: &str) -> Result<Manifest, Compactor
 /// `to_dir` does not hold (not in its manifest, not there already): one that
 /// reached the old location after the compaction listed it. A file deleted since
 /// it was listed (a writer moved it itself) is skipped. (Names never collide: the
-/// writer's are hex digests, a compaction's start with `compacted-`.)
+/// writer's are hex digests, a compaction's start with `compacted-`.) Returns the
+/// names in `from_dir` whose rows `to_dir` now holds.
 async fn hand_over(
     store: &S3Store,
     partition: &Partition,
     from_dir: &str,
     to_dir: &str,
-) -> Result<(), CompactorError> {
-    let holds: BTreeSet<String> = read_manifest(store, to_dir).await?.holds.into_iter().collect();
-    let present: BTreeSet<String> = store.list_objects(to_dir).await?.into_iter().map(|o| o.name).collect();
+) -> Result<Vec<String>, CompactorError> {
+    let mut held: BTreeSet<String> = read_manifest(store, to_dir).await?.holds.into_iter().collect();
+    held.extend(store.list_objects(to_dir).await?.into_iter().map(|o| o.name));
+    let mut held_here = Vec::new();
     for object in store.list_objects(from_dir).await? {
         let name = object.name;
-        let late = name.ends_with(".parquet") && !holds.contains(&name) && !present.contains(&name);
-        if late && store.copy(&format!("{from_dir}/{name}"), &format!("{to_dir}/{name}")).await? {
+        let late = name.ends_with(".parquet") && !held.contains(&name);
+        if late {
+            if !store.copy(&format!("{from_dir}/{name}"), &format!("{to_dir}/{name}")).await? {
+                continue; // deleted since it was listed
+            }
             tracing::info!(partition = %partition, file = %name, "a file that arrived during compaction moved to the new location");
         }
+        if late || held.contains(&name) || (name == MANIFEST && from_dir.starts_with(COMPACTED_DIR)) {
+            held_here.push(name);
+        }
     }
-    Ok(())
+    Ok(held_here)
 }
 
 /// Finishes the switch of `partition` from `superseded` to `location`: hands over
 /// any late file, and once the grace period has passed deletes the superseded
-/// location's files and removes the record. `true`: all done. Running it again
-/// does the same.
+/// location's files whose rows the new location holds (and its manifest), then
+/// removes the record. Nothing else is deleted: `events/<partition>/` is where
+/// writers land new files, which they move themselves ([`settle`]). `true`: all
+/// done. Running it again does the same.
 async fn finish_switch(
     store: &S3Store,
     catalog: &Catalog,
@@ -419,43 +480,24 @@ async fn finish_switch(
         location_dir(&lake_url, &superseded.location, partition)?,
         location_dir(&lake_url, location, partition)?,
     );
-    hand_over(store, partition, &from_dir, &to_dir).await?;
+    let held = hand_over(store, partition, &from_dir, &to_dir).await?;
     if options.now_millis.saturating_sub(superseded.at_millis) < options.grace.as_millis() as i64 {
         return Ok(false);
     }
     if from_dir != to_dir {
-        delete_superseded(store, &from_dir, &to_dir).await?;
+        delete_names(store, &from_dir, held).await?;
     }
     catalog.forget_superseded(partition, location).await?;
     Ok(true)
 }
 
-/// Deletes the files of the superseded location `from_dir` whose rows the
-/// location `to_dir` holds (its manifest names them, or they were handed over),
-/// and its manifest. Nothing else: `events/<partition>/` is where writers land
-/// new files, which they move themselves ([`settle`]).
-async fn delete_superseded(store: &S3Store, from_dir: &str, to_dir: &str) -> Result<(), CompactorError> {
-    let mut held: BTreeSet<String> = read_manifest(store, to_dir).await?.holds.into_iter().collect();
-    held.extend(store.list_objects(to_dir).await?.into_iter().map(|o| o.name));
-    if from_dir.starts_with(COMPACTED_DIR) {
-        held.insert(MANIFEST.to_owned());
-    }
-    let keys = store
-        .list_objects(from_dir)
-        .await?
-        .into_iter()
-        .filter(|object| held.contains(&object.name))
-        .map(|object| format!("{from_dir}/{}", object.name));
-    in_parallel(keys, |key| {
-        let store = store.clone();
-        async move { store.delete(&key).await }
-    })
-    .await
-}
-
-/// Deletes every object directly in `dir`.
-async fn delete_all(store: &S3Store, dir: &str) -> Result<(), CompactorError> {
-    let keys = store.list_objects(dir).await?.into_iter().map(|o| format!("{dir}/{}", o.name));
+/// Deletes the objects `names` in `dir`.
+async fn delete_names(
+    store: &S3Store,
+    dir: &str,
+    names: impl IntoIterator<Item = String>,
+) -> Result<(), CompactorError> {
+    let keys = names.into_iter().map(|name| format!("{dir}/{name}"));
     in_parallel(keys, |key| {
         let store = store.clone();
         async move { store.delete(&key).await }
@@ -543,6 +585,26 @@ pub async fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_are_counted_by_kind_and_failures_by_reason() {
+        let mut report = Tally::default();
+        for outcome in [
+            Outcome::AlreadyCompact,
+            Outcome::TooRecent,
+            Outcome::Deferred,
+            Outcome::ChangedMeanwhile,
+            Outcome::Failed { reason: "storage", message: "x".into() },
+            Outcome::Failed { reason: "storage", message: "y".into() },
+        ] {
+            report.add(&outcome);
+        }
+        assert_eq!(
+            (report.partitions_already_compact, report.partitions_too_recent, report.partitions_deferred),
+            (1, 1, 2)
+        );
+        assert_eq!(report.partitions_failed, BTreeMap::from([("storage", 2)]));
+    }
 
     fn partition() -> Partition {
         Partition::from_directories("event_type=payment", "created_date=2024-03-17").unwrap()

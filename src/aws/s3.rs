@@ -34,7 +34,7 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct Level {
-    files: Vec<String>,
+    files: Vec<ListedObject>,
     directories: Vec<String>,
 }
 
@@ -46,18 +46,10 @@ pub struct ListedObject {
     pub last_modified_millis: Option<i64>,
 }
 
-/// `key` with each byte outside the unreserved set and `/` percent-encoded, as
-/// `CopyObject`'s copy source wants it.
-fn urlencoding_path(key: &str) -> String {
-    key.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// What `CopyObject`'s copy source leaves unencoded: RFC 3986's unreserved
+/// characters and the `/` between a key's segments.
+const COPY_SOURCE_KEEPS: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
 
 /// A prefix in an S3 bucket.
 #[derive(Debug, Clone)]
@@ -162,29 +154,7 @@ impl S3Store {
     /// prefix), by name, each with its size and last-modified time.
     pub async fn list_objects(&self, dir: &str) -> Result<Vec<ListedObject>, StorageError> {
         validate_key(dir)?;
-        let parent = format!("{}/", self.full_key(dir));
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&parent)
-            .delimiter("/")
-            .into_paginator()
-            .send();
-        let mut objects = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
-            for object in page.contents() {
-                let Some(name) = object.key().and_then(|k| k.strip_prefix(&parent)) else { continue };
-                objects.push(ListedObject {
-                    name: name.to_owned(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    last_modified_millis: object.last_modified().and_then(|t| t.to_millis().ok()),
-                });
-            }
-        }
-        objects.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(objects)
+        Ok(self.list_level(dir, "").await?.files)
     }
 
     /// Writes the object at `key` (relative to the store's prefix) to the local
@@ -223,7 +193,11 @@ impl S3Store {
             .copy_object()
             .bucket(&self.bucket)
             .key(&to)
-            .copy_source(format!("{}/{}", self.bucket, urlencoding_path(&from)))
+            .copy_source(format!(
+                "{}/{}",
+                self.bucket,
+                percent_encoding::utf8_percent_encode(&from, COPY_SOURCE_KEEPS)
+            ))
             .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace)
             .send()
             .await;
@@ -263,7 +237,11 @@ impl S3Store {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
             for object in page.contents() {
-                level.files.extend(name(&parent, object.key()).map(str::to_owned));
+                level.files.extend(name(&parent, object.key()).map(|name| ListedObject {
+                    name: name.to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    last_modified_millis: object.last_modified().and_then(|t| t.to_millis().ok()),
+                }));
             }
             for common in page.common_prefixes() {
                 level
@@ -403,7 +381,7 @@ impl Storage for S3Store {
 
     async fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StorageError> {
         validate_key(dir)?;
-        Ok(self.list_level(dir, name_prefix).await?.files)
+        Ok(self.list_level(dir, name_prefix).await?.files.into_iter().map(|object| object.name).collect())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

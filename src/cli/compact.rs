@@ -10,9 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 
-use crate::compactor::{self, Outcome};
+use crate::compactor::{self, Outcome, Tally};
 use crate::core::partition::{Partition, EVENTS_DIR};
-use crate::lake::compact::{self, Merged};
+use crate::lake::compact;
 use crate::lake::storage::{LocalDir, Location, Storage};
 
 use super::summary::{self, bytes, count};
@@ -80,36 +80,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let now = SystemTime::now();
     let store = LocalDir::new(&root);
     let started = Instant::now();
-    let mut report = Report::default();
+    let mut outcomes = Vec::new();
     let mut work = Vec::new();
     for (partition, dir) in partitions(&root)? {
         let files = parquet_files(&dir)?;
-        if compact::is_compact(files.iter().map(|(name, _, _)| name.as_str())) {
-            report.compact_already += 1;
-            continue;
-        }
         let newest = files.iter().map(|(_, _, modified)| *modified).max().unwrap_or(now);
-        if now.duration_since(newest).unwrap_or_default() < args.older_than {
-            report.recent += 1;
-            continue;
-        }
-        let size: u64 = files.iter().map(|(_, size, _)| size).sum();
-        if args.dry_run {
-            println!("{}  {} files, {}", partition.directory(), files.len(), bytes(size));
-            report.add_planned(files.len(), size);
+        let (count, size) = (files.len(), files.iter().map(|(_, size, _)| size).sum());
+        let outcome = if compact::is_compact(files.iter().map(|(name, _, _)| name.as_str())) {
+            Outcome::AlreadyCompact
+        } else if now.duration_since(newest).unwrap_or_default() < args.older_than {
+            Outcome::TooRecent
+        } else if args.dry_run {
+            Outcome::Planned { files: count, bytes: size }
         } else {
-            work.push((partition, dir, files.len(), size));
-        }
+            work.push((partition, dir, count, size));
+            continue;
+        };
+        outcomes.push((partition, outcome));
     }
     if !work.is_empty() {
         let staging = store.scratch_dir()?;
-        let target = (args.target_mib as usize) << 20;
-        for (files, size, merged) in compact_all(&work, staging, target)? {
-            report.add(files, size, &merged);
-        }
+        outcomes.extend(compact_all(&work, staging, (args.target_mib as usize) << 20)?);
     }
-    print!("{}", report.render(started.elapsed(), args.dry_run));
-    Ok(ExitCode::SUCCESS)
+    Ok(report(outcomes, started.elapsed(), args.dry_run))
 }
 
 /// Compacts an S3 lake through its Glue table ([`crate::compactor`]).
@@ -136,25 +129,29 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
         };
         compactor::compact_lake(&store, &catalog, options, || true).await
     })?;
-    let mut report = Report::default();
-    for (partition, outcome) in outcomes {
+    Ok(report(outcomes, started.elapsed(), args.dry_run))
+}
+
+/// Prints the partitions a dry run would compact, the failures on stderr, then
+/// the summary table; the exit status says whether a partition failed.
+fn report(outcomes: Vec<(Partition, Outcome)>, elapsed: Duration, dry_run: bool) -> ExitCode {
+    let mut tally = Tally::default();
+    for (partition, outcome) in &outcomes {
         match outcome {
-            Outcome::Compacted { files, bytes, merged } => report.add(files, bytes, &merged),
             Outcome::Planned { files, bytes: size } => {
-                println!("{}  {files} files, {}", partition.directory(), bytes(size));
-                report.add_planned(files, size);
+                println!("{}  {files} files, {}", partition.directory(), bytes(*size))
             }
-            Outcome::AlreadyCompact => report.compact_already += 1,
-            Outcome::TooRecent => report.recent += 1,
-            Outcome::ChangedMeanwhile | Outcome::Deferred => report.changed += 1,
-            Outcome::Failed { message, .. } => {
-                eprintln!("eventlake: {}: {message}", partition.directory());
-                report.failed += 1;
-            }
+            Outcome::Failed { message, .. } => eprintln!("eventlake: {}: {message}", partition.directory()),
+            _ => {}
         }
+        tally.add(outcome);
     }
-    print!("{}", report.render(started.elapsed(), args.dry_run));
-    Ok(if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    print!("{}", render(&tally, elapsed, dry_run));
+    if tally.partitions_failed_total() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Compacts the partitions of `work` on every core, each partition by one thread:
@@ -163,20 +160,21 @@ fn compact_all(
     work: &[(Partition, PathBuf, usize, u64)],
     staging: &Path,
     target_bytes: usize,
-) -> anyhow::Result<Vec<(usize, u64, Merged)>> {
+) -> anyhow::Result<Vec<(Partition, Outcome)>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(work.len());
     let results = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Vec<(usize, u64, Merged)>> {
+                scope.spawn(|| -> anyhow::Result<Vec<(Partition, Outcome)>> {
                     let mut done = Vec::new();
                     loop {
                         let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some((partition, dir, files, size)) = work.get(index) else { return Ok(done) };
                         let merged = compact::compact_directory(dir, staging, target_bytes)
                             .with_context(|| format!("compacting {}", partition.directory()))?;
-                        done.extend(merged.map(|merged| (*files, *size, merged)));
+                        let compacted = |merged| Outcome::Compacted { files: *files, bytes: *size, merged };
+                        done.push((partition.clone(), merged.map_or(Outcome::AlreadyCompact, compacted)));
                     }
                 })
             })
@@ -228,64 +226,30 @@ fn parquet_files(dir: &Path) -> anyhow::Result<Vec<(String, u64, SystemTime)>> {
     Ok(files)
 }
 
-#[derive(Debug, Default)]
-struct Report {
-    compacted: u64,
-    compact_already: u64,
-    recent: u64,
-    /// S3: a file arrived while the partition was merged; left for the next run.
-    changed: u64,
-    /// S3: partitions that failed (each named on stderr); the others went on.
-    failed: u64,
-    files_in: u64,
-    files_out: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-    rows_in: u64,
-    rows_out: u64,
-    duplicates: u64,
-}
-
-impl Report {
-    fn add_planned(&mut self, files: usize, size: u64) {
-        self.compacted += 1;
-        self.files_in += files as u64;
-        self.bytes_in += size;
+/// The summary table of a run.
+fn render(tally: &Tally, elapsed: Duration, dry_run: bool) -> String {
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    let mut rows = vec![
+        (if dry_run { "to compact" } else { "compacted" }.to_owned(), count(tally.partitions_compacted)),
+        ("already compact".to_owned(), count(tally.partitions_already_compact)),
+        ("too recent".to_owned(), count(tally.partitions_too_recent)),
+        ("changed meanwhile".to_owned(), count(tally.partitions_deferred)),
+        ("failed".to_owned(), count(tally.partitions_failed_total())),
+        ("files in".to_owned(), count(tally.files_in)),
+        ("bytes in".to_owned(), bytes(tally.bytes_in)),
+    ];
+    if !dry_run {
+        rows.extend([
+            ("files out".to_owned(), count(tally.files_out)),
+            ("bytes out".to_owned(), bytes(tally.bytes_out)),
+            ("rows in".to_owned(), count(tally.rows_in)),
+            ("rows out".to_owned(), count(tally.rows_out)),
+            ("duplicates removed".to_owned(), count(tally.duplicates_removed)),
+            ("elapsed".to_owned(), format!("{seconds:.2} s")),
+            ("throughput".to_owned(), format!("{}/s", bytes((tally.bytes_in as f64 / seconds) as u64))),
+        ]);
     }
-
-    fn add(&mut self, files: usize, size: u64, merged: &Merged) {
-        self.add_planned(files, size);
-        self.files_out += merged.files.len() as u64;
-        self.bytes_out += merged.bytes_out;
-        self.rows_in += merged.rows_in;
-        self.rows_out += merged.rows_out;
-        self.duplicates += merged.duplicates;
-    }
-
-    fn render(&self, elapsed: Duration, dry_run: bool) -> String {
-        let seconds = elapsed.as_secs_f64().max(1e-9);
-        let mut rows = vec![
-            (if dry_run { "to compact" } else { "compacted" }.to_owned(), count(self.compacted)),
-            ("already compact".to_owned(), count(self.compact_already)),
-            ("too recent".to_owned(), count(self.recent)),
-            ("changed meanwhile".to_owned(), count(self.changed)),
-            ("failed".to_owned(), count(self.failed)),
-            ("files in".to_owned(), count(self.files_in)),
-            ("bytes in".to_owned(), bytes(self.bytes_in)),
-        ];
-        if !dry_run {
-            rows.extend([
-                ("files out".to_owned(), count(self.files_out)),
-                ("bytes out".to_owned(), bytes(self.bytes_out)),
-                ("rows in".to_owned(), count(self.rows_in)),
-                ("rows out".to_owned(), count(self.rows_out)),
-                ("duplicates removed".to_owned(), count(self.duplicates)),
-                ("elapsed".to_owned(), format!("{seconds:.2} s")),
-                ("throughput".to_owned(), format!("{}/s", bytes((self.bytes_in as f64 / seconds) as u64))),
-            ]);
-        }
-        summary::table(&rows)
-    }
+    summary::table(&rows)
 }
 
 #[cfg(test)]

@@ -475,7 +475,8 @@ fn compactor(load: &Load, month: &Month, deployment: &Deployment, prices: &Price
     let seconds = month.objects * COMPACTOR_SECONDS_PER_FILE
         + parquet_mib / (COMPACTOR_MIB_PER_VCPU_SECOND * vcpus(deployment.compaction_memory_mb))
         + listed * COMPACTOR_SECONDS_PER_LISTED_PARTITION;
-    let gb_s = seconds * deployment.compaction_memory_mb / 1024.0;
+    let runs = deployment.compaction_runs_per_month;
+    let gb_s = gb_seconds(runs, seconds / runs, deployment.compaction_memory_mb);
     let puts = listed + 2.0 * partition_days;
     let gets = month.objects + partition_days;
     let superseded_gib = parquet_gib_per_month(month) * deployment.compaction_grace_days / DAYS_PER_MONTH;
@@ -499,7 +500,7 @@ fn compactor(load: &Load, month: &Month, deployment: &Deployment, prices: &Price
             prices.s3_gb_month,
         ),
         dollars: gb_s * prices.lambda_gb_second
-            + deployment.compaction_runs_per_month / 1e6 * prices.lambda_million_requests
+            + runs / 1e6 * prices.lambda_million_requests
             + puts / 1000.0 * prices.s3_thousand_puts
             + gets / 1000.0 * prices.s3_thousand_gets
             + superseded_gib * prices.s3_gb_month,

@@ -6,12 +6,11 @@
 //! ([`crate::compactor`]). Partitions not started when the function's time runs
 //! short are left for the next run; one that fails is counted and the others go on.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::aws::s3::S3Store;
 use crate::catalog::Catalog;
-use crate::compactor::{self, CompactorError, Options, Outcome};
+use crate::compactor::{self, CompactorError, Options, Tally};
 use crate::core::timestamp::EventTime;
 
 /// A setting the function cannot run without, or one it cannot read.
@@ -94,51 +93,6 @@ impl Config {
     }
 }
 
-/// What one run did, for its log line and EMF metrics
-/// ([`crate::lambda::metrics::compactor_documents`]).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub partitions_compacted: u64,
-    pub partitions_already_compact: u64,
-    pub partitions_too_recent: u64,
-    /// Changed while merged, or not started for lack of time: the next run's.
-    pub partitions_deferred: u64,
-    /// Reason code → partitions.
-    pub partitions_failed: BTreeMap<&'static str, u64>,
-    pub files_in: u64,
-    pub files_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub rows_in: u64,
-    pub rows_out: u64,
-    pub duplicates_removed: u64,
-}
-
-impl Report {
-    pub fn partitions_failed_total(&self) -> u64 {
-        self.partitions_failed.values().sum()
-    }
-
-    fn add(&mut self, outcome: &Outcome) {
-        match outcome {
-            Outcome::Compacted { files, bytes, merged } => {
-                self.partitions_compacted += 1;
-                self.files_in += *files as u64;
-                self.bytes_in += bytes;
-                self.files_out += merged.files.len() as u64;
-                self.bytes_out += merged.bytes_out;
-                self.rows_in += merged.rows_in;
-                self.rows_out += merged.rows_out;
-                self.duplicates_removed += merged.duplicates;
-            }
-            Outcome::Planned { .. } | Outcome::AlreadyCompact => self.partitions_already_compact += 1,
-            Outcome::TooRecent => self.partitions_too_recent += 1,
-            Outcome::ChangedMeanwhile | Outcome::Deferred => self.partitions_deferred += 1,
-            Outcome::Failed { reason, .. } => *self.partitions_failed.entry(reason).or_default() += 1,
-        }
-    }
-}
-
 /// The handler state: built once per container.
 pub struct Handler {
     store: S3Store,
@@ -159,7 +113,7 @@ impl Handler {
         &self,
         now_millis: i64,
         remaining: impl Fn() -> Duration,
-    ) -> Result<Report, CompactorError> {
+    ) -> Result<Tally, CompactorError> {
         let today = EventTime::from_millis(now_millis).map(EventTime::created_date);
         let options = Options {
             older_than: self.config.older_than,
@@ -171,7 +125,7 @@ impl Handler {
         };
         let keep_going = || remaining() >= self.config.seconds_per_partition;
         let outcomes = compactor::compact_lake(&self.store, &self.catalog, options, keep_going).await?;
-        let mut report = Report::default();
+        let mut report = Tally::default();
         for (_, outcome) in &outcomes {
             report.add(outcome);
         }
@@ -217,25 +171,5 @@ mod tests {
                     .to_string();
             assert!(error.starts_with(&format!("environment variable {name}=")), "{error}");
         }
-    }
-
-    #[test]
-    fn outcomes_are_counted_by_kind_and_failures_by_reason() {
-        let mut report = Report::default();
-        for outcome in [
-            Outcome::AlreadyCompact,
-            Outcome::TooRecent,
-            Outcome::Deferred,
-            Outcome::ChangedMeanwhile,
-            Outcome::Failed { reason: "storage", message: "x".into() },
-            Outcome::Failed { reason: "storage", message: "y".into() },
-        ] {
-            report.add(&outcome);
-        }
-        assert_eq!(
-            (report.partitions_already_compact, report.partitions_too_recent, report.partitions_deferred),
-            (1, 1, 2)
-        );
-        assert_eq!(report.partitions_failed, BTreeMap::from([("storage", 2)]));
     }
 }

@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
+use crate::compactor::Tally;
 use crate::firehose::Stats;
-use crate::lambda::compactor::Report as CompactorReport;
 use crate::lambda::parquet_writer::Report;
 
 /// The CloudWatch namespace of every eventlake metric.
@@ -57,7 +57,7 @@ pub fn writer_documents(
 /// rows in and out, its duration, and one per failure reason with a `Reason`
 /// dimension.
 pub fn compactor_documents(
-    report: &CompactorReport,
+    report: &Tally,
     duration_millis: u64,
     function_name: &str,
     timestamp_millis: i64,
