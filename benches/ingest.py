@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Ingest benchmark: eventlake ingest against pyarrow's read_json + write_dataset.
+"""Ingest benchmark: eventlake ingest against DuckDB and pyarrow doing the same job.
 
-Both read the same generated NDJSON (no invalid lines, which pyarrow cannot skip)
-and write a Parquet dataset partitioned by event_type and created_date. pyarrow
-does less work: it keeps only the contract columns (no payload column), and
-neither validates nor dedupes. Each runs in its own process; the figures are wall
-time and peak RSS. Usage: ingest.py EVENTLAKE_BINARY [MEGABYTES]
+All read the same generated NDJSON (no invalid lines, which pyarrow cannot skip)
+and write a ZSTD Parquet dataset partitioned by event_type and created_date:
+- DuckDB, on every core: read_ndjson_objects, the derived columns, a dedupe on
+  (event_uuid, created_at) and COPY ... PARTITION_BY. It does less than eventlake:
+  no validation, the whole object as the payload, no order kept.
+- pyarrow: read_json + write_dataset. It does less still: only the contract
+  columns (no payload column), neither validates nor dedupes.
+Each runs in its own process; the figures are wall time, CPU time and peak RSS.
+With --flat, eventlake ingest also runs on ten times the input, to show its peak
+memory does not grow with it.
+Usage: ingest.py EVENTLAKE_BINARY [MEGABYTES] [--flat]
 """
 import os
 import resource
@@ -28,9 +34,35 @@ ds.write_dataset(table, sys.argv[2], format="parquet", partitioning=["event_type
                  max_partitions=100000, file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"))
 """
 
+DUCKDB = r"""
+import os, sys
+import duckdb
+connection = duckdb.connect()
+connection.sql(f"SET threads = {os.cpu_count()}")
+connection.sql(f'''
+COPY (
+    WITH parsed AS (
+        SELECT json->>'event_uuid' AS event_uuid, json->>'event_name' AS event_name,
+               CAST(json->>'created_at' AS DOUBLE) AS created_at, json AS payload
+        FROM read_ndjson_objects('{sys.argv[1]}')
+    ), enriched AS (
+        SELECT *, split_part(event_name, ':', 1) AS event_type,
+               nullif(split_part(event_name, ':', 2), '') AS event_subtype,
+               strftime(to_timestamp(created_at), '%Y-%m-%dT%H:%M:%S.%gZ') AS created_datetime,
+               strftime(to_timestamp(created_at), '%Y-%m-%d') AS created_date
+        FROM parsed
+    )
+    SELECT * EXCLUDE (copy) FROM (
+        SELECT *, row_number() OVER (PARTITION BY lower(event_uuid), round(created_at * 1000)) AS copy
+        FROM enriched
+    ) WHERE copy = 1
+) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_type, created_date))
+''')
+"""
+
 
 def measure(command):
-    """Runs command in a fresh process; returns (seconds, peak RSS in MiB)."""
+    """Runs command in a fresh process; returns (seconds, CPU seconds, peak RSS in MiB)."""
     # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: fork a reaper per run.
     read, write = os.pipe()
     pid = os.fork()
@@ -39,31 +71,52 @@ def measure(command):
         start = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        os.write(write, f"{seconds} {peak}".encode())
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        os.write(write, f"{seconds} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss / 1024}".encode())
         os._exit(0)
     os.close(write)
     result = os.read(read, 100).decode().split()
     os.waitpid(pid, 0)
-    return float(result[0]), float(result[1])
+    return tuple(float(figure) for figure in result)
+
+
+def generate(eventlake, path, megabytes):
+    count = megabytes * 1024 * 1024 // 345
+    with open(path, "wb") as out:
+        subprocess.run([eventlake, "generate", "--events", str(count), "--days", "7", "--invalid", "0"], stdout=out, check=True)
+    return count, os.path.getsize(path) / 2**20
+
+
+def report(name, figures, size):
+    seconds, cpu, peak = figures
+    print(f"{name:36} {seconds:7.2f} s  {size / seconds:7.1f} MiB/s  CPU {cpu:7.2f} s  peak RSS {peak:7.0f} MiB")
 
 
 def main():
-    eventlake = os.path.abspath(sys.argv[1])
-    megabytes = int(sys.argv[2]) if len(sys.argv) > 2 else 1024
+    args = [arg for arg in sys.argv[1:] if arg != "--flat"]
+    eventlake = os.path.abspath(args[0])
+    megabytes = int(args[1]) if len(args) > 1 else 1024
     work = tempfile.mkdtemp(prefix="eventlake-bench-")
     try:
         events = os.path.join(work, "events.ndjson")
-        count = megabytes * 1024 * 1024 // 345
-        with open(events, "wb") as out:
-            subprocess.run([eventlake, "generate", "--events", str(count), "--days", "7", "--invalid", "0"], stdout=out, check=True)
-        size = os.path.getsize(events) / 2**20
-        print(f"input: {size:.0f} MiB, {count:,} events, 100 types x 7 days")
+        count, size = generate(eventlake, events, megabytes)
+        print(f"input: {size:.0f} MiB, {count:,} events, 100 types x 7 days; {os.cpu_count()} cores")
         ours = measure([eventlake, "ingest", "--quiet", "--lake", os.path.join(work, "lake"), events])
-        theirs = measure([sys.executable, "-c", PYARROW, events, os.path.join(work, "pyarrow")])
-        for name, (seconds, peak) in [("eventlake ingest", ours), ("pyarrow read_json + write_dataset", theirs)]:
-            print(f"{name:36} {seconds:7.2f} s  {size / seconds:7.1f} MiB/s  peak RSS {peak:7.0f} MiB")
-        print(f"speed-up: {theirs[0] / ours[0]:.2f}x, memory: {ours[1] / theirs[1]:.2f}x of pyarrow's")
+        duck = measure([sys.executable, "-c", DUCKDB, events, os.path.join(work, "duckdb")])
+        arrow = measure([sys.executable, "-c", PYARROW, events, os.path.join(work, "pyarrow")])
+        report("eventlake ingest", ours, size)
+        report("DuckDB COPY ... PARTITION_BY", duck, size)
+        report("pyarrow read_json + write_dataset", arrow, size)
+        print(f"against DuckDB: {duck[0] / ours[0]:.2f}x its speed at {ours[2] / duck[2]:.2f}x its memory; "
+              f"against pyarrow: {arrow[0] / ours[0]:.2f}x at {ours[2] / arrow[2]:.2f}x")
+        if "--flat" in sys.argv:
+            shutil.rmtree(os.path.join(work, "lake"))
+            # Ten times the distinct events (not ten copies: the dedupe's memory
+            # grows with distinct keys, which is what must stay bounded).
+            generate(eventlake, events, megabytes * 10)
+            big = measure([eventlake, "ingest", "--quiet", "--lake", os.path.join(work, "lake"), events])
+            report("eventlake ingest, 10x the input", big, size * 10)
+            print(f"peak memory at 10x the input: {big[2] / ours[2]:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -38,6 +38,10 @@ pub struct Args {
     #[arg(long, value_name = "MIB", default_value_t = 96,
           value_parser = clap::value_parser!(u32).range(1..=MAX_BUFFER_MIB))]
     buffer_mib: u32,
+    /// Threads that parse records and encode files (default: one per core); the
+    /// lake written is the same, byte for byte, for any number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     #[command(flatten)]
     window: super::WindowArgs,
     /// No progress bar.
@@ -69,6 +73,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         partition_bytes: usize::from(args.partition_mib) << 20,
         total_bytes: (args.buffer_mib as usize) << 20,
         window: args.window.at(telemetry::now_millis()),
+        workers: args.threads.map_or_else(Limits::all_cores, usize::from),
         ..Limits::default()
     };
     let (summary, fed, total_bytes, elapsed) = match &location {

@@ -4,7 +4,9 @@
 //! text (`serde_json::value::RawValue`) and never rebuilt. These helpers do the few
 //! things the raw text still needs: drop insignificant whitespace, find lone UTF-16
 //! surrogate escapes (which serde_json tolerates inside skipped values) and name
-//! the kind of a value for error messages.
+//! the kind of a value for error messages. One more reads text nothing has
+//! validated: [`value_at`] finds the value a path leads to by scanning, for
+//! queries over the lake's `payload` column.
 
 use memchr::{memchr, memchr2, memchr3};
 
@@ -118,6 +120,137 @@ fn end_of_string(text: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
+/// One step of a path into a JSON value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    /// An object's member by name; the first member of that name when there are several.
+    Key(String),
+    /// An array's element by position, from 0.
+    Index(usize),
+}
+
+/// The text of the value `steps` lead to in `text` (one JSON value), or `None`
+/// when a step finds no such member or element.
+///
+/// It scans, building nothing: members before the one wanted are skipped by
+/// matching brackets outside strings, and the scan stops at the value found, as
+/// a streaming parser would (Trino's, behind Athena's `json_extract`, does the
+/// same). Only what lies on the way is checked: text that is not JSON gives
+/// `None` or, when the broken part comes after the value, the value; the value
+/// itself is returned unchecked, for the caller to parse. Never recursive and
+/// never a panic, whatever the text.
+pub fn value_at<'a>(text: &'a str, steps: &[PathStep]) -> Option<&'a str> {
+    let bytes = text.as_bytes();
+    let mut at = skip_whitespace(bytes, 0);
+    for step in steps {
+        at = match step {
+            PathStep::Key(key) => member(text, at, key)?,
+            PathStep::Index(index) => element(bytes, at, *index)?,
+        };
+    }
+    text.get(at..end_of_value(bytes, at)?)
+}
+
+/// Where the value of the object member named `key` starts, for the object at `at`.
+fn member(text: &str, at: usize, key: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut at = skip_whitespace(bytes, at + 1);
+    if bytes.get(at) == Some(&b'}') {
+        return None;
+    }
+    loop {
+        if *bytes.get(at)? != b'"' {
+            return None;
+        }
+        let close = end_of_string(bytes, at + 1)?;
+        let name = text.get(at..=close)?;
+        at = skip_whitespace(bytes, close + 1);
+        if *bytes.get(at)? != b':' {
+            return None;
+        }
+        at = skip_whitespace(bytes, at + 1);
+        if names(name, key) {
+            return Some(at);
+        }
+        at = skip_whitespace(bytes, end_of_value(bytes, at)?);
+        if *bytes.get(at)? != b',' {
+            return None;
+        }
+        at = skip_whitespace(bytes, at + 1);
+    }
+}
+
+/// Whether the string literal `quoted` (quotes included) spells `key`.
+fn names(quoted: &str, key: &str) -> bool {
+    let body = &quoted[1..quoted.len() - 1];
+    if memchr(b'\\', body.as_bytes()).is_none() {
+        return body == key;
+    }
+    serde_json::from_str::<String>(quoted).is_ok_and(|name| name == key)
+}
+
+/// Where element `index` starts, for the array at `at`.
+fn element(bytes: &[u8], at: usize, index: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'[') {
+        return None;
+    }
+    let mut at = skip_whitespace(bytes, at + 1);
+    if bytes.get(at) == Some(&b']') {
+        return None;
+    }
+    for _ in 0..index {
+        at = skip_whitespace(bytes, end_of_value(bytes, at)?);
+        if *bytes.get(at)? != b',' {
+            return None;
+        }
+        at = skip_whitespace(bytes, at + 1);
+    }
+    Some(at)
+}
+
+/// The offset just past the value that starts at `at`: a string's closing quote,
+/// the bracket that closes an object or array (brackets are counted outside
+/// strings, of either kind), or the end of a number or literal.
+fn end_of_value(bytes: &[u8], mut at: usize) -> Option<usize> {
+    match *bytes.get(at)? {
+        b'"' => return Some(end_of_string(bytes, at + 1)? + 1),
+        b'{' | b'[' => {}
+        _ => {
+            let rest = bytes.get(at..)?;
+            let length = rest
+                .iter()
+                .position(|&b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(rest.len());
+            return (length > 0).then_some(at + length);
+        }
+    }
+    let mut depth = 0_usize;
+    loop {
+        match *bytes.get(at)? {
+            b'"' => at = end_of_string(bytes, at + 1)?,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+}
+
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
 /// Appends `text` as a JSON string literal.
 pub fn write_string(text: &str, out: &mut Vec<u8>) {
     // Most strings (record ids, names) need no escaping; a branch-free scan finds
@@ -157,6 +290,8 @@ pub fn excerpt(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn compact(raw: &str) -> String {
@@ -227,5 +362,98 @@ mod tests {
     fn excerpt_cuts_long_text() {
         assert_eq!(excerpt("short"), "short");
         assert_eq!(excerpt(&"x".repeat(100)).chars().count(), 81);
+    }
+
+    fn path(steps: &[&str]) -> Vec<PathStep> {
+        steps
+            .iter()
+            .map(|step| match step.parse() {
+                Ok(index) => PathStep::Index(index),
+                Err(_) => PathStep::Key((*step).to_owned()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn value_at_follows_members_and_elements_by_scanning() {
+        let text =
+            r#" { "a" : [ 1 , {"b":"x\"]}"} , [] ] , "a\u0062": {"c" : null}, "d":1,"d":2, "e":-1.5e3 } "#;
+        let at = |steps: &[&str]| value_at(text, &path(steps));
+        assert_eq!(at(&[]), Some(text.trim()));
+        assert_eq!(at(&["a", "0"]), Some("1"));
+        assert_eq!(at(&["a", "1", "b"]), Some(r#""x\"]}""#));
+        assert_eq!(at(&["a", "2"]), Some("[]"));
+        assert_eq!(at(&["ab", "c"]), Some("null"), "an escaped name is decoded");
+        assert_eq!(at(&["d"]), Some("1"), "the first of duplicate names");
+        assert_eq!(at(&["e"]), Some("-1.5e3"));
+        for missing in [&["z"][..], &["a", "3"], &["a", "2", "0"], &["d", "x"], &["a", "x"]] {
+            assert_eq!(at(missing), None, "{missing:?}");
+        }
+    }
+
+    #[test]
+    fn value_at_stops_at_the_value_and_survives_broken_text() {
+        assert_eq!(value_at(r#"{"a":1, "b": oops"#, &path(&["a"])), Some("1"), "what follows is not read");
+        for broken in
+            [r#"{"a" 1}"#, r#"{"a":}"#, r#"{a:1}"#, r#"{"a":1 "b":2}"#, r#"{"x":"#, "[1,", "", "\"", "{"]
+        {
+            for steps in [path(&["b"]), path(&["0"]), path(&[])] {
+                assert_ne!(value_at(broken, &steps), Some("2"), "{broken}");
+            }
+        }
+        let deep = "[".repeat(100_000);
+        assert_eq!(value_at(&deep, &path(&["0", "0"])), None, "no recursion, no end");
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            // Eighths: exact in binary, so the tree compared against reads them back equal.
+            any::<i32>().prop_map(|n| Value::from(f64::from(n) / 8.0)),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..5)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["a", "b", "a\"b", "a\\b", "é", "ключ", "]}", "", "\u{1}"])
+            .prop_map(str::to_owned)
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<PathStep>> {
+        let step = prop_oneof![key().prop_map(PathStep::Key), (0..5_usize).prop_map(PathStep::Index)];
+        prop::collection::vec(step, 0..4)
+    }
+
+    proptest! {
+        #[test]
+        fn value_at_agrees_with_a_parsed_tree(value in json_value(), steps in steps(), pretty in any::<bool>()) {
+            let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) }.unwrap();
+            let expected = steps.iter().try_fold(&value, |current, step| match step {
+                PathStep::Key(key) => current.get(key),
+                PathStep::Index(index) => current.get(index),
+            });
+            let found = value_at(&text, &steps).map(|found| serde_json::from_str::<serde_json::Value>(found).unwrap());
+            prop_assert_eq!(found.as_ref(), expected);
+        }
+
+        #[test]
+        fn value_at_never_panics(text in any::<String>(), value in json_value(), cut in any::<prop::sample::Index>(), steps in steps()) {
+            value_at(&text, &steps);
+            let valid = serde_json::to_string(&value).unwrap();
+            let cut = cut.index(valid.len() + 1);
+            if let Some(prefix) = valid.get(..cut) {
+                value_at(prefix, &steps);
+            }
+        }
     }
 }

@@ -1,14 +1,17 @@
 //! Reading NDJSON into the lake writer: line by line, gzip decompressed on the fly,
 //! so memory does not grow with the input.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::ops::Range;
 
 use flate2::bufread::MultiGzDecoder;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::core::rejection::Rejection;
 use crate::lake::scratch;
 use crate::lake::storage::{Storage, StorageError};
-use crate::lake::writer::{LakeError, LakeWriter, Origin, Summary};
+use crate::lake::writer::{check_record, CheckedEvent, LakeError, LakeWriter, Limits, Origin, Summary};
 
 /// Read buffer size: large reads keep system calls off the profile.
 const READ_BUFFER: usize = 1 << 20;
@@ -68,44 +71,140 @@ pub async fn load<S: Storage, R: Read>(
 /// Feeds every line of `reader` to `writer` as one record. A line longer than the
 /// writer's record limit is never held whole: it streams into a file in the run's
 /// scratch directory and is kept, as it came, among the rejected records.
+///
+/// Lines are read in blocks of about [`BLOCK_BYTES`]. Each block is checked on the
+/// blocking pool ([`check_record`]: parsing, validation, the payload), as many at
+/// a time as [`Limits::workers`], while the writer takes the blocks checked before it in
+/// input order: the output is the same as one thread checking line by line.
 pub async fn feed<S: Storage>(
     writer: &mut LakeWriter<S>,
     mut reader: impl BufRead,
     source_name: &str,
 ) -> Result<LineCounts, IngestError> {
-    let read_error = |error| IngestError::Read { source_name: source_name.to_owned(), error };
-    let max = writer.limits().max_record_bytes;
+    let limits = *writer.limits();
     let mut fed = LineCounts::default();
-    let mut line = Vec::with_capacity(64 * 1024);
+    let mut checking = VecDeque::new();
     loop {
-        line.clear();
-        let end = next_line(&mut reader, &mut line, max).map_err(read_error)?;
-        if end == LineEnd::Eof {
+        let block = read_block(writer, &mut reader, source_name, &mut fed)?;
+        let at_end = block.lines.is_empty();
+        if !at_end {
+            checking.push_back(tokio::task::spawn_blocking(move || block.checked(&limits)));
+        }
+        while checking.len() > limits.workers.max(1) || (at_end && !checking.is_empty()) {
+            let Some(task) = checking.pop_front() else { break };
+            let block = task.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+            block.write(writer, source_name).await?;
+        }
+        if at_end {
             return Ok(fed);
         }
+    }
+}
+
+/// Bytes of lines read into one block: enough to keep a core busy for a few
+/// milliseconds, little enough that the blocks in flight take a few MiB.
+pub const BLOCK_BYTES: usize = 1 << 20;
+
+/// Lines read from one input, and what checking them found.
+struct Block {
+    bytes: Vec<u8>,
+    lines: Vec<BlockLine>,
+    /// What [`check_record`] wrote for the valid records.
+    text: Vec<u8>,
+}
+
+enum BlockLine {
+    /// A record: its bytes in the block, its line number, its check.
+    Record { bytes: Range<usize>, line: u64, checked: Option<Result<CheckedEvent, Rejection>> },
+    /// A line longer than the limit, kept in a scratch file.
+    TooLong { file: tempfile::NamedTempFile, len: u64, line: u64 },
+}
+
+/// Reads lines up to [`BLOCK_BYTES`] (at least one, unless the input is at its
+/// end); blank lines are counted, not kept.
+fn read_block<S: Storage>(
+    writer: &LakeWriter<S>,
+    reader: &mut impl BufRead,
+    source_name: &str,
+    fed: &mut LineCounts,
+) -> Result<Block, IngestError> {
+    let read_error = |error| IngestError::Read { source_name: source_name.to_owned(), error };
+    let max = writer.limits().max_record_bytes;
+    let mut block =
+        Block { bytes: Vec::with_capacity(BLOCK_BYTES + 64 * 1024), lines: Vec::new(), text: Vec::new() };
+    while block.bytes.len() < BLOCK_BYTES {
+        let start = block.bytes.len();
+        let end = next_line(reader, &mut block.bytes, max).map_err(read_error)?;
+        if end == LineEnd::Eof {
+            break;
+        }
         fed.lines += 1;
-        let origin = Origin { source: source_name, line: fed.lines };
         if end == LineEnd::TooLong {
             let scratch = writer.storage().scratch_dir().map_err(LakeError::from)?;
             let io = |error| LakeError::from(StorageError::Io { path: scratch.to_owned(), source: error });
             let mut file = scratch::new_file_in(scratch).map_err(io)?;
-            file.write_all(&line).map_err(io)?;
-            let rest = copy_rest_of_line(&mut reader, &mut file).map_err(read_error)?;
-            if rest.blank && is_blank(&line) {
+            file.write_all(&block.bytes[start..]).map_err(io)?;
+            let rest = copy_rest_of_line(reader, &mut file).map_err(read_error)?;
+            let len = (block.bytes.len() - start) as u64 + rest.bytes;
+            let blank = rest.blank && is_blank(&block.bytes[start..]);
+            block.bytes.truncate(start);
+            if blank {
                 // Only whitespace, however long: no record (the file goes with it).
                 fed.blank += 1;
                 continue;
             }
             file.flush().map_err(io)?;
-            let len = line.len() as u64 + rest.bytes;
-            writer.reject_stored(file.path(), len, origin).await?;
+            block.lines.push(BlockLine::TooLong { file, len, line: fed.lines });
             continue;
         }
-        if is_blank(&line) {
+        if is_blank(&block.bytes[start..]) {
+            block.bytes.truncate(start);
             fed.blank += 1;
             continue;
         }
-        writer.push(&line, origin).await?;
+        block.lines.push(BlockLine::Record {
+            bytes: start..block.bytes.len(),
+            line: fed.lines,
+            checked: None,
+        });
+    }
+    Ok(block)
+}
+
+impl Block {
+    /// Checks every record (on a blocking thread).
+    fn checked(mut self, limits: &Limits) -> Self {
+        self.text.reserve(self.bytes.len());
+        for line in &mut self.lines {
+            if let BlockLine::Record { bytes, checked, .. } = line {
+                *checked = Some(check_record(&self.bytes[bytes.clone()], limits, &mut self.text));
+            }
+        }
+        self
+    }
+
+    /// Hands the checked lines to the writer, in order.
+    async fn write<S: Storage>(
+        self,
+        writer: &mut LakeWriter<S>,
+        source_name: &str,
+    ) -> Result<(), IngestError> {
+        for line in self.lines {
+            match line {
+                BlockLine::Record { bytes, line, checked } => {
+                    let record = &self.bytes[bytes];
+                    let origin = Origin { source: source_name, line };
+                    match checked {
+                        Some(checked) => writer.accept(record, checked, &self.text, origin).await?,
+                        None => writer.push(record, origin).await?,
+                    }
+                }
+                BlockLine::TooLong { file, len, line } => {
+                    writer.reject_stored(file.path(), len, Origin { source: source_name, line }).await?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -121,9 +220,10 @@ pub enum LineEnd {
     Eof,
 }
 
-/// Reads the next line into `line` (without its newline), taking at most
-/// `max + 1` bytes of it.
+/// Reads the next line to the end of `line` (without its newline), taking at
+/// most `max + 1` bytes of it.
 pub fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::Result<LineEnd> {
+    let start = line.len();
     let mut started = false;
     loop {
         let available = fill(reader)?;
@@ -131,7 +231,7 @@ pub fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> i
             return Ok(if started { LineEnd::Line } else { LineEnd::Eof });
         }
         started = true;
-        let room = max + 1 - line.len();
+        let room = max + 1 - (line.len() - start);
         match memchr::memchr(b'\n', available) {
             Some(end) if end < room => {
                 line.extend_from_slice(&available[..end]);
@@ -142,7 +242,7 @@ pub fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> i
                 let take = available.len().min(room);
                 line.extend_from_slice(&available[..take]);
                 reader.consume(take);
-                if line.len() > max {
+                if line.len() - start > max {
                     return Ok(LineEnd::TooLong);
                 }
             }

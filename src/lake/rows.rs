@@ -15,7 +15,6 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
-use crate::core::event::Event;
 use crate::core::timestamp::EventTime;
 use crate::lake::encoder::Row;
 
@@ -51,9 +50,9 @@ impl Buffer {
         self.rows.is_empty()
     }
 
-    /// Adds an event with its payload JSON (written by [`Event::write_payload`]).
-    pub fn push_event(&mut self, event: &Event<'_>, payload: &str) {
-        self.push(event.uuid(), event.time(), event.name(), event.event_subtype(), payload);
+    /// Adds a row, copying its text.
+    pub fn push_row(&mut self, row: &Row<'_>) {
+        self.push(row.uuid, row.time, row.name, row.subtype, row.payload);
     }
 
     fn push(&mut self, uuid: Uuid, time: EventTime, name: &str, subtype: Option<&str>, payload: &str) {

@@ -8,6 +8,8 @@
 //! full-size parts rather than as many small files. The dedupe set starts again
 //! when it reaches half the limit (duplicates further apart are then written
 //! twice, as duplicates in different runs are; [`Summary::dedupe_resets`]).
+//! Parts are encoded on other threads ([`Limits::workers`]), holding at most
+//! the same limit of rows again between them.
 //!
 //! Object names depend only on the input (its [`SourceId`]), the partition and the
 //! part number, so running the same input again overwrites its own files instead
@@ -22,16 +24,20 @@
 //! lake or the run is rejected ([`CASE_CONFLICT`]) and kept in `_rejected/`. An S3
 //! lake has no such rule: its keys are case-sensitive.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Range;
 use std::path::Path;
 
 use serde::Serialize;
 
+use uuid::Uuid;
+
 use crate::core::dedupe::Seen;
-use crate::core::event::{Event, TimeWindow, MAX_RECORD_BYTES};
+use crate::core::event::{DedupeKey, Event, TimeWindow, MAX_RECORD_BYTES};
 use crate::core::partition::Partition;
 use crate::core::rejection::Rejection;
-use crate::lake::encoder::{self, EncodeError};
+use crate::core::timestamp::EventTime;
+use crate::lake::encoder::{self, EncodeError, Row};
 use crate::lake::rows::{Buffer, Spill};
 use crate::lake::storage::{Storage, StorageError};
 
@@ -55,6 +61,16 @@ pub struct Limits {
     /// Lambda, whose limits are fixed: a retry writes the same names, and the
     /// writer needs no list or delete permission.
     pub delete_stale_files: bool,
+    /// Threads that check records and encode files at once (the writer itself
+    /// runs on the caller's): the output is the same for any number.
+    pub workers: usize,
+}
+
+impl Limits {
+    /// One worker per core.
+    pub fn all_cores() -> usize {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
 }
 
 impl Default for Limits {
@@ -66,6 +82,7 @@ impl Default for Limits {
             max_record_bytes: MAX_RECORD_BYTES,
             window: TimeWindow::default(),
             delete_stale_files: true,
+            workers: Limits::all_cores(),
         }
     }
 }
@@ -193,6 +210,98 @@ enum Spellings {
     OnePerType(HashMap<String, String>),
 }
 
+/// A valid event as the writer takes it, from [`check_record`]: its text (name,
+/// payload) in the caller's buffer, so records can be checked on other threads in
+/// batches and handed over without an allocation each.
+#[derive(Debug, Clone)]
+pub struct CheckedEvent {
+    uuid: Uuid,
+    time: EventTime,
+    name: Range<usize>,
+    type_len: usize,
+    subtype: Option<Range<usize>>,
+    payload: Range<usize>,
+}
+
+/// Checks one record against the contract and `limits` (its length, the JSON,
+/// the contract fields, the time window) and writes the text the lake keeps of
+/// it (its name, its payload) at the end of `text`. Needs no writer: it runs on
+/// any thread, and [`LakeWriter::accept`] takes the result.
+pub fn check_record(record: &[u8], limits: &Limits, text: &mut Vec<u8>) -> Result<CheckedEvent, Rejection> {
+    let event = Event::parse_limited(record, limits.max_record_bytes)?;
+    limits.window.check(event.time())?;
+    let start = text.len();
+    text.extend_from_slice(event.name().as_bytes());
+    let name = start..text.len();
+    // The subtype is a slice of the name: its place in it, moved to the copy.
+    let subtype = event.event_subtype().map(|subtype| {
+        let offset = name.start + (subtype.as_ptr() as usize - event.name().as_ptr() as usize);
+        offset..offset + subtype.len()
+    });
+    let start = text.len();
+    event.write_payload(text);
+    Ok(CheckedEvent {
+        uuid: event.uuid(),
+        time: event.time(),
+        type_len: event.event_type().len(),
+        name,
+        subtype,
+        payload: start..text.len(),
+    })
+}
+
+impl CheckedEvent {
+    fn dedupe_key(&self) -> DedupeKey {
+        DedupeKey { uuid: self.uuid, created_at_millis: self.time.millis() }
+    }
+
+    fn event_type<'t>(&self, text: &'t [u8]) -> &'t str {
+        self.str(text, self.name.start..self.name.start + self.type_len)
+    }
+
+    fn partition<'t>(&self, text: &'t [u8]) -> Partition<&'t str> {
+        Partition { event_type: self.event_type(text), created_date: self.time.created_date() }
+    }
+
+    fn row<'t>(&self, text: &'t [u8]) -> Row<'t> {
+        Row {
+            uuid: self.uuid,
+            name: self.str(text, self.name.clone()),
+            subtype: self.subtype.clone().map(|range| self.str(text, range)),
+            time: self.time,
+            payload: self.str(text, self.payload.clone()),
+        }
+    }
+
+    /// Text [`check_record`] wrote, from a string or serialized JSON: UTF-8.
+    fn str<'t>(&self, text: &'t [u8], range: Range<usize>) -> &'t str {
+        text.get(range).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or_default()
+    }
+}
+
+/// Parts being encoded on the blocking pool, oldest first.
+struct Encoding {
+    parts: VecDeque<EncodingPart>,
+    /// Buffer bytes of their rows.
+    bytes: usize,
+    /// How many may be encoded at a time ([`Limits::workers`]).
+    workers: usize,
+}
+
+impl Encoding {
+    fn new(workers: usize) -> Self {
+        Encoding { parts: VecDeque::new(), bytes: 0, workers: workers.max(1) }
+    }
+}
+
+struct EncodingPart {
+    partition: Partition,
+    key: String,
+    rows: usize,
+    bytes: usize,
+    task: tokio::task::JoinHandle<Result<Vec<u8>, EncodeError>>,
+}
+
 /// Writes one run's records into the lake.
 pub struct LakeWriter<S> {
     storage: S,
@@ -211,7 +320,9 @@ pub struct LakeWriter<S> {
     spellings: Spellings,
     /// Every key this run wrote, to tell an earlier run's files from its own.
     written: BTreeSet<String>,
-    payload: Vec<u8>,
+    /// [`Self::push`]'s checked text, kept for its capacity.
+    checked_text: Vec<u8>,
+    encoding: Encoding,
     /// Every row's `ingested_at` (CONTRACT section 4), Unix milliseconds.
     ingested_at_millis: i64,
     summary: Summary,
@@ -237,7 +348,8 @@ impl<S: Storage> LakeWriter<S> {
             large_records: 0,
             spellings: Spellings::NotLoaded,
             written: BTreeSet::new(),
-            payload: Vec::new(),
+            checked_text: Vec::new(),
+            encoding: Encoding::new(limits.workers),
             summary: Summary::default(),
         }
     }
@@ -260,10 +372,26 @@ impl<S: Storage> LakeWriter<S> {
     /// Takes one record (one NDJSON line, without its newline): buffers it, counts
     /// it as a duplicate, or keeps it as rejected. Writes files when buffers fill.
     pub async fn push(&mut self, record: &[u8], origin: Origin<'_>) -> Result<(), LakeError> {
+        let mut text = std::mem::take(&mut self.checked_text);
+        text.clear();
+        let checked = check_record(record, &self.limits, &mut text);
+        let result = self.accept(record, checked, &text, origin).await;
+        self.checked_text = text;
+        result
+    }
+
+    /// Takes one record already checked by [`check_record`] (on any thread, with
+    /// the same limits), its checked text in `text`: what [`Self::push`] does
+    /// after the check. Records must come in input order.
+    pub async fn accept(
+        &mut self,
+        record: &[u8],
+        checked: Result<CheckedEvent, Rejection>,
+        text: &[u8],
+        origin: Origin<'_>,
+    ) -> Result<(), LakeError> {
         self.summary.records += 1;
         self.summary.bytes_in += record.len() as u64 + 1;
-        let checked = Event::parse_limited(record, self.limits.max_record_bytes)
-            .and_then(|event| self.limits.window.check(event.time()).map(|()| event));
         let event = match checked {
             Ok(event) => event,
             Err(rejection) => {
@@ -282,18 +410,16 @@ impl<S: Storage> LakeWriter<S> {
             self.summary.duplicates += 1;
             return Ok(());
         }
+        let row = event.row(text);
         // After dedupe: a copy of an event is a duplicate, whatever its type's case.
-        if let Some(reason) = self.case_conflict(event.event_type())? {
+        if let Some(reason) = self.case_conflict(event.event_type(text))? {
             self.seen.forget(event.dedupe_key());
             return self.reject(record, origin, CASE_CONFLICT, reason).await;
         }
-        self.payload.clear();
-        event.write_payload(&mut self.payload);
-        let partition = event.partition().to_owned();
+        let partition = event.partition(text).to_owned();
         let buffer = self.buffers.entry(partition.clone()).or_default();
         let before = buffer.bytes();
-        // The payload was written by the event's own serializer: UTF-8 JSON.
-        buffer.push_event(&event, std::str::from_utf8(&self.payload).unwrap_or_default());
+        buffer.push_row(&row);
         let after = buffer.bytes();
         self.buffered += after - before;
         if after >= self.limits.partition_bytes {
@@ -301,8 +427,12 @@ impl<S: Storage> LakeWriter<S> {
             self.write_part(&partition, buffer).await?;
         }
         while self.buffered + self.seen.bytes() >= self.limits.total_bytes {
-            let Some(largest) = self.buffers.iter().max_by_key(|(_, b)| b.bytes()).map(|(p, _)| p.clone())
-            else {
+            // The largest buffer; of equal ones the first partition in order, not
+            // the first the map happens to list, so a run spills the same rows
+            // every time.
+            let largest =
+                self.buffers.iter().max_by(|(p, a), (q, b)| a.bytes().cmp(&b.bytes()).then(q.cmp(p)));
+            let Some(largest) = largest.map(|(partition, _)| partition.clone()) else {
                 break;
             };
             let buffer = self.take_buffer(&largest);
@@ -422,25 +552,52 @@ impl<S: Storage> LakeWriter<S> {
         Ok(())
     }
 
-    /// Encodes `buffer` as the partition's next part file and stores it.
+    /// Starts encoding `buffer` as the partition's next part file, on the blocking
+    /// pool: at most [`Limits::workers`] parts at a time, holding at most
+    /// [`Limits::total_bytes`] of rows between them (beyond one part). Parts are
+    /// stored in the order they were started, so the output does not depend on
+    /// which one finishes first; and nothing the writer decides (what to spill,
+    /// when to write) depends on how far encoding has got.
     async fn write_part(&mut self, partition: &Partition, buffer: Buffer) -> Result<(), LakeError> {
         if buffer.is_empty() {
             return Ok(());
         }
-        let mut rows = buffer.rows();
-        let bytes = encoder::encode(&mut rows, self.ingested_at_millis)?;
         let part = self.parts.entry(partition.clone()).or_default();
         let key = part_key(partition, &self.source, *part);
         *part += 1;
-        self.summary.written += rows.len() as u64;
-        self.summary.bytes_out += bytes.len() as u64;
+        let (rows, bytes) = (buffer.len(), buffer.bytes());
+        let ingested_at_millis = self.ingested_at_millis;
+        let task =
+            tokio::task::spawn_blocking(move || encoder::encode(&mut buffer.rows(), ingested_at_millis));
+        self.encoding.bytes += bytes;
+        self.encoding.parts.push_back(EncodingPart { partition: partition.clone(), key, rows, bytes, task });
+        while self.encoding.parts.len() > self.encoding.workers
+            || (self.encoding.parts.len() > 1 && self.encoding.bytes > self.limits.total_bytes)
+        {
+            self.store_oldest_part().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest part being encoded and stores it.
+    async fn store_oldest_part(&mut self) -> Result<(), LakeError> {
+        let Some(part) = self.encoding.parts.pop_front() else {
+            return Ok(());
+        };
+        let encoded = match part.task.await {
+            Ok(encoded) => encoded?,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        self.encoding.bytes -= part.bytes;
+        self.summary.written += part.rows as u64;
+        self.summary.bytes_out += encoded.len() as u64;
         self.summary.files += 1;
-        tracing::debug!(key, rows = rows.len(), bytes = bytes.len(), "writing part");
-        self.storage.put(&key, bytes).await?;
-        self.written.insert(key.clone());
-        self.summary.keys.push(key);
-        if !self.summary.touched.contains(partition) {
-            self.summary.touched.push(partition.clone());
+        tracing::debug!(key = part.key, rows = part.rows, bytes = encoded.len(), "writing part");
+        self.storage.put(&part.key, encoded).await?;
+        self.written.insert(part.key.clone());
+        self.summary.keys.push(part.key);
+        if !self.summary.touched.contains(&part.partition) {
+            self.summary.touched.push(part.partition);
         }
         Ok(())
     }
@@ -499,6 +656,9 @@ impl<S: Storage> LakeWriter<S> {
     /// Writes everything still buffered and returns what the run did.
     pub async fn finish(mut self) -> Result<Summary, LakeError> {
         self.write_pending().await?;
+        while !self.encoding.parts.is_empty() {
+            self.store_oldest_part().await?;
+        }
         self.flush_rejected().await?;
         if self.limits.delete_stale_files {
             self.delete_stale_files().await?;

@@ -4,18 +4,24 @@
 //! Timestamps are `Timestamp(Millisecond, "UTC")`: Athena's
 //! `timestamp(3) with time zone` for the UTC zone the lake uses.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, StringArray, TimestampMillisecondArray,
+    Array, ArrayRef, AsArray, Float64Array, StringArray, StringBuilder, TimestampMillisecondArray,
+    TimestampMillisecondBuilder,
 };
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, FieldRef, TimeUnit};
 use datafusion::common::{exec_err, plan_err, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use serde_json::value::RawValue;
+
+use crate::core::json::{value_at, PathStep};
 
 /// Every function this module adds, ready for `SessionContext::register_udf`.
 pub fn all() -> Vec<ScalarUDF> {
@@ -96,7 +102,7 @@ impl ScalarUDFImpl for Bounded {
 /// rows. A scalar argument is read once, never copied per row (that copy alone
 /// could be the allocation the check is there to prevent).
 fn output_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u128> {
-    use datafusion::arrow::compute::{cast, kernels::length::length};
+    use datafusion::arrow::compute::kernels::length::length;
     use datafusion::arrow::datatypes::Int64Type;
     if args.len() < 2 {
         return Ok(0);
@@ -200,7 +206,25 @@ impl ScalarUDFImpl for Function {
                 return plan_err!("{}: cannot use {given} where {wanted} is expected", self.name());
             }
         }
-        Ok(parameters)
+        // A string argument the function reads in any layout is taken as it
+        // comes: a cast of Utf8View to Utf8 would copy every payload.
+        let reads_any_layout = |position| match self.kind {
+            Kind::JsonExtractScalar | Kind::JsonExtract => true,
+            Kind::FromIso8601Timestamp => position == 0,
+            _ => false,
+        };
+        Ok(arg_types
+            .iter()
+            .zip(parameters)
+            .enumerate()
+            .map(|(position, (given, wanted))| {
+                if wanted == DataType::Utf8 && is_string(given) && reads_any_layout(position) {
+                    given.clone()
+                } else {
+                    wanted
+                }
+            })
+            .collect())
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -212,14 +236,14 @@ impl ScalarUDFImpl for Function {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let arrays = || ColumnarValue::values_to_arrays(&args.args);
         let result: ArrayRef = match self.kind {
-            Kind::JsonExtractScalar => Arc::new(json_extract(&arrays, Extract::Scalar)?),
-            Kind::JsonExtract => Arc::new(json_extract(&arrays, Extract::Json)?),
-            Kind::FromIso8601Timestamp => Arc::new(from_iso8601(&arrays[0])?),
-            Kind::FromUnixtime => Arc::new(from_unixtime(&arrays[0])),
-            Kind::ToUnixtime => Arc::new(to_unixtime(&arrays[0])),
-            Kind::DateFormat => Arc::new(date_format(&arrays)?),
+            Kind::JsonExtractScalar => json_extract(&args.args, args.number_rows, Extract::Scalar)?,
+            Kind::JsonExtract => json_extract(&args.args, args.number_rows, Extract::Json)?,
+            Kind::FromIso8601Timestamp => Arc::new(from_iso8601(&arrays()?[0])?),
+            Kind::FromUnixtime => Arc::new(from_unixtime(&arrays()?[0])),
+            Kind::ToUnixtime => Arc::new(to_unixtime(&arrays()?[0])),
+            Kind::DateFormat => Arc::new(date_format(&arrays()?)?),
         };
         Ok(ColumnarValue::Array(result))
     }
@@ -227,7 +251,6 @@ impl ScalarUDFImpl for Function {
 
 /// Whether DataFusion can cast `given` to `wanted` the way Athena would accept it.
 fn coercible(given: &DataType, wanted: &DataType) -> bool {
-    let is_string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     match wanted {
         DataType::Utf8 => is_string(given) || given.is_null(),
         DataType::Float64 => given.is_numeric() || given.is_null(),
@@ -236,6 +259,10 @@ fn coercible(given: &DataType, wanted: &DataType) -> bool {
         }
         _ => false,
     }
+}
+
+fn is_string(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 /// What `json_extract*` returns for the value found.
@@ -248,16 +275,9 @@ enum Extract {
     Json,
 }
 
-/// One step of a JSONPath: `.key`, `["key"]` or `[index]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
 /// Parses the JSONPath subset Athena's `json_extract*` documents: `$`, then any of
 /// `.key`, `["key"]`, `[index]`.
-fn parse_path(path: &str) -> Result<Vec<Step>> {
+fn parse_path(path: &str) -> Result<Vec<PathStep>> {
     let Some(mut rest) = path.trim().strip_prefix('$') else {
         return exec_err!("invalid JSON path {path:?}: it must start with $");
     };
@@ -268,20 +288,20 @@ fn parse_path(path: &str) -> Result<Vec<Step>> {
             if end == 0 {
                 return exec_err!("invalid JSON path {path:?}: empty key after '.'");
             }
-            steps.push(Step::Key(after[..end].to_owned()));
+            steps.push(PathStep::Key(after[..end].to_owned()));
             rest = &after[end..];
         } else if let Some(after) = rest.strip_prefix("[\"") {
             let Some(end) = after.find("\"]") else {
                 return exec_err!("invalid JSON path {path:?}: unterminated [\"");
             };
-            steps.push(Step::Key(after[..end].to_owned()));
+            steps.push(PathStep::Key(after[..end].to_owned()));
             rest = &after[end + 2..];
         } else if let Some(after) = rest.strip_prefix('[') {
             let end = after.find(']').unwrap_or(after.len());
             let Ok(index) = after[..end].trim().parse() else {
                 return exec_err!("invalid JSON path {path:?}: [{}] is not an array index", &after[..end]);
             };
-            steps.push(Step::Index(index));
+            steps.push(PathStep::Index(index));
             rest = after.get(end + 1..).unwrap_or_default();
         } else {
             return exec_err!("invalid JSON path {path:?}: unexpected {rest:?}");
@@ -290,79 +310,67 @@ fn parse_path(path: &str) -> Result<Vec<Step>> {
     Ok(steps)
 }
 
-/// Follows `steps` through `json`; `None` when the text is not JSON or a step is
-/// missing (Athena returns NULL for both).
-fn find<'a>(json: &'a str, steps: &[Step]) -> Option<&'a RawValue> {
-    let mut current: &RawValue = serde_json::from_str(json).ok()?;
-    for step in steps {
-        current = match step {
-            Step::Key(key) => {
-                let object: Vec<(std::borrow::Cow<'_, str>, &RawValue)> =
-                    serde_json::from_str::<RawObject>(current.get()).ok()?.0;
-                object.into_iter().find(|(k, _)| k == key)?.1
-            }
-            Step::Index(index) => *serde_json::from_str::<Vec<&RawValue>>(current.get()).ok()?.get(*index)?,
-        };
-    }
-    Some(current)
-}
-
-/// A JSON object's members in order, values unparsed (the first of duplicate keys
-/// is found first, as Athena's streaming parser does).
-struct RawObject<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> serde::Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct Members;
-        impl<'de> serde::de::Visitor<'de> for Members {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut map: M,
-            ) -> std::result::Result<Self::Value, M::Error> {
-                let mut members = Vec::new();
-                while let Some(member) = map.next_entry()? {
-                    members.push(member);
-                }
-                Ok(RawObject(members))
-            }
-        }
-        deserializer.deserialize_map(Members)
-    }
-}
-
-fn extracted(value: &RawValue, how: Extract) -> Option<String> {
-    let text = value.get();
-    match how {
-        Extract::Json => Some(text.to_owned()),
-        Extract::Scalar => match text.as_bytes().first() {
-            Some(b'"') => serde_json::from_str::<String>(text).ok(),
-            Some(b'{' | b'[' | b'n') | None => None,
-            Some(_) => Some(text.to_owned()),
+/// What `json_extract*` returns for the value `steps` lead to in `json`; `None`
+/// (NULL in SQL) when there is none, or when the value found is not valid JSON.
+/// The text around the value is scanned, not parsed (`core::json::value_at`).
+fn extract<'a>(json: &'a str, steps: &[PathStep], how: Extract) -> Option<Cow<'a, str>> {
+    let text = value_at(json, steps)?;
+    match (how, text.as_bytes()[0]) {
+        (Extract::Scalar, b'"') => match plain_string_body(text) {
+            Some(body) => Some(Cow::Borrowed(body)),
+            None => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
         },
+        (Extract::Scalar, b'{' | b'[' | b'n') => None,
+        _ => serde_json::from_str::<&RawValue>(text).ok().map(|_| Cow::Borrowed(text)),
     }
 }
 
-fn json_extract(arrays: &[ArrayRef], how: Extract) -> Result<StringArray> {
-    let (json, paths) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
-    let mut parsed: Option<(&str, Vec<Step>)> = None;
-    let mut out = Vec::with_capacity(json.len());
-    for row in 0..json.len() {
-        if json.is_null(row) || paths.is_null(row) {
-            out.push(None);
-            continue;
+/// The body of a string literal with nothing to decode (no escapes, no control
+/// characters): most values, read without a copy.
+fn plain_string_body(quoted: &str) -> Option<&str> {
+    let body = quoted.get(1..quoted.len().checked_sub(1)?)?;
+    let plain = body.bytes().fold(true, |plain, b| plain & (b != b'\\') & (b >= 0x20));
+    plain.then_some(body)
+}
+
+/// `json_extract*` over a batch. A literal path (the usual case) is parsed once
+/// per batch, a column of paths once per row.
+fn json_extract(args: &[ColumnarValue], rows: usize, how: Extract) -> Result<ArrayRef> {
+    let parse = |path: Option<&str>| path.map(parse_path).transpose();
+    let (literal, per_row) = match &args[1] {
+        ColumnarValue::Scalar(path) => (parse(path.try_as_str().flatten())?, Vec::new()),
+        ColumnarValue::Array(paths) => {
+            let paths = cast(paths, &DataType::Utf8)?;
+            (None, paths.as_string::<i32>().iter().map(parse).collect::<Result<Vec<_>>>()?)
         }
-        let path = paths.value(row);
-        if parsed.as_ref().is_none_or(|(last, _)| *last != path) {
-            parsed = Some((path, parse_path(path)?));
+    };
+    let steps_at = |row: usize| match &args[1] {
+        ColumnarValue::Scalar(_) => literal.as_deref(),
+        ColumnarValue::Array(_) => per_row[row].as_deref(),
+    };
+    let json = args[0].to_array(rows)?;
+    let mut out = StringBuilder::with_capacity(rows, rows * 8);
+    string_values(&json, |row, text| {
+        match text.zip(steps_at(row)).and_then(|(text, steps)| extract(text, steps, how)) {
+            Some(value) => out.append_value(value),
+            None => out.append_null(),
         }
-        let steps = parsed.as_ref().map(|(_, steps)| steps.as_slice()).unwrap_or_default();
-        out.push(find(json.value(row), steps).and_then(|value| extracted(value, how)));
+    });
+    Ok(Arc::new(out.finish()))
+}
+
+/// Calls `each(row, value)` for every row of a string array of any of Arrow's
+/// three layouts, without converting it.
+fn string_values(array: &ArrayRef, mut each: impl FnMut(usize, Option<&str>)) {
+    fn over<'a>(values: impl Iterator<Item = Option<&'a str>>, each: &mut impl FnMut(usize, Option<&str>)) {
+        values.enumerate().for_each(|(row, value)| each(row, value));
     }
-    Ok(StringArray::from(out))
+    match array.data_type() {
+        DataType::Utf8View => over(array.as_string_view().iter(), &mut each),
+        DataType::LargeUtf8 => over(array.as_string::<i64>().iter(), &mut each),
+        DataType::Null => (0..array.len()).for_each(|row| each(row, None)),
+        _ => over(array.as_string::<i32>().iter(), &mut each),
+    }
 }
 
 /// Athena's `from_iso8601_timestamp`: an ISO 8601 date or date-time; without a zone
@@ -379,19 +387,52 @@ fn parse_iso8601(text: &str) -> Option<DateTime<Utc>> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
-fn from_iso8601(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
-    let strings = array.as_string::<i32>();
-    let mut out = Vec::with_capacity(strings.len());
-    for text in strings.iter() {
-        out.push(match text {
-            None => None,
-            Some(text) => match parse_iso8601(text) {
-                Some(time) => Some(time.timestamp_millis()),
-                None => return exec_err!("from_iso8601_timestamp: invalid ISO 8601 value {text:?}"),
-            },
-        });
+/// Milliseconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ` or
+/// `YYYY-MM-DDTHH:MM:SS.sssZ`, the forms the lake writes `created_datetime` in,
+/// read digit by digit; `None` for any other form (and for a leap second), which
+/// [`parse_iso8601`] then reads.
+fn parse_lake_datetime(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let millis_digits = match bytes.len() {
+        20 => false,
+        24 => true,
+        _ => return None,
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    let end = if millis_digits { [(19, b'.'), (23, b'Z')].as_slice() } else { [(19, b'Z')].as_slice() };
+    if !separators.iter().chain(end).all(|&(at, separator)| bytes[at] == separator) {
+        return None;
     }
-    Ok(TimestampMillisecondArray::from(out).with_timezone("UTC"))
+    let number = |from: usize, to: usize| {
+        bytes[from..to]
+            .iter()
+            .try_fold(0_u32, |n, &digit| digit.is_ascii_digit().then(|| n * 10 + u32::from(digit - b'0')))
+    };
+    let millis = if millis_digits { number(20, 23)? } else { 0 };
+    let date = NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?;
+    let time = date.and_hms_milli_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?, millis)?;
+    Some(time.and_utc().timestamp_millis())
+}
+
+fn from_iso8601(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
+    let mut out = TimestampMillisecondBuilder::with_capacity(array.len());
+    let mut invalid = None;
+    string_values(array, |_, text| match text {
+        None => out.append_null(),
+        Some(text) => {
+            match parse_lake_datetime(text).or_else(|| parse_iso8601(text).map(|t| t.timestamp_millis())) {
+                Some(millis) => out.append_value(millis),
+                None => {
+                    invalid.get_or_insert_with(|| text.to_owned());
+                    out.append_null();
+                }
+            }
+        }
+    });
+    if let Some(text) = invalid {
+        return exec_err!("from_iso8601_timestamp: invalid ISO 8601 value {text:?}");
+    }
+    Ok(out.finish().with_timezone("UTC"))
 }
 
 fn from_unixtime(array: &ArrayRef) -> TimestampMillisecondArray {
@@ -477,14 +518,14 @@ fn date_format(arrays: &[ArrayRef]) -> Result<StringArray> {
 mod tests {
     use super::*;
 
-    fn extract(json: &str, path: &str, how: Extract) -> Option<String> {
-        find(json, &parse_path(path).unwrap()).and_then(|v| extracted(v, how))
+    fn extract_path(json: &str, path: &str, how: Extract) -> Option<String> {
+        extract(json, &parse_path(path).unwrap(), how).map(Cow::into_owned)
     }
 
     #[test]
     fn json_extract_scalar_follows_athena() {
         let json = r#"{"user_id":"u_1","amount":12.50,"ok":true,"n":null,"o":{"a":[1,{"b":"x\u00e9"}]},"big":123456789012345678901234567890,"d":1,"d":2}"#;
-        let scalar = |path| extract(json, path, Extract::Scalar);
+        let scalar = |path| extract_path(json, path, Extract::Scalar);
         assert_eq!(scalar("$.user_id").as_deref(), Some("u_1"));
         assert_eq!(scalar("$.amount").as_deref(), Some("12.50"), "number text kept as written");
         assert_eq!(scalar("$.big").as_deref(), Some("123456789012345678901234567890"));
@@ -495,8 +536,17 @@ mod tests {
         for path in ["$.n", "$.o", "$.o.a", "$.missing", "$.o.a[9]", "$.user_id.x"] {
             assert_eq!(scalar(path), None, "{path}");
         }
-        assert_eq!(extract(json, "$.o.a", Extract::Json).as_deref(), Some(r#"[1,{"b":"x\u00e9"}]"#));
-        assert_eq!(extract("not json", "$.a", Extract::Scalar), None);
+        assert_eq!(extract_path(json, "$.o.a", Extract::Json).as_deref(), Some(r#"[1,{"b":"x\u00e9"}]"#));
+        assert_eq!(extract_path("not json", "$.a", Extract::Scalar), None);
+        // The value found is parsed: broken values are NULL, escapes are decoded.
+        for broken in
+            [r#"{"a":12x}"#, r#"{"a":"x\q"}"#, "{\"a\":\"tab\there\"}", r#"{"a":tru}"#, r#"{"a":[1,}"#]
+        {
+            assert_eq!(extract_path(broken, "$.a", Extract::Scalar), None, "{broken}");
+            assert_eq!(extract_path(broken, "$.a", Extract::Json), None, "{broken}");
+        }
+        assert_eq!(extract_path(r#"{"a":"\"x\"\n"}"#, "$.a", Extract::Scalar).as_deref(), Some("\"x\"\n"));
+        assert_eq!(extract_path(r#"{"a":"x", "b":oops"#, "$.a", Extract::Scalar).as_deref(), Some("x"));
         for bad in ["a", "$.", "$[x]", "$[\"a", "$a"] {
             assert!(parse_path(bad).is_err(), "{bad}");
         }
@@ -504,13 +554,33 @@ mod tests {
 
     #[test]
     fn iso8601_forms_parse_to_utc_milliseconds() {
-        let ms = |text| parse_iso8601(text).map(|t| t.timestamp_millis());
+        let ms = |text: &str| parse_iso8601(text).map(|t| t.timestamp_millis());
         assert_eq!(ms("2024-03-17T15:34:56.789Z"), Some(1_710_689_696_789));
         assert_eq!(ms("2024-03-17T15:34:56Z"), Some(1_710_689_696_000));
         assert_eq!(ms("2024-03-17T17:34:56.789+02:00"), Some(1_710_689_696_789));
         assert_eq!(ms("2024-03-17T15:34:56.789"), Some(1_710_689_696_789));
         assert_eq!(ms("2024-03-17"), Some(1_710_633_600_000));
         assert_eq!(ms("17/03/2024"), None);
+        // The lake's own form, read digit by digit, agrees with the general parser.
+        for millis in (-62_135_596_800_000_i64..253_402_300_799_999).step_by(9_876_543_210_987) {
+            let time = DateTime::<Utc>::from_timestamp_millis(millis).unwrap();
+            let text = time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            assert_eq!(parse_lake_datetime(&text), Some(millis), "{text}");
+            assert_eq!(parse_lake_datetime(&text), ms(&text), "{text}");
+            let text = time.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            assert_eq!(parse_lake_datetime(&text), Some(millis - millis.rem_euclid(1000)), "{text}");
+            assert_eq!(parse_lake_datetime(&text), ms(&text), "{text}");
+        }
+        for other in [
+            "2024-03-17T15:34:56.7Z",
+            "2024-03-17T15:34:56+00:00",
+            "2024-02-30T00:00:00.000Z",
+            "2024-03-17T15:34:60.000Z",
+            "2024-03-17T15:34:5x.000Z",
+            "2024-03-17 15:34:56.789Z",
+        ] {
+            assert_eq!(parse_lake_datetime(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -228,3 +228,69 @@ print(json.dumps({"duckdb": list(duck), "pyarrow": [table.num_rows, table.column
     assert_eq!(facts["duckdb"], serde_json::json!([500, 200, 200, "TIMESTAMP WITH TIME ZONE"]), "{facts}");
     assert_eq!(facts["pyarrow"], serde_json::json!([500, 300, "timestamp[ms, tz=UTC]"]), "{facts}");
 }
+
+/// Records are checked and files encoded on several threads; the writer takes
+/// them in input order. Any number of threads writes the same lake as one, byte
+/// for byte: the same files, the same rows in the same (first-seen) order, the
+/// same rejected entries. The input spans many blocks of lines, with duplicates
+/// across blocks, invalid and blank lines and a line over the record limit; the
+/// limits are small, so parts are written mid-run, rows spill to disk and the
+/// dedupe set starts again, each checked to happen.
+#[tokio::test(flavor = "current_thread")]
+async fn any_number_of_threads_writes_the_same_lake_byte_for_byte() {
+    use eventlake::lake::ndjson;
+    use eventlake::lake::storage::LocalDir;
+    use eventlake::lake::writer::{LakeWriter, Limits, SourceId};
+
+    // Two types on one day fill their buffers (parts mid-run); 300 types over
+    // three days fill memory with small ones (spills).
+    let mut events = crate::support::generated_events(8_000, 11, 2, 1, "0.05");
+    events.extend(crate::support::generated_events(16_000, 12, 300, 3, "0.05"));
+    let mut input = Vec::new();
+    for (index, line) in events.split(|&b| b == b'\n').enumerate() {
+        input.extend_from_slice(line);
+        input.push(b'\n');
+        match index % 997 {
+            0 => input.extend_from_slice(
+                b"{\"event_uuid\":\"not a uuid\",\"event_name\":\"a:b\",\"created_at\":1}\n",
+            ),
+            1 => input.extend_from_slice(b"   \n"),
+            2 => input.extend_from_slice(b"{\"truncated\n"),
+            _ => {}
+        }
+    }
+    input.extend_from_slice(&vec![b'x'; 1_100_000]);
+    input.extend_from_slice(b"\n{}\n");
+    assert!(input.len() > 6 * ndjson::BLOCK_BYTES, "{} bytes", input.len());
+
+    let mut lakes = Vec::new();
+    for workers in [1, 2, 3, 8] {
+        let dir = tempfile::tempdir().unwrap();
+        let limits =
+            Limits { partition_bytes: 256 << 10, total_bytes: 768 << 10, workers, ..Limits::default() };
+        let writer = LakeWriter::new(LocalDir::new(dir.path()), SourceId::from_digest(19), limits)
+            .ingested_at(1_700_000_000_000);
+        let inputs = [("input.ndjson".to_owned(), Ok(std::io::Cursor::new(&input)))];
+        let (summary, fed) = ndjson::load(writer, inputs, || ()).await.unwrap();
+        assert!(summary.files > summary.partitions, "parts written mid-run: {summary:?}");
+        assert!(summary.spilled_bytes > 0 && summary.dedupe_resets > 0, "{summary:?}");
+        assert!(summary.duplicates > 500 && summary.rejected_total() > 40 && fed.blank > 20, "{summary:?}");
+        let files: Vec<(String, Vec<u8>)> = files_under(dir.path())
+            .into_iter()
+            .filter(|name| !name.starts_with("_tmp/"))
+            .map(|name| (name.clone(), std::fs::read(dir.path().join(&name)).unwrap()))
+            .collect();
+        lakes.push((workers, summary, files, dir));
+    }
+    let (_, one_summary, one_thread, _) = &lakes[0];
+    assert!(one_thread.iter().any(|(name, _)| name.ends_with(".record")), "the long line is kept");
+    for (workers, summary, files, _) in &lakes[1..] {
+        assert_eq!(summary, one_summary, "{workers} threads");
+        let names =
+            |files: &[(String, Vec<u8>)]| files.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(files), names(one_thread), "{workers} threads");
+        for ((name, bytes), (_, expected)) in files.iter().zip(one_thread) {
+            assert!(bytes == expected, "{name} differs with {workers} threads");
+        }
+    }
+}
