@@ -139,20 +139,26 @@ impl LocalDir {
         std::fs::create_dir_all(parent).map_err(io_error(parent))?;
         Ok(path)
     }
+}
 
-    fn put_sync(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
-        let path = self.destination(key)?;
-        let scratch = self.scratch_dir()?;
-        let mut temporary = scratch::new_file_in(scratch).map_err(io_error(scratch))?;
-        std::io::Write::write_all(&mut temporary, bytes).map_err(io_error(temporary.path()))?;
-        temporary.persist(&path).map_err(|e| io_error(&path)(e.error))?;
-        Ok(())
-    }
+/// Writes `bytes` to `path` through a new file in `scratch`, renamed into place.
+fn write_through(scratch: &Path, path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    let mut temporary = scratch::new_file_in(scratch).map_err(io_error(scratch))?;
+    std::io::Write::write_all(&mut temporary, bytes).map_err(io_error(temporary.path()))?;
+    temporary.persist(path).map_err(|e| io_error(path)(e.error))?;
+    Ok(())
 }
 
 impl Storage for LocalDir {
+    /// On the blocking pool: creating files costs the file system more than
+    /// writing them, and puts awaited together run at once.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        self.put_sync(key, &bytes)
+        let path = self.destination(key)?;
+        let scratch = self.scratch_dir()?.to_owned();
+        match tokio::task::spawn_blocking(move || write_through(&scratch, &path, &bytes)).await {
+            Ok(written) => written,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
     }
 
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StorageError> {

@@ -579,25 +579,41 @@ impl<S: Storage> LakeWriter<S> {
         Ok(())
     }
 
-    /// Waits for the oldest part being encoded and stores it.
+    /// Waits for the oldest part being encoded and stores it, with the parts
+    /// after it that are encoded already (up to [`Limits::workers`] in all):
+    /// their puts run at once (uploads, or
+    /// files created on the blocking pool), and the run's record of them follows
+    /// the order they were started in.
     async fn store_oldest_part(&mut self) -> Result<(), LakeError> {
-        let Some(part) = self.encoding.parts.pop_front() else {
-            return Ok(());
-        };
-        let encoded = match part.task.await {
-            Ok(encoded) => encoded?,
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
-        };
-        self.encoding.bytes -= part.bytes;
-        self.summary.written += part.rows as u64;
-        self.summary.bytes_out += encoded.len() as u64;
-        self.summary.files += 1;
-        tracing::debug!(key = part.key, rows = part.rows, bytes = encoded.len(), "writing part");
-        self.storage.put(&part.key, encoded).await?;
-        self.written.insert(part.key.clone());
-        self.summary.keys.push(part.key);
-        if !self.summary.touched.contains(&part.partition) {
-            self.summary.touched.push(part.partition);
+        let mut ready = Vec::new();
+        while ready.len() < self.encoding.workers {
+            let Some(part) = self.encoding.parts.pop_front() else { break };
+            if !ready.is_empty() && !part.task.is_finished() {
+                self.encoding.parts.push_front(part);
+                break;
+            }
+            let encoded = match part.task.await {
+                Ok(encoded) => encoded?,
+                Err(error) => std::panic::resume_unwind(error.into_panic()),
+            };
+            self.encoding.bytes -= part.bytes;
+            ready.push((part.partition, part.key, part.rows, encoded));
+        }
+        let lengths: Vec<usize> = ready.iter().map(|(.., encoded)| encoded.len()).collect();
+        let puts =
+            ready.iter_mut().map(|(_, key, _, encoded)| self.storage.put(key, std::mem::take(encoded)));
+        // Every put ends before an error is returned: none lands after the run.
+        futures::future::join_all(puts).await.into_iter().collect::<Result<Vec<()>, _>>()?;
+        for ((partition, key, rows, _), bytes) in ready.into_iter().zip(lengths) {
+            self.summary.written += rows as u64;
+            self.summary.bytes_out += bytes as u64;
+            self.summary.files += 1;
+            tracing::debug!(key, rows, bytes, "writing part");
+            self.written.insert(key.clone());
+            self.summary.keys.push(key);
+            if !self.summary.touched.contains(&partition) {
+                self.summary.touched.push(partition);
+            }
         }
         Ok(())
     }

@@ -113,12 +113,22 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
         .with_file_extension(".parquet")
         .with_table_partition_cols(partition_columns);
     let url = ListingTableUrl::parse(format!("{}/", std::path::absolute(&events_dir)?.display()))?;
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(crate::lake::schema::arrow_schema());
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(scan_schema());
     ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
     ctx.sql(&events_unique_view_for_datafusion()).await?.collect().await?;
     Ok(ctx)
+}
+
+/// The lake's schema as the engine reads it: strings as views into the decoded
+/// pages (`Utf8View`) rather than copied into new buffers, which sorts, joins and
+/// aggregates then move as 16-byte views instead of the text itself.
+fn scan_schema() -> SchemaRef {
+    let schema = crate::lake::schema::arrow_schema();
+    let fields = schema.fields().iter().map(|field| match field.data_type() {
+        DataType::Utf8 => Arc::new(field.as_ref().clone().with_data_type(DataType::Utf8View)),
+        _ => field.clone(),
+    });
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields.collect::<Vec<_>>()))
 }
 
 /// Runs one SQL statement that only reads (no DDL, DML, COPY or `SET`); returns

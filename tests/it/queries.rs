@@ -222,6 +222,39 @@ fn partition_filters_prune_files() {
     }
 }
 
+/// Projection pushdown, read from each ready query's plan: its scans read only
+/// the columns its SQL names (and, on `events_unique`, those the view's window
+/// reads), so `payload`, most of a file's bytes, is read only by the queries that
+/// extract from it.
+#[test]
+fn ready_queries_read_only_the_columns_they_name() {
+    let view_reads = ["event_uuid", "created_datetime", "ingested_at", "input_file_name() as source_file"];
+    for file in query_files() {
+        let sql = std::fs::read_to_string(&file).unwrap();
+        let plan = query_json(&[&format!("EXPLAIN {sql}")]);
+        let text =
+            plan.iter().map(|row| row["plan"].as_str().unwrap_or_default()).collect::<Vec<_>>().join("\n");
+        let scans: Vec<&str> = text.lines().filter(|line| line.contains("DataSourceExec")).collect();
+        assert!(!scans.is_empty(), "{}: {text}", file.display());
+        for scan in scans {
+            let projection = scan.split("projection=[").nth(1).and_then(|rest| rest.split(']').next());
+            let projection =
+                projection.unwrap_or_else(|| panic!("{}: no projection in {scan}", file.display()));
+            for column in projection.split(", ") {
+                let named =
+                    sql.contains(column) || (sql.contains("events_unique") && view_reads.contains(&column));
+                assert!(named, "{}: reads {column}, which it does not use: {projection}", file.display());
+            }
+            assert_eq!(
+                projection.contains("payload"),
+                sql.contains("payload"),
+                "{}: {projection}",
+                file.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn formats_and_errors() {
     let sql = "SELECT event_type, count(*) AS n FROM events WHERE event_type IN ('payment', 'cart') GROUP BY 1 ORDER BY 1";
