@@ -168,12 +168,25 @@ run-transform: ## Run the Firehose transform locally on generated requests and s
 .PHONY: bench
 # Built without the query engine: neither benchmark uses it, and DataFusion under
 # link-time optimization would double the build.
-bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline, ingest vs pyarrow (1 GiB)
+bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline, ingest vs DuckDB and pyarrow (1 GiB)
 	cargo bench --no-default-features --bench transform
 	cargo build --release --quiet --no-default-features --features cli --bin eventlake
 	$(TARGET_DIR)/release/eventlake generate --events 2900 --firehose > $(DEMO)/bench-request.json
 	$(PYTHON) benches/python_transform.py $(DEMO)/bench-request.json
 	$(VENV)/bin/python benches/ingest.py $(TARGET_DIR)/release/eventlake $(BENCH_MIB)
+
+.PHONY: bench-ingest-memory
+# Peak memory of ingest on 1M events (330 MiB) and on ten times as many.
+bench-ingest-memory: $(TOOLS) ## Ingest's peak memory on 330 MiB and on 3.3 GiB of events (it should not grow)
+	cargo build --release --quiet --no-default-features --features cli --bin eventlake
+	$(VENV)/bin/python benches/ingest.py $(TARGET_DIR)/release/eventlake 330 --flat
+
+.PHONY: bench-query
+# The release build with the query engine: DataFusion under link-time
+# optimization takes 15-25 minutes on 2 cores the first time.
+bench-query: $(TOOLS) ## Query benchmark: every file in athena/queries/ on 1M events, eventlake (whole process) against DuckDB
+	cargo build --release --quiet --bin eventlake
+	$(VENV)/bin/python benches/query.py $(TARGET_DIR)/release/eventlake
 
 .PHONY: bench-compaction
 # A month of small files compacted; the queries run with the dev build, which has
@@ -184,14 +197,15 @@ bench-compaction: $(TOOLS) ## Compaction benchmark: a generated month in 5-minut
 	$(VENV)/bin/python benches/compaction.py $(TARGET_DIR)/release/eventlake --query-binary $(TARGET_DIR)/debug/eventlake
 
 .PHONY: fuzz
-fuzz: ## Long property-test run of the transform and record parser (FUZZ_CASES=20000 each)
+fuzz: ## Long property-test run of the transform, the record parser and the JSON path scanner (FUZZ_CASES=20000 each)
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test it properties -- --nocapture
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --lib core::json::tests::value_at -- --nocapture
 
 .PHONY: fuzz-libfuzzer
-fuzz-libfuzzer: ## libFuzzer (cargo-fuzz) on the record parser and the request transform (FUZZ_SECONDS=300 each)
+fuzz-libfuzzer: ## libFuzzer (cargo-fuzz) on the record parser, the request transform and the JSON path scanner (FUZZ_SECONDS=300 each)
 	command -v cargo-fuzz > /dev/null || cargo install cargo-fuzz --locked
 	# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
-	cd fuzz && for target in record request; do \
+	cd fuzz && for target in record request json_path; do \
 		mkdir -p corpus/$$target && \
 		RUSTC_BOOTSTRAP=1 cargo fuzz run $$target corpus/$$target seeds/$$target -- \
 			-max_total_time=$(FUZZ_SECONDS) -max_len=65536; \

@@ -43,8 +43,9 @@ resource "aws_lambda_function" "transform" {
 # parquet-writer: ingest runs at ~65 MiB/s on one core with a peak of ~240 MB for
 # a 1 GiB input. A staged object is at most var.firehose_buffer_mb compressed
 # (about 5x that as NDJSON); the writer holds it once and decompresses it line by
-# line into its row buffers, so 1769 MB (one vCPU) turns the largest object into
-# Parquet in seconds. It stops taking objects when less than
+# line into its row buffers (96 MiB with the dedupe set, as much again for parts
+# being encoded, a few MiB per block of lines being checked: one per vCPU), so
+# 1769 MB (one vCPU) turns the largest object into Parquet in seconds. It stops taking objects when less than
 # SECONDS_PER_OBJECT remains and hands the rest back to SQS, so a batch never
 # times out mid-object: the timeout must leave room for two objects (S3 and Glue
 # retries included), not for the whole batch.

@@ -132,13 +132,12 @@ pub enum PathStep {
 /// The text of the value `steps` lead to in `text` (one JSON value), or `None`
 /// when a step finds no such member or element.
 ///
-/// It scans, building nothing: members before the one wanted are skipped by
-/// matching brackets outside strings, and the scan stops at the value found, as
-/// a streaming parser would (Trino's, behind Athena's `json_extract`, does the
-/// same). Only what lies on the way is checked: text that is not JSON gives
-/// `None` or, when the broken part comes after the value, the value; the value
-/// itself is returned unchecked, for the caller to parse. Never recursive and
-/// never a panic, whatever the text.
+/// It scans, building nothing: members and elements before the one wanted are
+/// skipped by matching brackets (of either kind) outside strings, not checked,
+/// and the scan stops at the value found, as a streaming parser would. On valid
+/// JSON the answer is the parsed tree's; on text that is not JSON it is `None` or
+/// a best guess, the value returned unchecked for the caller to parse. Never
+/// recursive and never a panic, whatever the text.
 pub fn value_at<'a>(text: &'a str, steps: &[PathStep]) -> Option<&'a str> {
     let bytes = text.as_bytes();
     let mut at = skip_whitespace(bytes, 0);
@@ -436,18 +435,30 @@ mod tests {
 
     proptest! {
         #[test]
-        fn value_at_agrees_with_a_parsed_tree(value in json_value(), steps in steps(), pretty in any::<bool>()) {
-            let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) }.unwrap();
+        fn value_at_agrees_with_a_parsed_tree(
+            value in json_value(),
+            steps in steps(),
+            pretty in any::<bool>(),
+        ) {
+            let text =
+                if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+            let text = text.unwrap();
             let expected = steps.iter().try_fold(&value, |current, step| match step {
                 PathStep::Key(key) => current.get(key),
                 PathStep::Index(index) => current.get(index),
             });
-            let found = value_at(&text, &steps).map(|found| serde_json::from_str::<serde_json::Value>(found).unwrap());
+            let found = value_at(&text, &steps)
+                .map(|found| serde_json::from_str::<serde_json::Value>(found).unwrap());
             prop_assert_eq!(found.as_ref(), expected);
         }
 
         #[test]
-        fn value_at_never_panics(text in any::<String>(), value in json_value(), cut in any::<prop::sample::Index>(), steps in steps()) {
+        fn value_at_never_panics(
+            text in any::<String>(),
+            value in json_value(),
+            cut in any::<prop::sample::Index>(),
+            steps in steps(),
+        ) {
             value_at(&text, &steps);
             let valid = serde_json::to_string(&value).unwrap();
             let cut = cut.index(valid.len() + 1);

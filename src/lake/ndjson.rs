@@ -11,7 +11,9 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::core::rejection::Rejection;
 use crate::lake::scratch;
 use crate::lake::storage::{Storage, StorageError};
-use crate::lake::writer::{check_record, CheckedEvent, LakeError, LakeWriter, Limits, Origin, Summary};
+use crate::lake::writer::{
+    check_record, joined, CheckedEvent, LakeError, LakeWriter, Limits, Origin, Summary,
+};
 
 /// Read buffer size: large reads keep system calls off the profile.
 const READ_BUFFER: usize = 1 << 20;
@@ -74,7 +76,7 @@ pub async fn load<S: Storage, R: Read>(
 ///
 /// Lines are read in blocks of about [`BLOCK_BYTES`]. Each block is checked on the
 /// blocking pool ([`check_record`]: parsing, validation, the payload), as many at
-/// a time as [`Limits::workers`], while the writer takes the blocks checked before it in
+/// a time as [`Limits::workers`] allows beside the parts being encoded, while the writer takes the blocks checked before it in
 /// input order: the output is the same as one thread checking line by line.
 pub async fn feed<S: Storage>(
     writer: &mut LakeWriter<S>,
@@ -85,24 +87,39 @@ pub async fn feed<S: Storage>(
     let mut fed = LineCounts::default();
     let mut checking = VecDeque::new();
     loop {
+        while checking.len() >= limits.workers.max(1) {
+            write_oldest(&mut checking, writer, source_name).await?;
+        }
         let block = read_block(writer, &mut reader, source_name, &mut fed)?;
-        let at_end = block.lines.is_empty();
-        if !at_end {
-            checking.push_back(tokio::task::spawn_blocking(move || block.checked(&limits)));
-        }
-        while checking.len() > limits.workers.max(1) || (at_end && !checking.is_empty()) {
-            let Some(task) = checking.pop_front() else { break };
-            let block = task.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
-            block.write(writer, source_name).await?;
-        }
-        if at_end {
+        if block.lines.is_empty() {
+            while !checking.is_empty() {
+                write_oldest(&mut checking, writer, source_name).await?;
+            }
             return Ok(fed);
         }
+        let permit = writer.worker_permit().await;
+        checking.push_back(tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            block.checked(&limits)
+        }));
     }
 }
 
-/// Bytes of lines read into one block: enough to keep a core busy for a few
-/// milliseconds, little enough that the blocks in flight take a few MiB.
+/// Waits for the oldest block being checked and hands it to the writer.
+async fn write_oldest<S: Storage>(
+    checking: &mut VecDeque<tokio::task::JoinHandle<Block>>,
+    writer: &mut LakeWriter<S>,
+    source_name: &str,
+) -> Result<(), IngestError> {
+    if let Some(task) = checking.pop_front() {
+        joined(task.await)?.write(writer, source_name).await?;
+    }
+    Ok(())
+}
+
+/// Bytes of lines read into one block, each line counted with what the block
+/// keeps for it: enough to keep a core busy for a few milliseconds, little enough
+/// that the blocks in flight (one per worker) take a few MiB each.
 pub const BLOCK_BYTES: usize = 1 << 20;
 
 /// Lines read from one input, and what checking them found.
@@ -132,7 +149,7 @@ fn read_block<S: Storage>(
     let max = writer.limits().max_record_bytes;
     let mut block =
         Block { bytes: Vec::with_capacity(BLOCK_BYTES + 64 * 1024), lines: Vec::new(), text: Vec::new() };
-    while block.bytes.len() < BLOCK_BYTES {
+    while block.bytes.len() + block.lines.len() * std::mem::size_of::<BlockLine>() < BLOCK_BYTES {
         let start = block.bytes.len();
         let end = next_line(reader, &mut block.bytes, max).map_err(read_error)?;
         if end == LineEnd::Eof {
@@ -155,7 +172,9 @@ fn read_block<S: Storage>(
             }
             file.flush().map_err(io)?;
             block.lines.push(BlockLine::TooLong { file, len, line: fed.lines });
-            continue;
+            // One stored line per block: a run of them never holds more than a
+            // few files open.
+            break;
         }
         if is_blank(&block.bytes[start..]) {
             block.bytes.truncate(start);
@@ -331,6 +350,41 @@ impl ContentDigest {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    use crate::lake::storage::LocalDir;
+    use crate::lake::writer::SourceId;
+
+    /// A block ends after a line kept in a scratch file (a run of long lines
+    /// never holds many files open), and counts what it keeps for each line (a
+    /// run of tiny lines never makes a block of millions of entries).
+    #[test]
+    fn blocks_stay_small_whatever_the_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits { max_record_bytes: 10, ..Limits::default() };
+        let writer = LakeWriter::new(LocalDir::new(dir.path()), SourceId::from_digest(1), limits);
+        let mut fed = LineCounts::default();
+        let long = format!("{}\n", "x".repeat(20)).repeat(5);
+        let mut reader = io::Cursor::new(long);
+        for expected_line in 1..=5 {
+            let block = read_block(&writer, &mut reader, "in", &mut fed).unwrap();
+            let lines: Vec<(u64, u64)> = block
+                .lines
+                .iter()
+                .map(|entry| match entry {
+                    BlockLine::TooLong { line, len, .. } => (*line, *len),
+                    BlockLine::Record { line, .. } => (*line, 0),
+                })
+                .collect();
+            assert_eq!(lines, [(expected_line, 20)]);
+        }
+        assert!(read_block(&writer, &mut reader, "in", &mut fed).unwrap().lines.is_empty());
+
+        let mut reader = io::Cursor::new("1\n".repeat(1_000_000));
+        let block = read_block(&writer, &mut reader, "in", &mut fed).unwrap();
+        let kept = block.bytes.len() + block.lines.len() * std::mem::size_of::<BlockLine>();
+        assert!(kept <= BLOCK_BYTES + std::mem::size_of::<BlockLine>() + 1, "{} lines", block.lines.len());
+        assert!(block.lines.len() < 100_000, "{} lines", block.lines.len());
+    }
 
     #[test]
     fn gzip_is_detected_by_content() {

@@ -157,7 +157,12 @@ impl Storage for LocalDir {
         let scratch = self.scratch_dir()?.to_owned();
         match tokio::task::spawn_blocking(move || write_through(&scratch, &path, &bytes)).await {
             Ok(written) => written,
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(cancelled) => {
+                    Err(StorageError::Io { path: key.into(), source: std::io::Error::other(cancelled) })
+                }
+            },
         }
     }
 

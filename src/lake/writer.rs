@@ -27,8 +27,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use uuid::Uuid;
 
@@ -61,7 +63,7 @@ pub struct Limits {
     /// Lambda, whose limits are fixed: a retry writes the same names, and the
     /// writer needs no list or delete permission.
     pub delete_stale_files: bool,
-    /// Threads that check records and encode files at once (the writer itself
+    /// Threads that check records or encode files at once (the writer itself
     /// runs on the caller's): the output is the same for any number.
     pub workers: usize,
 }
@@ -97,6 +99,18 @@ pub enum LakeError {
     /// The local spill directory could not be written or read.
     #[error("spilling rows to local disk")]
     Spill(#[from] std::io::Error),
+    /// A worker was cancelled: the runtime is shutting down.
+    #[error("a worker thread was cancelled")]
+    Cancelled(#[source] tokio::task::JoinError),
+}
+
+/// The result of a task on the blocking pool: its panic goes on in the caller,
+/// its cancellation (the runtime shutting down) is an error.
+pub fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, LakeError> {
+    result.map_err(|error| match error.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(error) => LakeError::Cancelled(error),
+    })
 }
 
 /// Names the input a run reads, so its outputs get stable names: a digest of the
@@ -284,13 +298,16 @@ struct Encoding {
     parts: VecDeque<EncodingPart>,
     /// Buffer bytes of their rows.
     bytes: usize,
-    /// How many may be encoded at a time ([`Limits::workers`]).
+    /// How many may be encoded, or stored, at a time ([`Limits::workers`]).
     workers: usize,
+    /// One permit per worker thread, shared by checking and encoding.
+    permits: Arc<Semaphore>,
 }
 
 impl Encoding {
     fn new(workers: usize) -> Self {
-        Encoding { parts: VecDeque::new(), bytes: 0, workers: workers.max(1) }
+        let workers = workers.max(1);
+        Encoding { parts: VecDeque::new(), bytes: 0, workers, permits: Arc::new(Semaphore::new(workers)) }
     }
 }
 
@@ -367,6 +384,15 @@ impl<S: Storage> LakeWriter<S> {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// A permit to run one task on the blocking pool, held while it runs: at most
+    /// [`Limits::workers`] records are checked or parts encoded at a time.
+    pub async fn worker_permit(&self) -> OwnedSemaphorePermit {
+        match self.encoding.permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("the writer's semaphore is never closed"),
+        }
     }
 
     /// Takes one record (one NDJSON line, without its newline): buffers it, counts
@@ -554,7 +580,7 @@ impl<S: Storage> LakeWriter<S> {
 
     /// Starts encoding `buffer` as the partition's next part file, on the blocking
     /// pool: at most [`Limits::workers`] parts at a time, holding at most
-    /// [`Limits::total_bytes`] of rows between them (beyond one part). Parts are
+    /// [`Limits::total_bytes`] of rows between them (or one part, if larger). Parts are
     /// stored in the order they were started, so the output does not depend on
     /// which one finishes first; and nothing the writer decides (what to spill,
     /// when to write) depends on how far encoding has got.
@@ -562,28 +588,31 @@ impl<S: Storage> LakeWriter<S> {
         if buffer.is_empty() {
             return Ok(());
         }
-        let part = self.parts.entry(partition.clone()).or_default();
-        let key = part_key(partition, &self.source, *part);
-        *part += 1;
         let (rows, bytes) = (buffer.len(), buffer.bytes());
-        let ingested_at_millis = self.ingested_at_millis;
-        let task =
-            tokio::task::spawn_blocking(move || encoder::encode(&mut buffer.rows(), ingested_at_millis));
-        self.encoding.bytes += bytes;
-        self.encoding.parts.push_back(EncodingPart { partition: partition.clone(), key, rows, bytes, task });
-        while self.encoding.parts.len() > self.encoding.workers
-            || (self.encoding.parts.len() > 1 && self.encoding.bytes > self.limits.total_bytes)
+        while !self.encoding.parts.is_empty()
+            && (self.encoding.parts.len() >= self.encoding.workers
+                || self.encoding.bytes + bytes > self.limits.total_bytes)
         {
             self.store_oldest_part().await?;
         }
+        let part = self.parts.entry(partition.clone()).or_default();
+        let key = part_key(partition, &self.source, *part);
+        *part += 1;
+        let ingested_at_millis = self.ingested_at_millis;
+        let permit = self.worker_permit().await;
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            encoder::encode(&mut buffer.rows(), ingested_at_millis)
+        });
+        self.encoding.bytes += bytes;
+        self.encoding.parts.push_back(EncodingPart { partition: partition.clone(), key, rows, bytes, task });
         Ok(())
     }
 
     /// Waits for the oldest part being encoded and stores it, with the parts
     /// after it that are encoded already (up to [`Limits::workers`] in all):
-    /// their puts run at once (uploads, or
-    /// files created on the blocking pool), and the run's record of them follows
-    /// the order they were started in.
+    /// their puts run at once (uploads, or files created on the blocking pool),
+    /// and the run's record of them follows the order they were started in.
     async fn store_oldest_part(&mut self) -> Result<(), LakeError> {
         let mut ready = Vec::new();
         while ready.len() < self.encoding.workers {
@@ -592,10 +621,7 @@ impl<S: Storage> LakeWriter<S> {
                 self.encoding.parts.push_front(part);
                 break;
             }
-            let encoded = match part.task.await {
-                Ok(encoded) => encoded?,
-                Err(error) => std::panic::resume_unwind(error.into_panic()),
-            };
+            let encoded = joined(part.task.await)??;
             self.encoding.bytes -= part.bytes;
             ready.push((part.partition, part.key, part.rows, encoded));
         }

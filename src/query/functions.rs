@@ -334,29 +334,49 @@ fn plain_string_body(quoted: &str) -> Option<&str> {
 }
 
 /// `json_extract*` over a batch. A literal path (the usual case) is parsed once
-/// per batch, a column of paths once per row.
+/// per batch; a column of paths once per change of value, and only on rows with
+/// JSON to read.
 fn json_extract(args: &[ColumnarValue], rows: usize, how: Extract) -> Result<ArrayRef> {
-    let parse = |path: Option<&str>| path.map(parse_path).transpose();
-    let (literal, per_row) = match &args[1] {
-        ColumnarValue::Scalar(path) => (parse(path.try_as_str().flatten())?, Vec::new()),
-        ColumnarValue::Array(paths) => {
-            let paths = cast(paths, &DataType::Utf8)?;
-            (None, paths.as_string::<i32>().iter().map(parse).collect::<Result<Vec<_>>>()?)
-        }
+    let literal = match &args[1] {
+        ColumnarValue::Scalar(path) => Some(path.try_as_str().flatten().map(parse_path).transpose()?),
+        ColumnarValue::Array(_) => None,
     };
-    let steps_at = |row: usize| match &args[1] {
-        ColumnarValue::Scalar(_) => literal.as_deref(),
-        ColumnarValue::Array(_) => per_row[row].as_deref(),
+    let paths = match &args[1] {
+        ColumnarValue::Array(paths) => Some(cast(paths, &DataType::Utf8)?),
+        ColumnarValue::Scalar(_) => None,
     };
+    let paths = paths.as_ref().map(|paths| paths.as_string::<i32>());
     let json = args[0].to_array(rows)?;
     let mut out = StringBuilder::with_capacity(rows, rows * 8);
+    let mut last: Option<(&str, Vec<PathStep>)> = None;
+    let mut failed = None;
     string_values(&json, |row, text| {
-        match text.zip(steps_at(row)).and_then(|(text, steps)| extract(text, steps, how)) {
+        let steps = match (&literal, paths) {
+            (Some(steps), _) => steps.as_deref(),
+            (None, Some(paths)) if text.is_some() && !paths.is_null(row) => {
+                let path = paths.value(row);
+                if last.as_ref().is_none_or(|(previous, _)| *previous != path) {
+                    match parse_path(path) {
+                        Ok(steps) => last = Some((path, steps)),
+                        Err(error) => {
+                            failed.get_or_insert(error);
+                            last = None;
+                        }
+                    }
+                }
+                last.as_ref().map(|(_, steps)| steps.as_slice())
+            }
+            _ => None,
+        };
+        match text.zip(steps).and_then(|(text, steps)| extract(text, steps, how)) {
             Some(value) => out.append_value(value),
             None => out.append_null(),
         }
     });
-    Ok(Arc::new(out.finish()))
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(Arc::new(out.finish())),
+    }
 }
 
 /// Calls `each(row, value)` for every row of a string array of any of Arrow's
@@ -550,6 +570,27 @@ mod tests {
         for bad in ["a", "$.", "$[x]", "$[\"a", "$a"] {
             assert!(parse_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn json_extract_reads_any_string_layout_and_paths_only_where_there_is_json() {
+        use datafusion::arrow::array::StringViewArray;
+        use datafusion::common::ScalarValue;
+        let run = |json: ArrayRef, path: ColumnarValue| {
+            let rows = json.len();
+            json_extract(&[ColumnarValue::Array(json), path], rows, Extract::Scalar)
+                .map(|out| out.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>())
+        };
+        let json: ArrayRef =
+            Arc::new(StringArray::from(vec![Some(r#"{"a":1}"#), None, Some(r#"{"b":"y"}"#)]));
+        let paths: ArrayRef = Arc::new(StringArray::from(vec![Some("$.a"), Some("not a path"), Some("$.b")]));
+        let found = run(json.clone(), ColumnarValue::Array(paths)).unwrap();
+        assert_eq!(found, [Some("1".to_owned()), None, Some("y".to_owned())], "no JSON, no path to read");
+        let bad: ArrayRef = Arc::new(StringArray::from(vec![Some("$.a"), Some("$.a"), Some("nope")]));
+        assert!(run(json, ColumnarValue::Array(bad)).is_err(), "a bad path where there is JSON");
+        let views: ArrayRef = Arc::new(StringViewArray::from(vec![Some(r#"{"a":"x"}"#), None]));
+        let literal = ColumnarValue::Scalar(ScalarValue::Utf8(Some("$.a".into())));
+        assert_eq!(run(views, literal).unwrap(), [Some("x".to_owned()), None]);
     }
 
     #[test]

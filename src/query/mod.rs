@@ -97,9 +97,17 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
     if !events_dir.is_dir() {
         return Err(QueryError::NoLake(root.display().to_string()));
     }
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
+    // DataFusion's own environment variables (`datafusion.execution.batch_size`
+    // is DATAFUSION_EXECUTION_BATCH_SIZE) override these, for tuning.
+    let keys: Vec<String> = config.options().entries().into_iter().map(|entry| entry.key).collect();
+    for key in keys {
+        if let Ok(value) = std::env::var(key.to_uppercase().replace('.', "_")) {
+            config.options_mut().set(&key, &value)?;
+        }
+    }
     let runtime = RuntimeEnvBuilder::new().with_memory_limit(bounds.memory_bytes, 1.0).build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     for udf in functions::all().into_iter().chain(functions::bounded_string_functions(bounds.memory_bytes)) {
