@@ -36,10 +36,19 @@ impl Seen {
         self.keys.remove(&digest(key));
     }
 
-    /// Memory the set holds, for the writer's budget: its table's capacity.
+    /// Memory the set holds, for the writer's budget: its table's buckets.
     pub fn bytes(&self) -> usize {
-        // hashbrown: one control byte per bucket beside each 16-byte digest.
-        self.keys.capacity() * (std::mem::size_of::<u128>() + 1)
+        table_bytes(self.keys.capacity())
+    }
+
+    /// The memory the set holds once it takes one more key: when the table is
+    /// full, a table of twice its buckets.
+    pub fn bytes_after_next_key(&self) -> usize {
+        if self.keys.len() < self.keys.capacity() {
+            self.bytes()
+        } else {
+            table_bytes(self.keys.capacity().max(1) * 2)
+        }
     }
 
     /// How many distinct keys were seen.
@@ -51,6 +60,20 @@ impl Seen {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
+
+/// Bytes of a table with room for `capacity` keys: hashbrown keeps 7 of every 8
+/// buckets usable (all but one below 8 buckets), with one control byte per bucket
+/// beside each 16-byte digest.
+fn table_bytes(capacity: usize) -> usize {
+    let buckets = if capacity == 0 {
+        0
+    } else if capacity < 7 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    buckets * (std::mem::size_of::<u128>() + 1)
 }
 
 fn digest(key: DedupeKey) -> u128 {
@@ -75,5 +98,29 @@ mod tests {
         assert!(seen.first_time(key(1001)));
         assert!(seen.first_time(DedupeKey { uuid: Uuid::from_u128(8), created_at_millis: 1000 }));
         assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
+    fn the_next_key_into_a_full_set_takes_a_table_twice_as_large() {
+        let key = |n: u128| DedupeKey { uuid: Uuid::from_u128(n), created_at_millis: 0 };
+        let mut seen = Seen::default();
+        assert_eq!((seen.bytes(), seen.bytes_after_next_key()), (0, 4 * 17));
+        seen.first_time(key(0));
+        assert_eq!(seen.bytes(), 4 * 17);
+        let mut n = 1;
+        for _ in 0..3 {
+            while seen.len() < seen.keys.capacity() {
+                assert_eq!(seen.bytes_after_next_key(), seen.bytes(), "room for the next key");
+                seen.first_time(key(n));
+                n += 1;
+            }
+            let (full, next) = (seen.bytes(), seen.bytes_after_next_key());
+            assert_eq!(next, 2 * full, "a table of twice the buckets");
+            seen.first_time(key(n));
+            n += 1;
+            assert_eq!(seen.bytes(), 2 * full, "the table doubled");
+        }
+        // 2^20 buckets of 17 bytes.
+        assert_eq!(table_bytes(917_504), 17 << 20);
     }
 }

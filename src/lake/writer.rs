@@ -6,7 +6,8 @@
 //! buffers and the dedupe set together reach the total limit the largest buffer is
 //! spilled to local disk (see [`crate::lake::rows`]), to be written at the end in
 //! full-size parts rather than as many small files. The dedupe set starts again
-//! when it reaches half the limit (duplicates further apart are then written
+//! when its next growth would take it past half the limit, not after (its table
+//! doubles when it grows; duplicates further apart are then written
 //! twice, as duplicates in different runs are; [`Summary::dedupe_resets`]).
 //! Parts are encoded on other threads ([`Limits::workers`]), holding at most
 //! the same limit of rows again between them.
@@ -425,7 +426,7 @@ impl<S: Storage> LakeWriter<S> {
                 return self.reject(record, origin, code, rejection.to_string()).await;
             }
         };
-        if self.seen.bytes() > self.limits.total_bytes / 2 {
+        if self.seen.bytes_after_next_key() > self.limits.total_bytes / 2 {
             // No file may span a restart: a key forgotten here could otherwise
             // reach one file twice (the contract allows that only across files).
             self.write_pending().await?;

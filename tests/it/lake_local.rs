@@ -107,7 +107,8 @@ fn gzip_and_stdin_inputs_give_the_same_lake() {
 fn generated_events_are_deduped_across_the_whole_run_and_partitioned_by_their_values() {
     let dir = tempfile::tempdir().unwrap();
     // Few, large partitions (4 types x 2 days, ~2 MiB each) against 1 MiB parts
-    // and a 2 MiB budget: partitions are spilled, then written in several parts.
+    // and a 3 MiB budget: partitions are spilled, then written in several parts,
+    // and the dedupe set (2^16 buckets, 1.1 MB, for 40,000 keys) fits its half.
     let generate = ["generate", "--events", "40000", "--types", "4", "--days", "2", "--duplicates", "0.05"];
     let events = success(eventlake().args(generate)).stdout;
     // Two files sharing duplicates: the run dedupes across both.
@@ -117,7 +118,7 @@ fn generated_events_are_deduped_across_the_whole_run_and_partitioned_by_their_va
     let lake = dir.path().join("lake");
     let output = success(
         eventlake()
-            .args(["ingest", "--partition-mib", "1", "--buffer-mib", "2", "--lake"])
+            .args(["ingest", "--partition-mib", "1", "--buffer-mib", "3", "--lake"])
             .arg(&lake)
             .arg(dir.path().join("a.ndjson"))
             .arg(dir.path().join("b.ndjson")),
