@@ -83,6 +83,13 @@ resource "aws_lambda_function" "writer" {
 
   lifecycle {
     precondition {
+      # The staged object, plus the writer's own budgets (src/lambda/parquet_writer.rs,
+      # test the_memory_floor_covers_the_writers_budgets): rows and dedupe set,
+      # parts being encoded, blocks of lines being checked.
+      condition     = var.writer_memory_mb >= var.firehose_buffer_mb + 512
+      error_message = "writer_memory_mb must be at least firehose_buffer_mb + 512: the staged object and the writer's buffers must fit."
+    }
+    precondition {
       condition     = var.writer_timeout_seconds >= 2 * var.writer_seconds_per_object
       error_message = "writer_timeout_seconds must be at least twice writer_seconds_per_object, or an invocation may not finish a single object."
     }

@@ -171,9 +171,15 @@ impl<'a> Event<'a> {
 
     /// The second part of `event_name`, or `None` when absent or empty.
     pub fn event_subtype(&self) -> Option<&str> {
+        self.event_subtype_range().map(|range| &self.name[range])
+    }
+
+    /// Where [`Self::event_subtype`] lies in [`Self::name`].
+    pub fn event_subtype_range(&self) -> Option<std::ops::Range<usize>> {
         let rest = self.name[self.type_len..].strip_prefix(':')?;
-        let subtype = rest.split(':').next().unwrap_or_default();
-        (!subtype.is_empty()).then_some(subtype)
+        let length = rest.split(':').next().unwrap_or_default().len();
+        let start = self.type_len + 1;
+        (length > 0).then_some(start..start + length)
     }
 
     /// The creation time.

@@ -12,7 +12,7 @@ use crate::core::rejection::Rejection;
 use crate::lake::scratch;
 use crate::lake::storage::{Storage, StorageError};
 use crate::lake::writer::{
-    check_record, joined, CheckedEvent, LakeError, LakeWriter, Limits, Origin, Summary,
+    check_record, checked_text, joined, CheckedEvent, LakeError, LakeWriter, Limits, Origin, Summary,
 };
 
 /// Read buffer size: large reads keep system calls off the profile.
@@ -87,7 +87,7 @@ pub async fn feed<S: Storage>(
     let mut fed = LineCounts::default();
     let mut checking = VecDeque::new();
     loop {
-        while checking.len() >= limits.workers.max(1) {
+        while checking.len() >= writer.workers() {
             write_oldest(&mut checking, writer, source_name).await?;
         }
         let block = read_block(writer, &mut reader, source_name, &mut fed)?;
@@ -127,7 +127,7 @@ struct Block {
     bytes: Vec<u8>,
     lines: Vec<BlockLine>,
     /// What [`check_record`] wrote for the valid records.
-    text: Vec<u8>,
+    text: String,
 }
 
 enum BlockLine {
@@ -148,7 +148,7 @@ fn read_block<S: Storage>(
     let read_error = |error| IngestError::Read { source_name: source_name.to_owned(), error };
     let max = writer.limits().max_record_bytes;
     let mut block =
-        Block { bytes: Vec::with_capacity(BLOCK_BYTES + 64 * 1024), lines: Vec::new(), text: Vec::new() };
+        Block { bytes: Vec::with_capacity(BLOCK_BYTES + 64 * 1024), lines: Vec::new(), text: String::new() };
     while block.bytes.len() + block.lines.len() * std::mem::size_of::<BlockLine>() < BLOCK_BYTES {
         let start = block.bytes.len();
         let end = next_line(reader, &mut block.bytes, max).map_err(read_error)?;
@@ -193,12 +193,13 @@ fn read_block<S: Storage>(
 impl Block {
     /// Checks every record (on a blocking thread).
     fn checked(mut self, limits: &Limits) -> Self {
-        self.text.reserve(self.bytes.len());
+        let mut text = Vec::with_capacity(self.bytes.len());
         for line in &mut self.lines {
             if let BlockLine::Record { bytes, checked, .. } = line {
-                *checked = Some(check_record(&self.bytes[bytes.clone()], limits, &mut self.text));
+                *checked = Some(check_record(&self.bytes[bytes.clone()], limits, &mut text));
             }
         }
+        self.text = checked_text(text);
         self
     }
 

@@ -141,6 +141,15 @@ impl LocalDir {
     }
 }
 
+/// The result of a task on the blocking pool: its panic goes on in the caller,
+/// its cancellation (the runtime shutting down) is returned.
+pub fn unless_panicked<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, tokio::task::JoinError> {
+    result.map_err(|error| match error.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(cancelled) => cancelled,
+    })
+}
+
 /// Writes `bytes` to `path` through a new file in `scratch`, renamed into place.
 fn write_through(scratch: &Path, path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let mut temporary = scratch::new_file_in(scratch).map_err(io_error(scratch))?;
@@ -155,15 +164,13 @@ impl Storage for LocalDir {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         let path = self.destination(key)?;
         let scratch = self.scratch_dir()?.to_owned();
-        match tokio::task::spawn_blocking(move || write_through(&scratch, &path, &bytes)).await {
-            Ok(written) => written,
-            Err(error) => match error.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(cancelled) => {
-                    Err(StorageError::Io { path: key.into(), source: std::io::Error::other(cancelled) })
-                }
-            },
-        }
+        let written = unless_panicked(
+            tokio::task::spawn_blocking(move || write_through(&scratch, &path, &bytes)).await,
+        );
+        written.map_err(|cancelled| StorageError::Io {
+            path: key.into(),
+            source: std::io::Error::other(cancelled),
+        })?
     }
 
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StorageError> {

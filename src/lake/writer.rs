@@ -42,7 +42,7 @@ use crate::core::rejection::Rejection;
 use crate::core::timestamp::EventTime;
 use crate::lake::encoder::{self, EncodeError, Row};
 use crate::lake::rows::{Buffer, Spill};
-use crate::lake::storage::{Storage, StorageError};
+use crate::lake::storage::{unless_panicked, Storage, StorageError};
 
 /// Buffer sizes and record rules of a writer.
 #[derive(Debug, Clone, Copy)]
@@ -105,13 +105,10 @@ pub enum LakeError {
     Cancelled(#[source] tokio::task::JoinError),
 }
 
-/// The result of a task on the blocking pool: its panic goes on in the caller,
-/// its cancellation (the runtime shutting down) is an error.
+/// The result of a task on the blocking pool ([`unless_panicked`]), its
+/// cancellation a [`LakeError`].
 pub fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, LakeError> {
-    result.map_err(|error| match error.try_into_panic() {
-        Ok(panic) => std::panic::resume_unwind(panic),
-        Err(error) => LakeError::Cancelled(error),
-    })
+    unless_panicked(result).map_err(LakeError::Cancelled)
 }
 
 /// Names the input a run reads, so its outputs get stable names: a digest of the
@@ -248,11 +245,7 @@ pub fn check_record(record: &[u8], limits: &Limits, text: &mut Vec<u8>) -> Resul
     let start = text.len();
     text.extend_from_slice(event.name().as_bytes());
     let name = start..text.len();
-    // The subtype is a slice of the name: its place in it, moved to the copy.
-    let subtype = event.event_subtype().map(|subtype| {
-        let offset = name.start + (subtype.as_ptr() as usize - event.name().as_ptr() as usize);
-        offset..offset + subtype.len()
-    });
+    let subtype = event.event_subtype_range().map(|range| name.start + range.start..name.start + range.end);
     let start = text.len();
     event.write_payload(text);
     Ok(CheckedEvent {
@@ -265,32 +258,34 @@ pub fn check_record(record: &[u8], limits: &Limits, text: &mut Vec<u8>) -> Resul
     })
 }
 
+/// The text [`check_record`] wrote, as a string, checked once here rather than
+/// at each use: UTF-8 by construction (copied strings and serialized JSON), so the
+/// lossy branch is never taken.
+pub fn checked_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+}
+
 impl CheckedEvent {
     fn dedupe_key(&self) -> DedupeKey {
         DedupeKey { uuid: self.uuid, created_at_millis: self.time.millis() }
     }
 
-    fn event_type<'t>(&self, text: &'t [u8]) -> &'t str {
-        self.str(text, self.name.start..self.name.start + self.type_len)
+    fn event_type<'t>(&self, text: &'t str) -> &'t str {
+        text.get(self.name.start..self.name.start + self.type_len).unwrap_or_default()
     }
 
-    fn partition<'t>(&self, text: &'t [u8]) -> Partition<&'t str> {
+    fn partition<'t>(&self, text: &'t str) -> Partition<&'t str> {
         Partition { event_type: self.event_type(text), created_date: self.time.created_date() }
     }
 
-    fn row<'t>(&self, text: &'t [u8]) -> Row<'t> {
+    fn row<'t>(&self, text: &'t str) -> Row<'t> {
         Row {
             uuid: self.uuid,
-            name: self.str(text, self.name.clone()),
-            subtype: self.subtype.clone().map(|range| self.str(text, range)),
+            name: text.get(self.name.clone()).unwrap_or_default(),
+            subtype: self.subtype.clone().and_then(|range| text.get(range)),
             time: self.time,
-            payload: self.str(text, self.payload.clone()),
+            payload: text.get(self.payload.clone()).unwrap_or_default(),
         }
-    }
-
-    /// Text [`check_record`] wrote, from a string or serialized JSON: UTF-8.
-    fn str<'t>(&self, text: &'t [u8], range: Range<usize>) -> &'t str {
-        text.get(range).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or_default()
     }
 }
 
@@ -339,7 +334,7 @@ pub struct LakeWriter<S> {
     /// Every key this run wrote, to tell an earlier run's files from its own.
     written: BTreeSet<String>,
     /// [`Self::push`]'s checked text, kept for its capacity.
-    checked_text: Vec<u8>,
+    checked_text: String,
     encoding: Encoding,
     /// Every row's `ingested_at` (CONTRACT section 4), Unix milliseconds.
     ingested_at_millis: i64,
@@ -366,7 +361,7 @@ impl<S: Storage> LakeWriter<S> {
             large_records: 0,
             spellings: Spellings::NotLoaded,
             written: BTreeSet::new(),
-            checked_text: Vec::new(),
+            checked_text: String::new(),
             encoding: Encoding::new(limits.workers),
             summary: Summary::default(),
         }
@@ -387,6 +382,11 @@ impl<S: Storage> LakeWriter<S> {
         &self.limits
     }
 
+    /// How many tasks may run on the blocking pool at once ([`Limits::workers`], at least 1).
+    pub fn workers(&self) -> usize {
+        self.encoding.workers
+    }
+
     /// A permit to run one task on the blocking pool, held while it runs: at most
     /// [`Limits::workers`] records are checked or parts encoded at a time.
     pub async fn worker_permit(&self) -> OwnedSemaphorePermit {
@@ -399,22 +399,23 @@ impl<S: Storage> LakeWriter<S> {
     /// Takes one record (one NDJSON line, without its newline): buffers it, counts
     /// it as a duplicate, or keeps it as rejected. Writes files when buffers fill.
     pub async fn push(&mut self, record: &[u8], origin: Origin<'_>) -> Result<(), LakeError> {
-        let mut text = std::mem::take(&mut self.checked_text);
-        text.clear();
-        let checked = check_record(record, &self.limits, &mut text);
+        let mut bytes = std::mem::take(&mut self.checked_text).into_bytes();
+        bytes.clear();
+        let checked = check_record(record, &self.limits, &mut bytes);
+        let text = checked_text(bytes);
         let result = self.accept(record, checked, &text, origin).await;
         self.checked_text = text;
         result
     }
 
     /// Takes one record already checked by [`check_record`] (on any thread, with
-    /// the same limits), its checked text in `text`: what [`Self::push`] does
+    /// the same limits), its checked text ([`checked_text`]) in `text`: what [`Self::push`] does
     /// after the check. Records must come in input order.
     pub async fn accept(
         &mut self,
         record: &[u8],
         checked: Result<CheckedEvent, Rejection>,
-        text: &[u8],
+        text: &str,
         origin: Origin<'_>,
     ) -> Result<(), LakeError> {
         self.summary.records += 1;

@@ -158,6 +158,12 @@ pub struct Config {
 /// Default of [`Config::seconds_per_object`].
 pub const DEFAULT_SECONDS_PER_OBJECT: u64 = 30;
 
+/// The writer's limits: staged records are enriched, longer than the events
+/// they came from; a retry writes the same names, so nothing stale is deleted.
+fn writer_limits() -> Limits {
+    Limits { max_record_bytes: MAX_ENRICHED_BYTES, delete_stale_files: false, ..Limits::default() }
+}
+
 impl Config {
     /// `LAKE_BUCKET` (required), `LAKE_PREFIX` (default empty), `STAGING_PREFIX`
     /// (default `staging/`), `GLUE_DATABASE` (default: no registration),
@@ -179,12 +185,7 @@ impl Config {
             staging_prefix: var("STAGING_PREFIX").unwrap_or_else(|| "staging/".into()),
             glue_database: var("GLUE_DATABASE"),
             glue_table: var("GLUE_TABLE").unwrap_or_else(|| "events".into()),
-            // Staged records are enriched: longer than the events they came from.
-            limits: Limits {
-                max_record_bytes: MAX_ENRICHED_BYTES,
-                delete_stale_files: false,
-                ..Limits::default()
-            },
+            limits: writer_limits(),
         })
     }
 }
@@ -416,6 +417,26 @@ pub fn decode_key(raw: &str) -> Result<String, ObjectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Terraform refuses a writer memory below the staged object plus a floor;
+    /// the floor covers what the writer holds besides: rows and dedupe set, parts
+    /// being encoded (their rows, and a record batch of them), blocks of lines
+    /// being checked on up to 6 vCPUs (Lambda's most; bytes and checked text),
+    /// and 64 MiB for the process.
+    #[test]
+    fn the_memory_floor_covers_the_writers_budgets() {
+        let terraform = include_str!("../../terraform/lambda.tf");
+        let floor_mib: usize = terraform
+            .split("var.writer_memory_mb >= var.firehose_buffer_mb + ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|number| number.parse().ok())
+            .expect("lambda.tf sets a writer memory floor");
+        let limits = writer_limits();
+        let blocks = 6 * 2 * (crate::lake::ndjson::BLOCK_BYTES + limits.max_record_bytes);
+        let needed = limits.total_bytes + 2 * limits.total_bytes + blocks + (64 << 20);
+        assert!(needed <= floor_mib << 20, "the writer needs {} MiB besides the object", needed >> 20);
+    }
 
     #[test]
     fn keys_are_url_decoded_with_plus_as_space() {

@@ -86,6 +86,8 @@ REFUSED_COMBINATIONS = [
      "writer_timeout_seconds must be at least twice writer_seconds_per_object"),
     (["staged_queue_retention_days=1", "staged_queue_age_alarm_seconds=86400"],
      "staged_queue_age_alarm_seconds must be shorter than staged_queue_retention_days"),
+    (["writer_memory_mb=600", "firehose_buffer_mb=128"],
+     "writer_memory_mb must be at least firehose_buffer_mb + 512"),
 ]
 
 
