@@ -11,7 +11,7 @@
 -- no re-dedupe. The time is compared as a time, not as text, because "...56Z"
 -- and "...56.000Z" are the same instant.
 --
--- Cost: a query on the view reads every column of the partitions it touches and
+-- Cost in Athena: a query on the view reads every column of the partitions it touches and
 -- sorts those rows by key, so it scans the same bytes as the same query on
 -- `events` with the same filters, plus the window's CPU. created_date follows
 -- from the key and is in the window's PARTITION BY, so filters on it are applied
@@ -20,9 +20,14 @@
 --
 -- Terraform creates this view in the lake's database from this file's SELECT
 -- (terraform/catalog.tf); running the file in Athena replaces it with the same
--- view. `eventlake query` runs it at start-up, reading Athena's hidden column
--- "$path" as DataFusion's input_file_name(), so the view is the same in all
--- three places.
+-- view. `eventlake query` reads this file at start-up and runs the same rule (its
+-- PARTITION BY and ORDER BY, with Athena's hidden column "$path" read as
+-- DataFusion's input_file_name()) as an aggregate and a join: per key, the first
+-- copy's ingested_at and path, and the copy that has them. DataFusion runs that
+-- faster than the window, and a filter on event_type then reaches the scan of the
+-- payloads, so locally a query on one type reads only that type's rows besides
+-- every type's keys (src/query/unique_view.rs; a test checks it gives the rows of
+-- this SELECT as written).
 CREATE OR REPLACE VIEW events_unique AS
 SELECT event_uuid, event_name, event_subtype, created_at, created_datetime, payload, created_ts, ingested_at,
        event_type, created_date

@@ -4,6 +4,7 @@
 //! `athena/queries/` run unchanged on a laptop.
 
 mod functions;
+mod unique_view;
 
 use std::io::Write;
 use std::path::Path;
@@ -22,16 +23,6 @@ pub use functions::timestamp_type;
 
 /// The `events_unique` view: the Athena DDL file.
 pub const EVENTS_UNIQUE_VIEW: &str = include_str!("../../athena/ddl/events_unique.sql");
-
-/// Athena's hidden column holding the path of a row's file, which the view's tie
-/// rule reads; DataFusion names it `input_file_name()`.
-const ATHENA_PATH_COLUMN: &str = "\"$path\"";
-
-/// The view as DataFusion runs it: the file's text, with Athena's `"$path"`
-/// read as `input_file_name()`, the one spelling the two engines do not share.
-fn events_unique_view_for_datafusion() -> String {
-    EVENTS_UNIQUE_VIEW.replace(ATHENA_PATH_COLUMN, "input_file_name()")
-}
 
 /// A query failure, with DataFusion's message (which names the column, function
 /// or syntax at fault).
@@ -123,7 +114,7 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
     let url = ListingTableUrl::parse(format!("{}/", std::path::absolute(&events_dir)?.display()))?;
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(scan_schema());
     ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
-    ctx.sql(&events_unique_view_for_datafusion()).await?.collect().await?;
+    ctx.sql(&unique_view::for_datafusion(EVENTS_UNIQUE_VIEW)).await?.collect().await?;
     Ok(ctx)
 }
 

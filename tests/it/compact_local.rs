@@ -358,15 +358,27 @@ fn a_compaction_stopped_before_the_exchange_runs_again_to_the_same_files() {
     assert_eq!(after, written);
 }
 
-/// Every row of `events_unique` (all columns), in key order.
+/// Every row of `events_unique` (all columns), in key order. The view as
+/// `eventlake query` runs it (an aggregate and a join) is checked against the
+/// window the view's file states, run as written.
 fn unique_rows(lake: &Path) -> Vec<Value> {
-    let sql = "SELECT * FROM events_unique ORDER BY event_uuid, created_datetime, event_type";
-    let output = success(eventlake().args(["query", "--format", "json", "--lake"]).arg(lake).arg(sql));
-    String::from_utf8(output.stdout)
+    let order = "ORDER BY event_uuid, created_datetime, event_type";
+    let window = eventlake::query::EVENTS_UNIQUE_VIEW
+        .split_once("CREATE OR REPLACE VIEW events_unique AS")
         .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+        .1
+        .replace("\"$path\"", "input_file_name()");
+    let rows = |sql: &str| -> Vec<Value> {
+        let output = success(eventlake().args(["query", "--format", "json", "--lake"]).arg(lake).arg(sql));
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let unique = rows(&format!("SELECT * FROM events_unique {order}"));
+    assert_eq!(unique, rows(&format!("SELECT * FROM ({window}) {order}")), "the view's file, run as written");
+    unique
 }
 
 /// Asserts `got == expected`, naming the first rows that differ (the lists are
