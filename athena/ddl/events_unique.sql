@@ -22,8 +22,8 @@
 -- (terraform/catalog.tf); running the file in Athena replaces it with the same
 -- view. `eventlake query` reads this file at start-up and runs the same rule (its
 -- PARTITION BY and ORDER BY, with Athena's hidden column "$path" read as
--- DataFusion's input_file_name()) as an aggregate and a join: per key, the first
--- copy's ingested_at and path, and the copy that has them. DataFusion runs that
+-- DataFusion's input_file_name()) as an aggregate and a join: per key, the path of
+-- the copy received first, and the key's copy in that file. DataFusion runs that
 -- faster than the window, and a filter on event_type then reaches the scan of the
 -- payloads, so locally a query on one type reads only that type's rows besides
 -- every type's keys (src/query/unique_view.rs; a test checks it gives the rows of

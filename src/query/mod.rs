@@ -24,6 +24,13 @@ pub use functions::timestamp_type;
 /// The `events_unique` view: the Athena DDL file.
 pub const EVENTS_UNIQUE_VIEW: &str = include_str!("../../athena/ddl/events_unique.sql");
 
+/// The SELECT of `events_unique`'s file as written (its window), as DataFusion
+/// reads it: `eventlake query` runs the view as an aggregate and a join instead,
+/// and tests check that the two give the same rows.
+pub fn events_unique_select_as_written() -> Option<String> {
+    unique_view::select_as_written(EVENTS_UNIQUE_VIEW)
+}
+
 /// A query failure, with DataFusion's message (which names the column, function
 /// or syntax at fault).
 #[derive(Debug, thiserror::Error)]

@@ -15,9 +15,7 @@
 //!
 //! The file stays the one owner of the rule: a view not in this form runs as written.
 
-use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement, TableFactor, WindowType,
-};
+use datafusion::sql::sqlparser::ast::{Expr, Query, SelectItem, SetExpr, Statement, TableFactor, WindowType};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
@@ -34,25 +32,65 @@ pub(super) fn for_datafusion(view_sql: &str) -> String {
     sql.replace(ATHENA_PATH_COLUMN, "input_file_name()")
 }
 
-/// What a view of the form `SELECT <columns> FROM (SELECT *, row_number() OVER
-/// (PARTITION BY <key> ORDER BY <order>) AS n FROM (<copies>)) WHERE n = 1` says.
+/// The SELECT of a view's SQL as written, as DataFusion reads it (`"$path"` as
+/// `input_file_name()`), or `None` when the SQL is not one view.
+pub(super) fn select_as_written(view_sql: &str) -> Option<String> {
+    let statements = parse(view_sql)?;
+    let [Statement::CreateView(view)] = statements.as_slice() else { return None };
+    Some(view.query.to_string().replace(ATHENA_PATH_COLUMN, "input_file_name()"))
+}
+
+/// The dedupe key's terms as the view's PARTITION BY spells them (the contract: the
+/// canonical `event_uuid` and the created time to the millisecond). A file never
+/// holds that key twice, which is what makes the rewrite exact: the window form is
+/// rewritten only when its PARTITION BY holds both.
+const DEDUPE_KEY_TERMS: [&str; 2] = ["event_uuid", "from_iso8601_timestamp(created_datetime)"];
+
+/// What a view of the form `CREATE [OR REPLACE] VIEW <name> AS SELECT <columns> FROM
+/// (SELECT *, row_number() OVER (PARTITION BY <key> ORDER BY <order>, <file>) AS
+/// <number> FROM (SELECT *, "$path" AS <file> FROM <table>)) WHERE <number> = 1` says.
 #[derive(Debug, PartialEq)]
 struct KeptCopyRule {
-    /// `CREATE [OR REPLACE] VIEW <name>`.
+    /// `OR REPLACE` was written.
+    or_replace: bool,
+    /// The view's name.
     name: String,
-    /// The view's output columns, as written.
+    /// The view's output columns, plain names.
     columns: Vec<String>,
-    /// The rows numbered: the innermost query, as written.
-    copies: String,
-    /// The window's PARTITION BY: the dedupe key.
-    key: Vec<String>,
-    /// The window's ORDER BY terms (direction and null order included).
-    order: Vec<String>,
-    /// The column holding each row's file path, the order's last term.
+    /// The table the rows come from.
+    table: String,
+    /// The alias of Athena's `"$path"`: the column holding each row's file.
     file: String,
+    /// The window's PARTITION BY: the dedupe key, perhaps with more terms.
+    key: Vec<String>,
+    /// The window's ORDER BY terms (direction and null order included); the last
+    /// is `file`.
+    order: Vec<String>,
+    /// The alias of the row number.
+    number: String,
 }
 
 impl KeptCopyRule {
+    /// The rows numbered: every row with its file.
+    fn copies(&self) -> String {
+        format!("SELECT *, {ATHENA_PATH_COLUMN} AS {file} FROM {table}", file = self.file, table = self.table)
+    }
+
+    /// The view in the window form, as its file would state it.
+    fn as_window(&self) -> String {
+        format!(
+            "CREATE {or_replace}VIEW {name} AS SELECT {columns} FROM (SELECT *, row_number() OVER \
+             (PARTITION BY {key} ORDER BY {order}) AS {number} FROM ({copies})) WHERE {number} = 1",
+            or_replace = if self.or_replace { "OR REPLACE " } else { "" },
+            name = self.name,
+            columns = self.columns.join(", "),
+            key = self.key.join(", "),
+            order = self.order.join(", "),
+            number = self.number,
+            copies = self.copies(),
+        )
+    }
+
     /// The same rows as the window's: per key, the file of the first copy in the
     /// received order, and the copy of the key in that file (there is one: a file
     /// never holds a key twice). `IS NOT DISTINCT FROM`, as the window's partitions
@@ -71,7 +109,7 @@ impl KeptCopyRule {
              JOIN (SELECT {key_columns}, first_value({file} ORDER BY {order}) AS kept_file \
              FROM copies GROUP BY {key}) kept_copies\nON {key_matches} AND ({file} IS NOT DISTINCT FROM kept_file)",
             name = self.name,
-            copies = self.copies,
+            copies = self.copies(),
             columns = self.columns.join(", "),
             key_columns = key_columns.collect::<Vec<_>>().join(", "),
             file = self.file,
@@ -82,91 +120,86 @@ impl KeptCopyRule {
     }
 }
 
-/// The rule of a view in the window form, or `None` for any other SQL.
+/// The rule of a view in the window form, or `None` for any other SQL. The parts
+/// are read from the parsed view, then the window form is stated again from them
+/// alone and must parse to the same view: a clause the parts do not carry (a
+/// QUALIFY, a `* REPLACE`, a LIMIT, a WHERE on the rows numbered) fails that.
 fn kept_copy_rule(view_sql: &str) -> Option<KeptCopyRule> {
-    let statements = Parser::parse_sql(&GenericDialect {}, view_sql).ok()?;
-    let [Statement::CreateView(view)] = statements.as_slice() else { return None };
-    let (columns, numbered, kept_where) = select_from_subquery(&view.query)?;
-    let (numbered_items, copies, no_filter) = select_from_subquery(numbered)?;
-    if no_filter.is_some() {
-        return None;
-    }
-    let [SelectItem::Wildcard(_), SelectItem::ExprWithAlias { expr: Expr::Function(function), alias }] =
-        numbered_items
+    let [view_statement] = parse(view_sql)?.try_into().ok()?;
+    let Statement::CreateView(view) = &view_statement else { return None };
+    let (columns, numbered) = select_from(&view.query)?;
+    let (numbered_items, copies) = select_from(derived(numbered)?)?;
+    let [_, SelectItem::ExprWithAlias { expr: Expr::Function(function), alias: number }] = numbered_items
     else {
         return None;
     };
     let Some(WindowType::WindowSpec(window)) = &function.over else { return None };
-    let only_first = kept_where.is_some_and(|filter| filter.to_string() == format!("{alias} = 1"));
-    let plain_row_number = function.name.to_string().eq_ignore_ascii_case("row_number")
-        && matches!(&function.args, FunctionArguments::List(list) if list.args.is_empty())
-        && function.filter.is_none()
-        && window.window_name.is_none()
-        && window.window_frame.is_none();
-    let file = window.order_by.last().and_then(|last| file_column(copies, &last.expr));
-    if !only_first || !plain_row_number || window.partition_by.is_empty() {
-        return None;
-    }
+    let (copies_items, table) = select_from(derived(copies)?)?;
+    let [_, SelectItem::ExprWithAlias { alias: file, .. }] = copies_items else { return None };
+    let TableFactor::Table { name: table, .. } = table else { return None };
     let columns = columns
         .iter()
         .map(|item| match item {
-            SelectItem::UnnamedExpr(Expr::Identifier(column)) => Some(column.to_string()),
+            SelectItem::UnnamedExpr(Expr::Identifier(column)) if column != number => Some(column.to_string()),
             _ => None,
         })
         .collect::<Option<Vec<_>>>()?;
-    Some(KeptCopyRule {
+    let rule = KeptCopyRule {
+        or_replace: view.or_replace,
         name: view.name.to_string(),
         columns,
-        copies: copies.to_string(),
+        table: table.to_string(),
+        file: file.to_string(),
         key: window.partition_by.iter().map(ToString::to_string).collect(),
         order: window.order_by.iter().map(ToString::to_string).collect(),
-        file: file?,
-    })
+        number: number.to_string(),
+    };
+    let holds_the_dedupe_key = DEDUPE_KEY_TERMS.iter().all(|term| rule.key.iter().any(|key| key == term));
+    let ends_with_the_file = window.order_by.last().is_some_and(|last| last.expr.to_string() == rule.file);
+    let same_view = parse(&rule.as_window())
+        .is_some_and(|stated| stated.len() == 1 && stated[0].to_string() == view_statement.to_string());
+    (holds_the_dedupe_key && ends_with_the_file && same_view).then_some(rule)
 }
 
-/// `term`, when it is the alias `copies` gives Athena's `"$path"`: no two copies of
-/// a key tie on an order that ends with it, since a file never holds a key twice.
-fn file_column(copies: &Query, term: &Expr) -> Option<String> {
-    let SetExpr::Select(select) = copies.body.as_ref() else { return None };
-    let Expr::Identifier(alias) = term else { return None };
-    let named =
-        select.projection.iter().any(|item| item.to_string() == format!("{ATHENA_PATH_COLUMN} AS {alias}"));
-    named.then(|| alias.to_string())
+fn parse(sql: &str) -> Option<Vec<Statement>> {
+    Parser::parse_sql(&GenericDialect {}, sql).ok()
 }
 
-/// A plain `SELECT <items> FROM (<subquery>) [WHERE <filter>]`: its items, subquery
-/// and filter.
-fn select_from_subquery(query: &Query) -> Option<(&[SelectItem], &Query, Option<&Expr>)> {
-    let plain = query.with.is_none() && query.order_by.is_none() && query.limit_clause.is_none();
+/// A `SELECT`'s items and its one relation, whatever else it has (the round trip
+/// in `kept_copy_rule` rejects the rest).
+fn select_from(query: &Query) -> Option<(&[SelectItem], &TableFactor)> {
     let SetExpr::Select(select) = query.body.as_ref() else { return None };
     let [from] = select.from.as_slice() else { return None };
-    let TableFactor::Derived { lateral: false, subquery, .. } = &from.relation else { return None };
-    let simple = select.distinct.is_none()
-        && matches!(&select.group_by, GroupByExpr::Expressions(keys, modifiers) if keys.is_empty() && modifiers.is_empty())
-        && select.having.is_none()
-        && from.joins.is_empty();
-    (plain && simple).then_some((select.projection.as_slice(), subquery.as_ref(), select.selection.as_ref()))
+    Some((select.projection.as_slice(), &from.relation))
+}
+
+/// The query of a derived table.
+fn derived(relation: &TableFactor) -> Option<&Query> {
+    let TableFactor::Derived { subquery, .. } = relation else { return None };
+    Some(subquery)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const VIEW: &str = crate::query::EVENTS_UNIQUE_VIEW;
+
     #[test]
     fn the_views_file_has_the_window_form_and_gives_its_rule() {
-        let rule = kept_copy_rule(super::super::EVENTS_UNIQUE_VIEW).expect("the window form");
+        let rule = kept_copy_rule(VIEW).expect("the window form");
         assert_eq!(rule.name, "events_unique");
         assert_eq!(rule.key, ["created_date", "event_uuid", "from_iso8601_timestamp(created_datetime)"]);
         assert_eq!(rule.order, ["ingested_at NULLS FIRST", "source_file"]);
         assert_eq!(rule.file, "source_file");
-        assert_eq!(rule.copies, "SELECT *, \"$path\" AS source_file FROM events");
+        assert_eq!(rule.table, "events");
         assert_eq!(rule.columns.first().map(String::as_str), Some("event_uuid"));
         assert_eq!(rule.columns.last().map(String::as_str), Some("created_date"));
     }
 
     #[test]
     fn the_aggregate_join_matches_on_the_key_and_the_first_copys_file() {
-        let sql = for_datafusion(super::super::EVENTS_UNIQUE_VIEW);
+        let sql = for_datafusion(VIEW);
         assert!(!sql.contains("row_number"), "{sql}");
         assert!(!sql.contains("$path"), "{sql}");
         assert!(
@@ -188,27 +221,44 @@ mod tests {
         assert!(sql.ends_with("(source_file IS NOT DISTINCT FROM kept_file)"), "{sql}");
     }
 
+    /// A view in the window form with the dedupe key; each case below changes one
+    /// part of it.
+    const ACCEPTED: &str = "CREATE VIEW v AS SELECT a FROM (SELECT *, row_number() OVER \
+        (PARTITION BY event_uuid, from_iso8601_timestamp(created_datetime) ORDER BY t DESC, f) AS n \
+        FROM (SELECT *, \"$path\" AS f FROM events)) WHERE n = 1";
+
     #[test]
     fn any_other_view_runs_as_written() {
-        let views = [
-            // Not numbered 1.
-            "CREATE VIEW v AS SELECT a FROM (SELECT *, row_number() OVER (PARTITION BY a ORDER BY f) AS n FROM (SELECT *, \"$path\" AS f FROM t)) WHERE n = 2",
-            // Another window function.
-            "CREATE VIEW v AS SELECT a FROM (SELECT *, rank() OVER (PARTITION BY a ORDER BY f) AS n FROM (SELECT *, \"$path\" AS f FROM t)) WHERE n = 1",
-            // No PARTITION BY.
-            "CREATE VIEW v AS SELECT a FROM (SELECT *, row_number() OVER (ORDER BY f) AS n FROM (SELECT *, \"$path\" AS f FROM t)) WHERE n = 1",
-            // An expression among the columns.
-            "CREATE VIEW v AS SELECT a + 1 FROM (SELECT *, row_number() OVER (PARTITION BY a ORDER BY f) AS n FROM (SELECT *, \"$path\" AS f FROM t)) WHERE n = 1",
+        assert!(kept_copy_rule(ACCEPTED).is_some());
+        let key = "PARTITION BY event_uuid, from_iso8601_timestamp(created_datetime)";
+        let changes = [
+            ("WHERE n = 1", "WHERE n = 2"),
+            ("row_number()", "rank()"),
+            ("row_number()", "row_number(a)"),
+            // A key coarser than the dedupe key: a file may hold two of its rows.
+            (key, "PARTITION BY event_uuid"),
+            (key, ""),
+            ("SELECT a FROM", "SELECT a + 1 FROM"),
+            ("SELECT a FROM", "SELECT a, n FROM"),
+            ("VIEW v AS", "VIEW v (b) AS"),
             // An order that does not end with the file: copies of a key could tie.
-            "CREATE VIEW v AS SELECT a FROM (SELECT *, row_number() OVER (PARTITION BY a ORDER BY b) AS n FROM (SELECT *, \"$path\" AS f FROM t)) WHERE n = 1",
-            // A frame.
-            "CREATE VIEW v AS SELECT a FROM (SELECT *, row_number() OVER (PARTITION BY a ORDER BY f ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n FROM (SELECT *, \"$path\" AS f FROM t)) WHERE n = 1",
-            "SELECT 1",
-            "not sql at all (",
+            ("ORDER BY t DESC, f)", "ORDER BY f, t DESC)"),
+            ("ORDER BY t DESC, f)", "ORDER BY t DESC, f ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"),
+            ("SELECT *, row_number()", "SELECT * REPLACE (upper(a) AS a), row_number()"),
+            ("WHERE n = 1", "WHERE n = 1 QUALIFY count(*) OVER () > 5"),
+            ("WHERE n = 1", "WHERE n = 1 LIMIT 5"),
+            ("WHERE n = 1", "WHERE n = 1 AND a > 0"),
+            ("FROM events)", "FROM events WHERE random() < 0.5)"),
+            ("FROM events)", "FROM events LIMIT 5)"),
+            ("FROM events)", "FROM events JOIN other ON true)"),
+            ("\"$path\" AS f", "a AS f"),
+            ("FROM events)) WHERE", "FROM events) copies (x, y)) WHERE"),
         ];
-        let accepted = "CREATE VIEW v AS SELECT a FROM (SELECT *, row_number() OVER (PARTITION BY a ORDER BY f) AS n FROM (SELECT *, \"$path\" AS f FROM t)) WHERE n = 1";
-        assert!(kept_copy_rule(accepted).is_some(), "each view below differs from this one in one way");
-        for view in views {
+        let views = changes.map(|(from, to)| {
+            assert!(ACCEPTED.contains(from), "{from}");
+            ACCEPTED.replacen(from, to, 1)
+        });
+        for view in views.iter().map(String::as_str).chain(["SELECT 1", "not sql at all ("]) {
             assert_eq!(kept_copy_rule(view), None, "{view}");
             assert_eq!(for_datafusion(view), view.replace(ATHENA_PATH_COLUMN, "input_file_name()"));
         }

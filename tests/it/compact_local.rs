@@ -363,11 +363,7 @@ fn a_compaction_stopped_before_the_exchange_runs_again_to_the_same_files() {
 /// window the view's file states, run as written.
 fn unique_rows(lake: &Path) -> Vec<Value> {
     let order = "ORDER BY event_uuid, created_datetime, event_type";
-    let window = eventlake::query::EVENTS_UNIQUE_VIEW
-        .split_once("CREATE OR REPLACE VIEW events_unique AS")
-        .unwrap()
-        .1
-        .replace("\"$path\"", "input_file_name()");
+    let window = eventlake::query::events_unique_select_as_written().unwrap();
     let rows = |sql: &str| -> Vec<Value> {
         let output = success(eventlake().args(["query", "--format", "json", "--lake"]).arg(lake).arg(sql));
         String::from_utf8(output.stdout)
