@@ -117,16 +117,40 @@ impl EventTime {
     /// (`2024-03-17T15:34:56Z` or `…56.123Z`), as the lake stores it; anything
     /// else is `None`.
     pub fn parse_created_datetime(text: &str) -> Option<Self> {
-        let shape_ok = matches!(text.len(), 20 | 24) && text.ends_with('Z');
-        let datetime = DateTime::parse_from_rfc3339(text).ok().filter(|_| shape_ok)?;
-        let time = Self::from_parts(datetime.timestamp_millis(), text.len() == 24)?;
-        (time.created_datetime() == text).then_some(time)
+        Self::from_parts(created_datetime_millis(text)?, text.len() == 24)
     }
 
     /// The UTC date, `YYYY-MM-DD`: the `created_date` partition value.
     pub fn created_date(self) -> CreatedDate {
         CreatedDate(self.datetime().date_naive())
     }
+}
+
+/// Milliseconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ` or
+/// `YYYY-MM-DDTHH:MM:SS.sssZ`, the two forms of `created_datetime`, read digit by
+/// digit (any year; [`EventTime::parse_created_datetime`] bounds it); `None` for
+/// any other text, a leap second included.
+pub fn created_datetime_millis(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let millis_digits = match bytes.len() {
+        20 => false,
+        24 => true,
+        _ => return None,
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    let end = if millis_digits { [(19, b'.'), (23, b'Z')].as_slice() } else { [(19, b'Z')].as_slice() };
+    if !separators.iter().chain(end).all(|&(at, separator)| bytes[at] == separator) {
+        return None;
+    }
+    let number = |from: usize, to: usize| {
+        bytes[from..to]
+            .iter()
+            .try_fold(0_u32, |n, &digit| digit.is_ascii_digit().then(|| n * 10 + u32::from(digit - b'0')))
+    };
+    let millis = if millis_digits { number(20, 23)? } else { 0 };
+    let date = chrono::NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?;
+    let time = date.and_hms_milli_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?, millis)?;
+    Some(time.and_utc().timestamp_millis())
 }
 
 /// A UTC calendar date that formats as `YYYY-MM-DD` (years 1970 to 9999).

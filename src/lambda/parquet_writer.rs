@@ -161,8 +161,17 @@ pub const DEFAULT_SECONDS_PER_OBJECT: u64 = 30;
 /// The writer's limits: staged records are enriched, longer than the events
 /// they came from; a retry writes the same names, so nothing stale is deleted.
 fn writer_limits() -> Limits {
-    Limits { max_record_bytes: MAX_ENRICHED_BYTES, delete_stale_files: false, ..Limits::default() }
+    Limits {
+        max_record_bytes: MAX_ENRICHED_BYTES,
+        delete_stale_files: false,
+        workers: Limits::all_cores().min(LAMBDA_MAX_VCPUS),
+        ..Limits::default()
+    }
 }
+
+/// The most vCPUs a Lambda function gets (at 10,240 MB): the writer never runs
+/// more workers, so the memory floor Terraform enforces covers their blocks.
+const LAMBDA_MAX_VCPUS: usize = 6;
 
 impl Config {
     /// `LAKE_BUCKET` (required), `LAKE_PREFIX` (default empty), `STAGING_PREFIX`
@@ -421,7 +430,7 @@ mod tests {
     /// Terraform refuses a writer memory below the staged object plus a floor;
     /// the floor covers what the writer holds besides: rows and dedupe set, parts
     /// being encoded (their rows, and a record batch of them), blocks of lines
-    /// being checked on up to 6 vCPUs (Lambda's most; bytes and checked text),
+    /// being checked by at most `LAMBDA_MAX_VCPUS` workers (bytes and checked text),
     /// and 64 MiB for the process.
     #[test]
     fn the_memory_floor_covers_the_writers_budgets() {
@@ -433,7 +442,8 @@ mod tests {
             .and_then(|number| number.parse().ok())
             .expect("lambda.tf sets a writer memory floor");
         let limits = writer_limits();
-        let blocks = 6 * 2 * (crate::lake::ndjson::BLOCK_BYTES + limits.max_record_bytes);
+        assert!(limits.workers <= LAMBDA_MAX_VCPUS);
+        let blocks = LAMBDA_MAX_VCPUS * 2 * (crate::lake::ndjson::BLOCK_BYTES + limits.max_record_bytes);
         let needed = limits.total_bytes + 2 * limits.total_bytes + blocks + (64 << 20);
         assert!(needed <= floor_mib << 20, "the writer needs {} MiB besides the object", needed >> 20);
     }

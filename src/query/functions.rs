@@ -22,6 +22,7 @@ use datafusion::logical_expr::{
 use serde_json::value::RawValue;
 
 use crate::core::json::{value_at, PathStep};
+use crate::core::timestamp::created_datetime_millis;
 
 /// Every function this module adds, ready for `SessionContext::register_udf`.
 pub fn all() -> Vec<ScalarUDF> {
@@ -407,40 +408,14 @@ fn parse_iso8601(text: &str) -> Option<DateTime<Utc>> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
-/// Milliseconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ` or
-/// `YYYY-MM-DDTHH:MM:SS.sssZ`, the forms the lake writes `created_datetime` in,
-/// read digit by digit; `None` for any other form (and for a leap second), which
-/// [`parse_iso8601`] then reads.
-fn parse_lake_datetime(text: &str) -> Option<i64> {
-    let bytes = text.as_bytes();
-    let millis_digits = match bytes.len() {
-        20 => false,
-        24 => true,
-        _ => return None,
-    };
-    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
-    let end = if millis_digits { [(19, b'.'), (23, b'Z')].as_slice() } else { [(19, b'Z')].as_slice() };
-    if !separators.iter().chain(end).all(|&(at, separator)| bytes[at] == separator) {
-        return None;
-    }
-    let number = |from: usize, to: usize| {
-        bytes[from..to]
-            .iter()
-            .try_fold(0_u32, |n, &digit| digit.is_ascii_digit().then(|| n * 10 + u32::from(digit - b'0')))
-    };
-    let millis = if millis_digits { number(20, 23)? } else { 0 };
-    let date = NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?;
-    let time = date.and_hms_milli_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?, millis)?;
-    Some(time.and_utc().timestamp_millis())
-}
-
 fn from_iso8601(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
     let mut out = TimestampMillisecondBuilder::with_capacity(array.len());
     let mut invalid = None;
     string_values(array, |_, text| match text {
         None => out.append_null(),
         Some(text) => {
-            match parse_lake_datetime(text).or_else(|| parse_iso8601(text).map(|t| t.timestamp_millis())) {
+            match created_datetime_millis(text).or_else(|| parse_iso8601(text).map(|t| t.timestamp_millis()))
+            {
                 Some(millis) => out.append_value(millis),
                 None => {
                     invalid.get_or_insert_with(|| text.to_owned());
@@ -606,11 +581,11 @@ mod tests {
         for millis in (-62_135_596_800_000_i64..253_402_300_799_999).step_by(9_876_543_210_987) {
             let time = DateTime::<Utc>::from_timestamp_millis(millis).unwrap();
             let text = time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-            assert_eq!(parse_lake_datetime(&text), Some(millis), "{text}");
-            assert_eq!(parse_lake_datetime(&text), ms(&text), "{text}");
+            assert_eq!(created_datetime_millis(&text), Some(millis), "{text}");
+            assert_eq!(created_datetime_millis(&text), ms(&text), "{text}");
             let text = time.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-            assert_eq!(parse_lake_datetime(&text), Some(millis - millis.rem_euclid(1000)), "{text}");
-            assert_eq!(parse_lake_datetime(&text), ms(&text), "{text}");
+            assert_eq!(created_datetime_millis(&text), Some(millis - millis.rem_euclid(1000)), "{text}");
+            assert_eq!(created_datetime_millis(&text), ms(&text), "{text}");
         }
         for other in [
             "2024-03-17T15:34:56.7Z",
@@ -620,7 +595,7 @@ mod tests {
             "2024-03-17T15:34:5x.000Z",
             "2024-03-17 15:34:56.789Z",
         ] {
-            assert_eq!(parse_lake_datetime(other), None, "{other}");
+            assert_eq!(created_datetime_millis(other), None, "{other}");
         }
     }
 

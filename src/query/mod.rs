@@ -24,12 +24,19 @@ pub use functions::timestamp_type;
 /// The `events_unique` view: the Athena DDL file.
 pub const EVENTS_UNIQUE_VIEW: &str = include_str!("../../athena/ddl/events_unique.sql");
 
+/// The view `events_unique` as DataFusion runs it, derived once per process.
+static EVENTS_UNIQUE_FOR_DATAFUSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| unique_view::for_datafusion(EVENTS_UNIQUE_VIEW));
+
 /// The SELECT of `events_unique`'s file as written (its window), as DataFusion
 /// reads it: `eventlake query` runs the view as an aggregate and a join instead,
 /// and tests check that the two give the same rows.
 pub fn events_unique_select_as_written() -> Option<String> {
     unique_view::select_as_written(EVENTS_UNIQUE_VIEW)
 }
+
+/// The environment variable DataFusion reads `datafusion.execution.parquet.pushdown_filters` from.
+const PUSHDOWN_FILTERS_VARIABLE: &str = "DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS";
 
 /// A query failure, with DataFusion's message (which names the column, function
 /// or syntax at fault).
@@ -95,16 +102,12 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
     if !events_dir.is_dir() {
         return Err(QueryError::NoLake(root.display().to_string()));
     }
-    let mut config = SessionConfig::new()
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .set_bool("datafusion.execution.parquet.pushdown_filters", true);
     // DataFusion's own environment variables (`datafusion.execution.batch_size`
-    // is DATAFUSION_EXECUTION_BATCH_SIZE) override these, for tuning.
-    let keys: Vec<String> = config.options().entries().into_iter().map(|entry| entry.key).collect();
-    for key in keys {
-        if let Ok(value) = std::env::var(key.to_uppercase().replace('.', "_")) {
-            config.options_mut().set(&key, &value)?;
-        }
+    // is DATAFUSION_EXECUTION_BATCH_SIZE) tune the engine; Parquet filter pushdown
+    // is on unless one says otherwise.
+    let mut config = SessionConfig::from_env()?;
+    if std::env::var_os(PUSHDOWN_FILTERS_VARIABLE).is_none() {
+        config = config.set_bool("datafusion.execution.parquet.pushdown_filters", true);
     }
     let runtime = RuntimeEnvBuilder::new().with_memory_limit(bounds.memory_bytes, 1.0).build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
@@ -121,7 +124,7 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
     let url = ListingTableUrl::parse(format!("{}/", std::path::absolute(&events_dir)?.display()))?;
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(scan_schema());
     ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
-    ctx.sql(&unique_view::for_datafusion(EVENTS_UNIQUE_VIEW)).await?.collect().await?;
+    ctx.sql(&EVENTS_UNIQUE_FOR_DATAFUSION).await?.collect().await?;
     Ok(ctx)
 }
 

@@ -29,6 +29,11 @@ const ATHENA_PATH_COLUMN: &str = "\"$path\"";
 /// two engines do not share.
 pub(super) fn for_datafusion(view_sql: &str) -> String {
     let sql = kept_copy_rule(view_sql).map_or_else(|| view_sql.to_owned(), |rule| rule.as_aggregate_join());
+    in_datafusion_spelling(&sql)
+}
+
+/// `sql` with Athena's `"$path"` read as DataFusion's `input_file_name()`.
+fn in_datafusion_spelling(sql: &str) -> String {
     sql.replace(ATHENA_PATH_COLUMN, "input_file_name()")
 }
 
@@ -37,7 +42,7 @@ pub(super) fn for_datafusion(view_sql: &str) -> String {
 pub(super) fn select_as_written(view_sql: &str) -> Option<String> {
     let statements = parse(view_sql)?;
     let [Statement::CreateView(view)] = statements.as_slice() else { return None };
-    Some(view.query.to_string().replace(ATHENA_PATH_COLUMN, "input_file_name()"))
+    Some(in_datafusion_spelling(&view.query.to_string()))
 }
 
 /// The dedupe key's terms as the view's PARTITION BY spells them (the contract: the
@@ -260,7 +265,7 @@ mod tests {
         });
         for view in views.iter().map(String::as_str).chain(["SELECT 1", "not sql at all ("]) {
             assert_eq!(kept_copy_rule(view), None, "{view}");
-            assert_eq!(for_datafusion(view), view.replace(ATHENA_PATH_COLUMN, "input_file_name()"));
+            assert_eq!(for_datafusion(view), in_datafusion_spelling(view));
         }
     }
 }

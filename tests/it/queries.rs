@@ -300,6 +300,36 @@ fn columns_read(item: &str) -> Vec<&str> {
         .collect()
 }
 
+/// DataFusion's own environment variables tune the engine: Parquet filter pushdown
+/// is on unless DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS says otherwise (with
+/// it, the scan applies the filter and no FilterExec is left), and a value the
+/// engine cannot take is an error naming the setting.
+#[test]
+fn datafusion_variables_tune_the_engine() {
+    let lake_dir = lake().join("lake");
+    let explain = "EXPLAIN SELECT event_uuid FROM events WHERE event_name = 'payment:x'";
+    let plan = |pushdown: Option<&str>| {
+        let mut command = eventlake();
+        command.arg("query").arg("--lake").arg(&lake_dir).args(["--format", "csv", explain]);
+        if let Some(value) = pushdown {
+            command.env("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS", value);
+        }
+        String::from_utf8(success(&mut command).stdout).unwrap()
+    };
+    assert!(!plan(None).contains("FilterExec"), "{}", plan(None));
+    assert!(plan(Some("false")).contains("FilterExec"), "{}", plan(Some("false")));
+    let bad = eventlake()
+        .arg("query")
+        .arg("--lake")
+        .arg(&lake_dir)
+        .arg("SELECT 1")
+        .env("DATAFUSION_EXECUTION_BATCH_SIZE", "abc")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("datafusion.execution.batch_size"));
+}
+
 #[test]
 fn formats_and_errors() {
     let sql = "SELECT event_type, count(*) AS n FROM events WHERE event_type IN ('payment', 'cart') GROUP BY 1 ORDER BY 1";
