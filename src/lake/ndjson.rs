@@ -87,7 +87,7 @@ pub async fn feed<S: Storage>(
     let mut fed = LineCounts::default();
     let mut checking = VecDeque::new();
     loop {
-        while checking.len() >= writer.workers() {
+        while checking.len() >= limits.workers {
             write_oldest(&mut checking, writer, source_name).await?;
         }
         let block = read_block(writer, &mut reader, source_name, &mut fed)?;

@@ -159,16 +159,18 @@ fn write_through(scratch: &Path, path: &Path, bytes: &[u8]) -> Result<(), Storag
 }
 
 impl Storage for LocalDir {
-    /// On the blocking pool: creating files costs the file system more than
-    /// writing them, and puts awaited together run at once.
+    /// On the blocking pool, directories included: creating files costs the file
+    /// system more than writing them, and puts awaited together run at once.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        let path = self.destination(key)?;
-        let scratch = self.scratch_dir()?.to_owned();
+        let (dir, owned_key) = (self.clone(), key.to_owned());
         let written = unless_panicked(
-            tokio::task::spawn_blocking(move || write_through(&scratch, &path, &bytes)).await,
+            tokio::task::spawn_blocking(move || {
+                write_through(dir.scratch_dir()?, &dir.destination(&owned_key)?, &bytes)
+            })
+            .await,
         );
         written.map_err(|cancelled| StorageError::Io {
-            path: key.into(),
+            path: self.root.join(key),
             source: std::io::Error::other(cancelled),
         })?
     }

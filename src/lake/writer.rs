@@ -292,18 +292,18 @@ impl CheckedEvent {
 /// Parts being encoded on the blocking pool, oldest first.
 struct Encoding {
     parts: VecDeque<EncodingPart>,
-    /// Buffer bytes of their rows.
-    bytes: usize,
-    /// How many may be encoded, or stored, at a time ([`Limits::workers`]).
-    workers: usize,
     /// One permit per worker thread, shared by checking and encoding.
     permits: Arc<Semaphore>,
 }
 
 impl Encoding {
     fn new(workers: usize) -> Self {
-        let workers = workers.max(1);
-        Encoding { parts: VecDeque::new(), bytes: 0, workers, permits: Arc::new(Semaphore::new(workers)) }
+        Encoding { parts: VecDeque::new(), permits: Arc::new(Semaphore::new(workers)) }
+    }
+
+    /// Buffer bytes of the rows being encoded.
+    fn bytes(&self) -> usize {
+        self.parts.iter().map(|part| part.bytes).sum()
     }
 }
 
@@ -344,7 +344,8 @@ pub struct LakeWriter<S> {
 impl<S: Storage> LakeWriter<S> {
     /// A writer of the records of `source`. Their `ingested_at` is the window's
     /// processing time (the run's start) unless [`Self::ingested_at`] says otherwise.
-    pub fn new(storage: S, source: SourceId, limits: Limits) -> Self {
+    pub fn new(storage: S, source: SourceId, mut limits: Limits) -> Self {
+        limits.workers = limits.workers.max(1);
         LakeWriter {
             ingested_at_millis: limits.window.now_millis,
             storage,
@@ -380,11 +381,6 @@ impl<S: Storage> LakeWriter<S> {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    /// How many tasks may run on the blocking pool at once ([`Limits::workers`], at least 1).
-    pub fn workers(&self) -> usize {
-        self.encoding.workers
     }
 
     /// A permit to run one task on the blocking pool, held while it runs: at most
@@ -592,8 +588,8 @@ impl<S: Storage> LakeWriter<S> {
         }
         let (rows, bytes) = (buffer.len(), buffer.bytes());
         while !self.encoding.parts.is_empty()
-            && (self.encoding.parts.len() >= self.encoding.workers
-                || self.encoding.bytes + bytes > self.limits.total_bytes)
+            && (self.encoding.parts.len() >= self.limits.workers
+                || self.encoding.bytes() + bytes > self.limits.total_bytes)
         {
             self.store_oldest_part().await?;
         }
@@ -606,7 +602,6 @@ impl<S: Storage> LakeWriter<S> {
             let _permit = permit;
             encoder::encode(&mut buffer.rows(), ingested_at_millis)
         });
-        self.encoding.bytes += bytes;
         self.encoding.parts.push_back(EncodingPart { partition: partition.clone(), key, rows, bytes, task });
         Ok(())
     }
@@ -616,23 +611,21 @@ impl<S: Storage> LakeWriter<S> {
     /// their puts run at once (uploads, or files created on the blocking pool),
     /// and the run's record of them follows the order they were started in.
     async fn store_oldest_part(&mut self) -> Result<(), LakeError> {
+        // At most `workers` parts are being encoded (`write_part` waits for room).
         let mut ready = Vec::new();
-        while ready.len() < self.encoding.workers {
-            let Some(part) = self.encoding.parts.pop_front() else { break };
+        while let Some(part) = self.encoding.parts.pop_front() {
             if !ready.is_empty() && !part.task.is_finished() {
                 self.encoding.parts.push_front(part);
                 break;
             }
             let encoded = joined(part.task.await)??;
-            self.encoding.bytes -= part.bytes;
-            ready.push((part.partition, part.key, part.rows, encoded));
+            ready.push((part.partition, part.key, part.rows, encoded.len(), encoded));
         }
-        let lengths: Vec<usize> = ready.iter().map(|(.., encoded)| encoded.len()).collect();
         let puts =
-            ready.iter_mut().map(|(_, key, _, encoded)| self.storage.put(key, std::mem::take(encoded)));
+            ready.iter_mut().map(|(_, key, _, _, encoded)| self.storage.put(key, std::mem::take(encoded)));
         // Every put ends before an error is returned: none lands after the run.
         futures::future::join_all(puts).await.into_iter().collect::<Result<Vec<()>, _>>()?;
-        for ((partition, key, rows, _), bytes) in ready.into_iter().zip(lengths) {
+        for (partition, key, rows, bytes, _) in ready {
             self.summary.written += rows as u64;
             self.summary.bytes_out += bytes as u64;
             self.summary.files += 1;
