@@ -8,6 +8,8 @@
 //! validated: [`value_at`] finds the value a path leads to by scanning, for
 //! queries over the lake's `payload` column.
 
+use std::borrow::Cow;
+
 use memchr::{memchr, memchr2, memchr3};
 
 /// Appends `raw` (one valid JSON value) to `out` without insignificant whitespace.
@@ -31,7 +33,7 @@ pub fn write_compact(raw: &str, out: &mut Vec<u8>) {
             }
         } else if b == b'"' {
             in_string = true;
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+        } else if is_whitespace(b) {
             continue;
         }
         out.push(b);
@@ -184,11 +186,19 @@ fn member(text: &str, at: usize, key: &str) -> Option<usize> {
 
 /// Whether the string literal `quoted` (quotes included) spells `key`.
 fn names(quoted: &str, key: &str) -> bool {
-    let body = &quoted[1..quoted.len() - 1];
-    if memchr(b'\\', body.as_bytes()).is_none() {
-        return body == key;
+    string_literal(quoted).is_some_and(|name| name == key)
+}
+
+/// The text a JSON string literal (quotes included) spells: its body as is when it
+/// has nothing to decode (no escapes, no control characters, as most have),
+/// decoded otherwise; `None` when it is not a valid literal.
+pub fn string_literal(quoted: &str) -> Option<Cow<'_, str>> {
+    let body = quoted.get(1..quoted.len().checked_sub(1)?)?;
+    let plain = body.bytes().fold(true, |plain, b| plain & (b != b'\\') & (b >= 0x20));
+    if plain {
+        return Some(Cow::Borrowed(body));
     }
-    serde_json::from_str::<String>(quoted).is_ok_and(|name| name == key)
+    serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
 }
 
 /// Where element `index` starts, for the array at `at`.
@@ -221,7 +231,7 @@ fn end_of_value(bytes: &[u8], mut at: usize) -> Option<usize> {
             let rest = bytes.get(at..)?;
             let length = rest
                 .iter()
-                .position(|&b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .position(|&b| matches!(b, b',' | b'}' | b']') || is_whitespace(b))
                 .unwrap_or(rest.len());
             return (length > 0).then_some(at + length);
         }
@@ -244,7 +254,7 @@ fn end_of_value(bytes: &[u8], mut at: usize) -> Option<usize> {
 }
 
 fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
-    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+    while bytes.get(at).is_some_and(|&b| is_whitespace(b)) {
         at += 1;
     }
     at
@@ -285,6 +295,11 @@ pub fn excerpt(text: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// JSON's whitespace (RFC 8259): space, tab, line feed, carriage return.
+fn is_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use datafusion::logical_expr::{
 };
 use serde_json::value::RawValue;
 
-use crate::core::json::{value_at, PathStep};
+use crate::core::json::{string_literal, value_at, PathStep};
 use crate::core::timestamp::created_datetime_millis;
 
 /// Every function this module adds, ready for `SessionContext::register_udf`.
@@ -317,34 +317,20 @@ fn parse_path(path: &str) -> Result<Vec<PathStep>> {
 fn extract<'a>(json: &'a str, steps: &[PathStep], how: Extract) -> Option<Cow<'a, str>> {
     let text = value_at(json, steps)?;
     match (how, text.as_bytes()[0]) {
-        (Extract::Scalar, b'"') => match plain_string_body(text) {
-            Some(body) => Some(Cow::Borrowed(body)),
-            None => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
-        },
+        (Extract::Scalar, b'"') => string_literal(text),
         (Extract::Scalar, b'{' | b'[' | b'n') => None,
         _ => serde_json::from_str::<&RawValue>(text).ok().map(|_| Cow::Borrowed(text)),
     }
 }
 
-/// The body of a string literal with nothing to decode (no escapes, no control
-/// characters): most values, read without a copy.
-fn plain_string_body(quoted: &str) -> Option<&str> {
-    let body = quoted.get(1..quoted.len().checked_sub(1)?)?;
-    let plain = body.bytes().fold(true, |plain, b| plain & (b != b'\\') & (b >= 0x20));
-    plain.then_some(body)
-}
-
 /// `json_extract*` over a batch. A literal path (the usual case) is parsed once
-/// per batch; a column of paths once per change of value, and only on rows with
-/// JSON to read.
+/// per batch, and a bad one is an error whatever the rows hold, as in Athena,
+/// which compiles a constant path with the query; a column of paths is parsed
+/// once per change of value, and only on rows with JSON to read.
 fn json_extract(args: &[ColumnarValue], rows: usize, how: Extract) -> Result<ArrayRef> {
-    let literal = match &args[1] {
-        ColumnarValue::Scalar(path) => Some(path.try_as_str().flatten().map(parse_path).transpose()?),
-        ColumnarValue::Array(_) => None,
-    };
-    let paths = match &args[1] {
-        ColumnarValue::Array(paths) => Some(cast(paths, &DataType::Utf8)?),
-        ColumnarValue::Scalar(_) => None,
+    let (literal, paths) = match &args[1] {
+        ColumnarValue::Scalar(path) => (Some(path.try_as_str().flatten().map(parse_path).transpose()?), None),
+        ColumnarValue::Array(paths) => (None, Some(cast(paths, &DataType::Utf8)?)),
     };
     let paths = paths.as_ref().map(|paths| paths.as_string::<i32>());
     let json = args[0].to_array(rows)?;
@@ -566,6 +552,9 @@ mod tests {
         let views: ArrayRef = Arc::new(StringViewArray::from(vec![Some(r#"{"a":"x"}"#), None]));
         let literal = ColumnarValue::Scalar(ScalarValue::Utf8(Some("$.a".into())));
         assert_eq!(run(views, literal).unwrap(), [Some("x".to_owned()), None]);
+        let no_json: ArrayRef = Arc::new(StringArray::from(vec![None::<&str>, None]));
+        let bad_literal = ColumnarValue::Scalar(ScalarValue::Utf8(Some("nope".into())));
+        assert!(run(no_json, bad_literal).is_err(), "a bad literal path, whatever the rows");
     }
 
     #[test]
