@@ -44,6 +44,13 @@ pub struct DedupeKey {
     pub created_at_millis: i64,
 }
 
+impl DedupeKey {
+    /// The key of an event: canonical UUID and `created_at` in whole milliseconds.
+    pub fn new(uuid: Uuid, time: EventTime) -> Self {
+        DedupeKey { uuid, created_at_millis: time.millis() }
+    }
+}
+
 /// How far `created_at` may lie from the time a record is processed: a producer
 /// whose clock is years off would otherwise open partitions without end (Firehose
 /// fails records past 500 active partitions). Either side may be open.
@@ -189,12 +196,12 @@ impl<'a> Event<'a> {
 
     /// The dedupe key: canonical UUID and `created_at` in whole milliseconds.
     pub fn dedupe_key(&self) -> DedupeKey {
-        DedupeKey { uuid: self.uuid, created_at_millis: self.time.millis() }
+        DedupeKey::new(self.uuid, self.time)
     }
 
     /// The partition this event belongs to.
     pub fn partition(&self) -> Partition<&str> {
-        Partition { event_type: self.event_type(), created_date: self.time.created_date() }
+        Partition::of(self.event_type(), self.time)
     }
 
     /// Appends the enriched event (CONTRACT section 2) as one compact JSON line

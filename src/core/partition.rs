@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::core::event::is_valid_event_type;
-use crate::core::timestamp::CreatedDate;
+use crate::core::timestamp::{CreatedDate, EventTime};
 
 /// The partition keys, in order: the first part of `event_name`, and the UTC date
 /// of `created_at`.
@@ -24,6 +24,11 @@ pub struct Partition<S = String> {
 }
 
 impl<S: AsRef<str>> Partition<S> {
+    /// The partition of an event of `event_type` created at `time`.
+    pub fn of(event_type: S, time: EventTime) -> Self {
+        Partition { event_type, created_date: time.created_date() }
+    }
+
     /// The owned form.
     pub fn to_owned(&self) -> Partition {
         Partition { event_type: self.event_type.as_ref().to_owned(), created_date: self.created_date }

@@ -107,7 +107,7 @@ pub async fn feed<S: Storage>(
 
 /// Waits for the oldest block being checked and hands it to the writer.
 async fn write_oldest<S: Storage>(
-    checking: &mut VecDeque<tokio::task::JoinHandle<Block>>,
+    checking: &mut VecDeque<tokio::task::JoinHandle<CheckedBlock>>,
     writer: &mut LakeWriter<S>,
     source_name: &str,
 ) -> Result<(), IngestError> {
@@ -122,17 +122,24 @@ async fn write_oldest<S: Storage>(
 /// that the blocks in flight (one per worker) take a few MiB each.
 pub const BLOCK_BYTES: usize = 1 << 20;
 
-/// Lines read from one input, and what checking them found.
+/// Lines read from one input.
 struct Block {
     bytes: Vec<u8>,
     lines: Vec<BlockLine>,
+}
+
+/// A block, and what checking its records found.
+struct CheckedBlock {
+    block: Block,
+    /// One check per [`BlockLine::Record`], in order.
+    checks: Vec<Result<CheckedEvent, Rejection>>,
     /// What [`check_record`] wrote for the valid records.
     text: String,
 }
 
 enum BlockLine {
-    /// A record: its bytes in the block, its line number, its check.
-    Record { bytes: Range<usize>, line: u64, checked: Option<Result<CheckedEvent, Rejection>> },
+    /// A record: its bytes in the block, its line number.
+    Record { bytes: Range<usize>, line: u64 },
     /// A line longer than the limit, kept in a scratch file.
     TooLong { file: tempfile::NamedTempFile, len: u64, line: u64 },
 }
@@ -147,8 +154,7 @@ fn read_block<S: Storage>(
 ) -> Result<Block, IngestError> {
     let read_error = |error| IngestError::Read { source_name: source_name.to_owned(), error };
     let max = writer.limits().max_record_bytes;
-    let mut block =
-        Block { bytes: Vec::with_capacity(BLOCK_BYTES + 64 * 1024), lines: Vec::new(), text: String::new() };
+    let mut block = Block { bytes: Vec::with_capacity(BLOCK_BYTES + 64 * 1024), lines: Vec::new() };
     while block.bytes.len() + block.lines.len() * std::mem::size_of::<BlockLine>() < BLOCK_BYTES {
         let start = block.bytes.len();
         let end = next_line(reader, &mut block.bytes, max).map_err(read_error)?;
@@ -181,43 +187,42 @@ fn read_block<S: Storage>(
             fed.blank += 1;
             continue;
         }
-        block.lines.push(BlockLine::Record {
-            bytes: start..block.bytes.len(),
-            line: fed.lines,
-            checked: None,
-        });
+        block.lines.push(BlockLine::Record { bytes: start..block.bytes.len(), line: fed.lines });
     }
     Ok(block)
 }
 
 impl Block {
     /// Checks every record (on a blocking thread).
-    fn checked(mut self, limits: &Limits) -> Self {
+    fn checked(self, limits: &Limits) -> CheckedBlock {
         let mut text = Vec::with_capacity(self.bytes.len());
-        for line in &mut self.lines {
-            if let BlockLine::Record { bytes, checked, .. } = line {
-                *checked = Some(check_record(&self.bytes[bytes.clone()], limits, &mut text));
-            }
-        }
-        self.text = checked_text(text);
-        self
+        let checks = (self.lines.iter())
+            .filter_map(|line| match line {
+                BlockLine::Record { bytes, .. } => {
+                    Some(check_record(&self.bytes[bytes.clone()], limits, &mut text))
+                }
+                BlockLine::TooLong { .. } => None,
+            })
+            .collect();
+        CheckedBlock { block: self, checks, text: checked_text(text) }
     }
+}
 
+impl CheckedBlock {
     /// Hands the checked lines to the writer, in order.
     async fn write<S: Storage>(
         self,
         writer: &mut LakeWriter<S>,
         source_name: &str,
     ) -> Result<(), IngestError> {
-        for line in self.lines {
+        let mut checks = self.checks.into_iter();
+        for line in self.block.lines {
             match line {
-                BlockLine::Record { bytes, line, checked } => {
-                    let record = &self.bytes[bytes];
+                BlockLine::Record { bytes, line } => {
+                    let record = &self.block.bytes[bytes];
                     let origin = Origin { source: source_name, line };
-                    match checked {
-                        Some(checked) => writer.accept(record, checked, &self.text, origin).await?,
-                        None => writer.push(record, origin).await?,
-                    }
+                    let checked = checks.next().expect("one check per record line");
+                    writer.accept(record, checked, &self.text, origin).await?;
                 }
                 BlockLine::TooLong { file, len, line } => {
                     writer.reject_stored(file.path(), len, Origin { source: source_name, line }).await?;

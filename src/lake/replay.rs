@@ -169,7 +169,7 @@ fn read_keys(file: bytes::Bytes, key: &str, keys: &mut HashSet<DedupeKey>) -> Re
             }
             let uuid = uuid::Uuid::parse_str(uuid).map_err(|_| invalid())?;
             let time = EventTime::parse_created_datetime(datetime).ok_or_else(invalid)?;
-            keys.insert(DedupeKey { uuid, created_at_millis: time.millis() });
+            keys.insert(DedupeKey::new(uuid, time));
         }
     }
     Ok(())

@@ -18,20 +18,34 @@ use uuid::Uuid;
 use crate::core::timestamp::EventTime;
 use crate::lake::encoder::Row;
 
-/// A row whose text lives in its buffer's arena.
+/// A row whose text lives in an arena: a partition buffer's, or a block's of
+/// checked records.
 #[derive(Debug, Clone)]
-struct BufferedRow {
-    uuid: Uuid,
-    time: EventTime,
-    name: Range<usize>,
-    subtype: Option<Range<usize>>,
-    payload: Range<usize>,
+pub struct TextRow {
+    pub uuid: Uuid,
+    pub time: EventTime,
+    pub name: Range<usize>,
+    pub subtype: Option<Range<usize>>,
+    pub payload: Range<usize>,
+}
+
+impl TextRow {
+    /// The row, borrowing its text from `text`, the arena it was written in.
+    pub fn row<'t>(&self, text: &'t str) -> Row<'t> {
+        Row {
+            uuid: self.uuid,
+            name: &text[self.name.clone()],
+            subtype: self.subtype.clone().map(|range| &text[range]),
+            time: self.time,
+            payload: &text[self.payload.clone()],
+        }
+    }
 }
 
 /// Rows of one partition, text in one arena (one allocation, not one per row).
 #[derive(Debug, Default)]
 pub struct Buffer {
-    rows: Vec<BufferedRow>,
+    rows: Vec<TextRow>,
     text: String,
 }
 
@@ -39,7 +53,7 @@ impl Buffer {
     /// Memory the rows take, as counted against the writer's limits: allocated
     /// capacity, not length, since growth by doubling can leave half unused.
     pub fn bytes(&self) -> usize {
-        self.text.capacity() + self.rows.capacity() * std::mem::size_of::<BufferedRow>()
+        self.text.capacity() + self.rows.capacity() * std::mem::size_of::<TextRow>()
     }
 
     pub fn len(&self) -> usize {
@@ -64,22 +78,12 @@ impl Buffer {
         let name = append(name);
         let subtype = subtype.map(&mut append);
         let payload = append(payload);
-        self.rows.push(BufferedRow { uuid, time, name, subtype, payload });
+        self.rows.push(TextRow { uuid, time, name, subtype, payload });
     }
 
     /// The rows, borrowing their text, for encoding.
     pub fn rows(&self) -> Vec<Row<'_>> {
-        let text = self.text.as_str();
-        self.rows
-            .iter()
-            .map(|row| Row {
-                uuid: row.uuid,
-                name: &text[row.name.clone()],
-                subtype: row.subtype.clone().map(|range| &text[range]),
-                time: row.time,
-                payload: &text[row.payload.clone()],
-            })
-            .collect()
+        self.rows.iter().map(|row| row.row(&self.text)).collect()
     }
 
     fn write_to(&self, out: &mut impl Write) -> io::Result<()> {

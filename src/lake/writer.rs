@@ -26,21 +26,18 @@
 //! lake has no such rule: its keys are case-sensitive.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use uuid::Uuid;
-
 use crate::core::dedupe::Seen;
 use crate::core::event::{DedupeKey, Event, TimeWindow, MAX_RECORD_BYTES};
 use crate::core::partition::Partition;
 use crate::core::rejection::Rejection;
-use crate::core::timestamp::EventTime;
 use crate::lake::encoder::{self, EncodeError, Row};
+use crate::lake::rows::TextRow;
 use crate::lake::rows::{Buffer, Spill};
 use crate::lake::storage::{unless_panicked, Storage, StorageError};
 
@@ -227,12 +224,8 @@ enum Spellings {
 /// batches and handed over without an allocation each.
 #[derive(Debug, Clone)]
 pub struct CheckedEvent {
-    uuid: Uuid,
-    time: EventTime,
-    name: Range<usize>,
+    row: TextRow,
     type_len: usize,
-    subtype: Option<Range<usize>>,
-    payload: Range<usize>,
 }
 
 /// Checks one record against the contract and `limits` (its length, the JSON,
@@ -248,44 +241,34 @@ pub fn check_record(record: &[u8], limits: &Limits, text: &mut Vec<u8>) -> Resul
     let subtype = event.event_subtype_range().map(|range| name.start + range.start..name.start + range.end);
     let start = text.len();
     event.write_payload(text);
-    Ok(CheckedEvent {
-        uuid: event.uuid(),
-        time: event.time(),
-        type_len: event.event_type().len(),
-        name,
-        subtype,
-        payload: start..text.len(),
-    })
+    let row = TextRow { uuid: event.uuid(), time: event.time(), name, subtype, payload: start..text.len() };
+    Ok(CheckedEvent { row, type_len: event.event_type().len() })
 }
 
 /// The text [`check_record`] wrote, as a string, checked once here rather than
-/// at each use: UTF-8 by construction (copied strings and serialized JSON), so the
-/// lossy branch is never taken.
+/// at each use. It is UTF-8 by construction (copied strings and serialized JSON),
+/// and the checked events' ranges point into it byte for byte: text that is not
+/// would be a bug in `check_record`, stopped here rather than written as rows with
+/// shifted fields.
 pub fn checked_text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+    String::from_utf8(bytes).expect("check_record writes UTF-8 only")
 }
 
 impl CheckedEvent {
     fn dedupe_key(&self) -> DedupeKey {
-        DedupeKey { uuid: self.uuid, created_at_millis: self.time.millis() }
+        DedupeKey::new(self.row.uuid, self.row.time)
     }
 
     fn event_type<'t>(&self, text: &'t str) -> &'t str {
-        text.get(self.name.start..self.name.start + self.type_len).unwrap_or_default()
+        &text[self.row.name.start..self.row.name.start + self.type_len]
     }
 
     fn partition<'t>(&self, text: &'t str) -> Partition<&'t str> {
-        Partition { event_type: self.event_type(text), created_date: self.time.created_date() }
+        Partition::of(self.event_type(text), self.row.time)
     }
 
     fn row<'t>(&self, text: &'t str) -> Row<'t> {
-        Row {
-            uuid: self.uuid,
-            name: text.get(self.name.clone()).unwrap_or_default(),
-            subtype: self.subtype.clone().and_then(|range| text.get(range)),
-            time: self.time,
-            payload: text.get(self.payload.clone()).unwrap_or_default(),
-        }
+        self.row.row(text)
     }
 }
 
