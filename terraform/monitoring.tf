@@ -67,6 +67,14 @@ resource "aws_kms_alias" "alarms" {
 resource "aws_sns_topic" "alarms" {
   name              = "${local.name}-alarms"
   kms_master_key_id = aws_kms_key.alarms.arn
+
+  lifecycle {
+    # Alarms that notify nobody protect nothing: prod needs a subscriber.
+    precondition {
+      condition     = var.environment != "prod" || var.alarm_email != null
+      error_message = "alarm_email must be set in prod (the alarms would notify nobody)."
+    }
+  }
 }
 
 data "aws_iam_policy_document" "alarm_topic" {
@@ -139,12 +147,37 @@ resource "aws_cloudwatch_metric_alarm" "processing_failed" {
   ok_actions          = [aws_sns_topic.alarms.arn]
 }
 
-resource "aws_cloudwatch_metric_alarm" "rejected_records" {
-  alarm_name          = "${local.name}-records-rejected"
-  alarm_description   = "The transform rejected more than ${var.rejected_records_alarm} records in 5 minutes (metric RecordsFailed by Reason in namespace eventlake; records in errors/processing-failed/)."
+# Rejected input: records the transform refused (in errors/processing-failed/)
+# and rows the writer refused (with their reasons in _rejected/), both
+# replayable with `eventlake replay`. Either means a producer sending bad data.
+locals {
+  rejected_alarms = {
+    records = {
+      metric   = "RecordsFailed"
+      function = aws_lambda_function.transform.function_name
+      what     = "The transform rejected more than ${var.rejected_records_alarm} records in 5 minutes (metric RecordsFailed by Reason in namespace eventlake; records in errors/processing-failed/)."
+    }
+    rows = {
+      metric   = "RowsRejected"
+      function = aws_lambda_function.writer.function_name
+      what     = "The writer rejected more than ${var.rejected_records_alarm} rows in 5 minutes (metric RowsRejected in namespace eventlake; the rows and their reasons in _rejected/)."
+    }
+  }
+}
+
+# The transform's alarm was a resource of its own before the writer's joined it.
+moved {
+  from = aws_cloudwatch_metric_alarm.rejected_records
+  to   = aws_cloudwatch_metric_alarm.rejected["records"]
+}
+
+resource "aws_cloudwatch_metric_alarm" "rejected" {
+  for_each            = local.rejected_alarms
+  alarm_name          = "${local.name}-${each.key}-rejected"
+  alarm_description   = each.value.what
   namespace           = "eventlake"
-  metric_name         = "RecordsFailed"
-  dimensions          = { FunctionName = aws_lambda_function.transform.function_name }
+  metric_name         = each.value.metric
+  dimensions          = { FunctionName = each.value.function }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1

@@ -111,13 +111,16 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
   }
 
   rule {
-    id     = "expire-rejected"
+    id     = "archive-rejected"
     status = "Enabled"
     filter {
       prefix = local.rejected_prefix
     }
-    expiration {
-      days = var.rejected_expiration_days
+    # Rejected input never disappears (the contract): it moves to a cheaper class
+    # that still reads at once, so `eventlake replay` works on it as it is.
+    transition {
+      days          = var.rejected_archive_days
+      storage_class = "GLACIER_IR"
     }
     noncurrent_version_expiration {
       noncurrent_days = 1
@@ -125,13 +128,16 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
   }
 
   rule {
-    id     = "expire-firehose-errors"
+    id     = "archive-firehose-errors"
     status = "Enabled"
     filter {
       prefix = local.errors_prefix
     }
-    expiration {
-      days = var.rejected_expiration_days
+    # Rejected input never disappears (the contract): it moves to a cheaper class
+    # that still reads at once, so `eventlake replay` works on it as it is.
+    transition {
+      days          = var.rejected_archive_days
+      storage_class = "GLACIER_IR"
     }
     noncurrent_version_expiration {
       noncurrent_days = 1

@@ -366,10 +366,15 @@ variable "compaction_grace_days" {
   }
 }
 
-variable "rejected_expiration_days" {
-  description = "Days before rejected records (_rejected/ and Firehose's errors/) expire."
+variable "rejected_archive_days" {
+  description = "Days before rejected records (_rejected/ and Firehose's errors/) move to S3 Glacier Instant Retrieval. They never expire: rejected input stays replayable."
   type        = number
   default     = 90
+
+  validation {
+    condition     = var.rejected_archive_days >= 1 && floor(var.rejected_archive_days) == var.rejected_archive_days
+    error_message = "rejected_archive_days must be a whole number of days, at least 1."
+  }
 }
 
 variable "athena_results_expiration_days" {
@@ -395,9 +400,14 @@ variable "athena_bytes_scanned_cutoff" {
 # --- Alarms ----------------------------------------------------------------
 
 variable "alarm_email" {
-  description = "Email subscribed to the alarm topic (confirm the subscription); null: no subscription."
+  description = "Email subscribed to the alarm topic (confirm the subscription); null: no subscription, refused in prod."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be null or an email address."
+  }
 }
 
 variable "freshness_alarm_seconds" {

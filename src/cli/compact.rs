@@ -44,7 +44,17 @@ pub struct Args {
     /// List the partitions that would be compacted, write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// S3: accept a `--grace` shorter than 15 minutes. A query Athena planned
+    /// before a switch reads the superseded files for as long as it runs; deleting
+    /// them sooner can fail it. Only for a lake nobody is querying.
+    #[arg(long)]
+    force: bool,
 }
+
+/// The shortest `--grace` an S3 compaction takes without `--force`: longer than
+/// an Athena query planned before a switch runs (its DML timeout is 30 minutes,
+/// but a query of one partition rarely takes minutes).
+const MIN_S3_GRACE: Duration = Duration::from_secs(15 * 60);
 
 /// `30s`, `15m`, `2h`, `7d`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -112,6 +122,13 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
             "an s3:// lake needs --database: its partitions are compacted by switching their Glue locations"
         )
     };
+    anyhow::ensure!(
+        args.grace >= MIN_S3_GRACE || args.force,
+        "--grace {}s is shorter than {} minutes: queries planned before a switch may still read the files it \
+         deletes. Add --force if nobody is querying this lake.",
+        args.grace.as_secs(),
+        MIN_S3_GRACE.as_secs() / 60
+    );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
     let outcomes = runtime.block_on(async {

@@ -142,7 +142,7 @@ impl Default for Deployment {
             compaction_lookback_days: 3.0,
             compaction_grace_days: 1.0,
             compactor_metrics: 11.0,
-            alarms: 15.0,
+            alarms: 16.0,
             dashboards: 1.0,
             custom_metrics: 17.0,
         }

@@ -54,7 +54,7 @@ import duckdb
 
 import contract_oracle as oracle
 from emulators import (
-    REGION, SCHEDULED_EVENT, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
+    ACCESS, REGION, SCHEDULED_EVENT, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
     notified_keys, sqs_event, start_moto, tags,
 )
 
@@ -898,6 +898,43 @@ def athena_rows(pipeline):
     return rows, files
 
 
+def late_into_compacted(pipeline):
+    """Events of days the compactor merged arrive after it: the writer writes them
+    into events/, then settles them into each partition's compacted location
+    (reading the location's manifest, which its role must allow: on AWS an
+    AccessDenied there sends the object to the DLQ, and once the compactor forgets
+    the partition the files are never read). Athena reads each new event once;
+    nothing is left in events/ of a compacted partition; both queues are empty."""
+    deployed, s3 = pipeline.deployed, pipeline.s3
+    compacted = {p for p, location in glue_partitions(pipeline.endpoint, deployed).items() if "/compacted/" in location}
+    before, _ = athena_rows(pipeline)
+    records = pipeline.events(1500, seed=11, days_ago=2, days=3)
+    valid = {v.key for r in records if isinstance(v := pipeline.ledger.judge(r), oracle.Event)}
+    pipeline.send(records)
+    pipeline.firehose.deliver()
+    handed_back = pipeline.writer.drain()
+    assert handed_back == 0, f"{handed_back} staged objects failed to settle:\n{pipeline.writer.writer.log()}"
+    after, _ = athena_rows(pipeline)
+    def key(row):
+        return row[0], datetime_millis(row[4])
+    known = {key(row) for row in before}
+    new = [row for row in after if key(row) not in known]
+    assert len({key(row) for row in new}) == len(new) == len(valid), (
+        f"{len(new)} new rows for {len(valid)} new events after settling")
+    settled = {(row[6], row[7]) for row in new} & compacted
+    assert settled, "the late events belong to compacted partitions"
+    events_prefix = f"{deployed.lake_prefix}events/"
+    left = {tuple(part.split("=", 1)[1] for part in k[len(events_prefix):].split("/")[:2])
+            for k in list_keys(s3, deployed.bucket, events_prefix)}
+    assert not left & compacted, f"files left unsettled in events/: {sorted(left & compacted)[:3]}"
+    for url in (deployed.queue_url, deployed.dlq_url):
+        attributes = pipeline.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        waiting = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        assert waiting == 0, f"{url} still holds {waiting} messages"
+    print(f"e2e late events into compacted partitions: {len(new)} events settled into {len(settled)} compacted "
+          f"locations, each read once, nothing left in events/")
+
+
 def compaction(pipeline):
     """The deployed compactor (the writer's zip in its compactor mode, its deployed
     settings but no wait and no look-back limit) compacts every partition the test
@@ -978,8 +1015,14 @@ def report(timings, pipeline):
 
 
 def run(stack, endpoint, out, state, repo, eventlake, cargo_lambda, events):
-    """The whole test on a stack already applied to moto at `endpoint`."""
+    """The whole test on a stack already applied to moto at `endpoint`, with IAM
+    enforced: each Lambda runs as its deployed role."""
     assert not stack.missing_zips, f"no {stack.missing_zips} zip: run make build"
+    with ACCESS.enforced(endpoint):
+        run_enforced(stack, endpoint, out, state, repo, eventlake, cargo_lambda, events)
+
+
+def run_enforced(stack, endpoint, out, state, repo, eventlake, cargo_lambda, events):
     deployed = Deployed(endpoint, out, state)
     pipeline = None
     with StagingOpen(client(endpoint, "s3"), client(endpoint, "lambda"), deployed.bucket, deployed.mapping_uuid):
@@ -987,7 +1030,7 @@ def run(stack, endpoint, out, state, repo, eventlake, cargo_lambda, events):
             pipeline = Pipeline(repo, stack, endpoint, deployed, eventlake, cargo_lambda)
             timings = baseline(pipeline, events)
             for fault in (transform_timeout, lost_acknowledgement, writer_killed, s3_put_failures, glue_outage,
-                          poison_object, replay_late_events, compaction):
+                          poison_object, replay_late_events, compaction, late_into_compacted):
                 fault(pipeline)
             report(timings, pipeline)
         finally:

@@ -7,6 +7,7 @@ Lambda Runtime API emulator with the configuration Terraform deployed.
 Used by stack_test.py (the stack itself) and e2e_test.py (data through it).
 """
 
+import contextlib
 import gzip
 import http.client
 import http.server
@@ -20,6 +21,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 import zipfile
 
 import boto3
@@ -57,9 +59,14 @@ def wait_for_port(port, what, process=None, timeout=60):
 
 
 def start_moto(moto_server):
+    """moto's server on a free port, through moto_iam.py (it judges IAM policies
+    where plain moto cannot) run by the Python of moto's venv. Nothing is
+    judged until `ACCESS.enforced()`."""
     port = free_port()
+    python = os.path.join(os.path.dirname(moto_server), "python")
+    wrapper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "moto_iam.py")
     process = subprocess.Popen(
-        [moto_server, "-H", "127.0.0.1", "-p", str(port)],
+        [python, wrapper, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -140,11 +147,51 @@ class Stack:
         return json.loads(self.terraform("show", "-json", name).stdout)
 
 
+class Access:
+    """Which credentials the built Lambdas call moto with. Until `enforced()` moto
+    judges no request and they use its test keys. Inside it moto judges every
+    request by IAM (moto_iam.py), and each Lambda runs with credentials of its
+    deployed role (`sts:AssumeRole`), so a role that lacks a permission the code
+    needs fails the test as it would fail on AWS. The tests' own calls and the
+    `eventlake` processes keep the test key, which moto_iam.py lets through."""
+
+    TEST_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+    def __init__(self):
+        self.endpoint = None
+
+    def lambda_env(self, role_arn):
+        """The credential variables of a Lambda whose execution role is `role_arn`."""
+        if self.endpoint is None:
+            return dict(self.TEST_KEYS)
+        credentials = client(self.endpoint, "sts").assume_role(
+            RoleArn=role_arn, RoleSessionName="eventlake-test", DurationSeconds=3600)["Credentials"]
+        return {"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+                "AWS_SESSION_TOKEN": credentials["SessionToken"]}
+
+    def _judge_after(self, endpoint, requests):
+        request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=str(requests).encode(),
+                                         method="POST", headers={"Content-Type": "text/plain"})
+        with urllib.request.urlopen(request) as response:
+            assert response.status == 200, response.read()
+
+    @contextlib.contextmanager
+    def enforced(self, endpoint):
+        self._judge_after(endpoint, 0)
+        self.endpoint = endpoint
+        try:
+            yield self
+        finally:
+            self.endpoint = None
+            self._judge_after(endpoint, "inf")
+
+
+ACCESS = Access()
+
+
 def client(endpoint, service):
-    return boto3.client(
-        service, region_name=REGION, endpoint_url=endpoint,
-        aws_access_key_id="test", aws_secret_access_key="test",
-    )
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint,
+                        aws_access_key_id="test", aws_secret_access_key="test")
 
 
 
@@ -242,7 +289,9 @@ class ForwardingHandler(http.server.BaseHTTPRequestHandler):
 
     def forward(self):
         body = self.read_body()
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in self.HOP_BY_HOP | {"host"}}
+        # The Host header passes as sent: it is signed, and moto checks signatures
+        # while IAM is enforced.
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in self.HOP_BY_HOP}
         injected = self.server.intercept(self.command, self.path, {k.lower(): v for k, v in headers.items()}, body)
         if injected is not None:
             status, extra, data = injected
@@ -299,7 +348,7 @@ class Emulated:
                 "AWS_LAMBDA_FUNCTION_NAME": self.name, "AWS_LAMBDA_FUNCTION_VERSION": "1",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(configuration["MemorySize"]),
                 "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": endpoint,
-                "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_EC2_METADATA_DISABLED": "true", **ACCESS.lambda_env(configuration["Role"]),
             }
             self.stdout_path, self.stderr_path = os.path.join(self.dir, "stdout"), os.path.join(self.dir, "stderr")
             with open(self.stdout_path, "wb") as stdout, open(self.stderr_path, "wb") as stderr:

@@ -47,7 +47,7 @@ import botocore.exceptions
 
 import e2e_test
 from emulators import (
-    LAMBDAS, SCHEDULED_EVENT, WRITTEN_TAG, Emulated, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
+    ACCESS, LAMBDAS, SCHEDULED_EVENT, WRITTEN_TAG, Emulated, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
     notified_keys, sqs_event, staged_notifications, start_moto, tags,
 )
 def statements(policy):
@@ -78,6 +78,7 @@ REFUSED_VALUES = {
     "created_at_max_age_days=0": "created_at_max_age_days must be null or a whole number",
     "created_at_max_future_days=0.5": "created_at_max_future_days must be null or a whole number",
     "staging_expiration_days=0": "staging_expiration_days must be a whole number",
+    "alarm_email=ops": "alarm_email must be null or an email address",
 }
 
 # Values each valid alone, refused together by a resource's precondition.
@@ -88,6 +89,7 @@ REFUSED_COMBINATIONS = [
      "staged_queue_age_alarm_seconds must be shorter than staged_queue_retention_days"),
     (["writer_memory_mb=600", "firehose_buffer_mb=128"],
      "writer_memory_mb must be at least firehose_buffer_mb + 512"),
+    (["environment=prod"], "alarm_email must be set in prod"),
 ]
 
 
@@ -229,6 +231,89 @@ def check_applied_iam(state, account):
     assert checked >= 10, checked
 
 
+# Every AWS operation the Rust code calls, the IAM actions it needs, and the
+# deployed policies of the code that calls it (the role policies of the
+# parquet-writer and the compactor, the producer policy for `eventlake send`).
+# check_calls_allowed ties the three: an operation in src/ that this table does
+# not name fails, as does a policy that lacks an action of an operation it calls.
+# (Which resources each may touch is judged by moto while the e2e test runs each
+# Lambda as its role.)
+CALLS = {
+    "get_object": ({"s3:GetObject"}, {"writer", "compactor"}),
+    "copy_object": ({"s3:GetObject", "s3:PutObject"}, {"writer", "compactor"}),
+    "put_object": ({"s3:PutObject"}, {"writer", "compactor"}),
+    "create_multipart_upload": ({"s3:PutObject"}, {"writer", "compactor"}),
+    "upload_part": ({"s3:PutObject"}, {"writer", "compactor"}),
+    "complete_multipart_upload": ({"s3:PutObject"}, {"writer", "compactor"}),
+    "abort_multipart_upload": ({"s3:AbortMultipartUpload"}, {"writer", "compactor"}),
+    "delete_object": ({"s3:DeleteObject"}, {"writer", "compactor"}),
+    "put_object_tagging": ({"s3:PutObjectTagging"}, {"writer"}),
+    "list_objects_v2": ({"s3:ListBucket"}, {"compactor"}),
+    "get_table": ({"glue:GetTable"}, {"writer"}),
+    "batch_create_partition": ({"glue:BatchCreatePartition"}, {"writer"}),
+    # settle (writer) and an unswitched compaction (compactor): where a partition is now.
+    "batch_get_partition": ({"glue:BatchGetPartition"}, {"writer", "compactor"}),
+    "get_partition": ({"glue:GetPartition"}, {"compactor"}),
+    "get_partitions": ({"glue:GetPartitions"}, {"compactor"}),
+    "update_partition": ({"glue:UpdatePartition"}, {"compactor"}),
+    "put_records": ({"kinesis:PutRecords"}, {"producer"}),
+}
+# The policies CALLS names, by resource address in the applied state.
+CALLERS = {"writer": "aws_iam_role_policy.writer", "compactor": "aws_iam_role_policy.compactor",
+           "producer": "aws_iam_policy.producer"}
+
+
+def sdk_operations_called(repo):
+    """The AWS SDK operations src/ calls: method calls `.name()` whose name is an
+    operation of S3, Glue or Kinesis (from botocore's service models)."""
+    import boto3
+    import re
+
+    def snake(name):
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+    operations = set()
+    for service in ("s3", "glue", "kinesis"):
+        model = boto3.session.Session().client(service, region_name="us-east-1").meta.service_model
+        operations |= {snake(name) for name in model.operation_names}
+    called = set()
+    for root, _, files in os.walk(os.path.join(repo, "src")):
+        for name in files:
+            if name.endswith(".rs"):
+                with open(os.path.join(root, name)) as f:
+                    called |= set(re.findall(r"\.([a-z][a-z0-9_]*)\(\)", f.read())) & operations
+    return called
+
+
+def allowed_actions(state):
+    """Per CALLS name, the actions its policy allows (on any resource)."""
+    policies = {r["address"]: r["values"]["policy"] for r in state["values"]["root_module"]["resources"]
+                if r["mode"] == "managed" and r["address"] in CALLERS.values()}
+    return {caller: {action for statement in statements(policies[address]) if statement.get("Effect") == "Allow"
+                     for action in as_list(statement.get("Action"))}
+            for caller, address in CALLERS.items()}
+
+
+def calls_not_allowed(called, allowed):
+    """What the code calls that the table does not name, or a policy lacks."""
+    problems = [f"src/ calls {op}: add it to CALLS with its actions and callers" for op in sorted(called - set(CALLS))]
+    problems += [f"CALLS names {op}, which src/ no longer calls" for op in sorted(set(CALLS) - called)]
+    for op in sorted(called & set(CALLS)):
+        actions, callers = CALLS[op]
+        for caller in sorted(callers):
+            missing = actions - allowed[caller]
+            if missing:
+                problems.append(f"{CALLERS[caller]} lacks {sorted(missing)}, which {op} needs")
+    return problems
+
+
+def check_calls_allowed(state, repo):
+    called = sdk_operations_called(repo)
+    problems = calls_not_allowed(called, allowed_actions(state))
+    assert not problems, "\n".join(problems)
+    return called
+
+
 def check_producer_policy(iam, kinesis, out):
     """The policy for producers, as IAM holds it: PutRecord and PutRecords on
     the stream, nothing else, on nothing else."""
@@ -360,7 +445,16 @@ def check_bucket(s3, bucket, staging):
     rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     check_staging_lifecycle(rules, staging, expiration_days=3)  # dev.tfvars
     ids = {r["ID"] for r in rules}
-    assert {"expire-rejected", "expire-firehose-errors"} <= ids, ids
+    # Rejected input never disappears: archived, never expired (contract).
+    for rule_id, prefix in (("archive-rejected", "_rejected/"), ("archive-firehose-errors", "errors/")):
+        rule = next((r for r in rules if r["ID"] == rule_id), None)
+        assert rule and rule_scope(rule)[0] == prefix, (rule_id, rules)
+        assert [t["StorageClass"] for t in rule.get("Transitions", [])] == ["GLACIER_IR"], rule
+    for prefix in ("_rejected/", "errors/"):
+        expiring = [r for r in rules if r["Status"] == "Enabled" and prefix.startswith(rule_scope(r)[0])
+                    and rule_scope(r)[1].get(WRITTEN_TAG[0]) != WRITTEN_TAG[1]
+                    and {"Days", "Date"} & set(r.get("Expiration") or {})]
+        assert not expiring, f"lifecycle rules expire rejected input under {prefix}: {expiring}"
     # No rule expires a current version under events/ or compacted/: only a
     # compaction deletes lake files, once their grace period is over. (The staged
     # objects' rule requires the written tag, which the writer may put on staged
@@ -651,14 +745,15 @@ def unemitted(namespace, name, dimensions, emitted, resources):
 
 
 def required_alarms(out):
-    """What must be watched (issue 13): writer failures (Lambda's Errors stays 0
-    under ReportBatchItemFailures), the staged queue falling behind, the DLQ,
+    """What must be watched (issues 13, 29): writer failures (Lambda's Errors stays 0
+    under ReportBatchItemFailures), rows it rejected, the staged queue falling behind, the DLQ,
     Firehose's freshness and its partitions before the limit and past it."""
     queue, dlq = out["staged_queue_url"].rsplit("/", 1)[1], out["dlq_url"].rsplit("/", 1)[1]
     stream = {"DeliveryStreamName": out["firehose_name"]}
     return [
         ("eventlake", "ObjectsFailed", {"FunctionName": out["writer_function"]}),
         ("eventlake", "PartitionsFailed", {"FunctionName": out["compactor_function"]}),
+        ("eventlake", "RowsRejected", {"FunctionName": out["writer_function"]}),
         ("AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": queue}),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": dlq}),
         ("AWS/Firehose", "DeliveryToS3.DataFreshness", stream),
@@ -772,6 +867,8 @@ def main():
         print(f"apply: {count} resources and data sources in {time.time() - started:.0f} s")
         account = client(endpoint, "sts").get_caller_identity()["Account"]
         check_applied_iam(state, account)
+        called = check_calls_allowed(state, repo)
+        print(f"iam: the {len(called)} AWS operations src/ calls are each allowed to the code that calls them")
         check_processor_config(state)
         out = {k: v["value"] for k, v in json.loads(stack.terraform("output", "-json").stdout).items()}
         check_stack(endpoint, out, eventlake, repo, account)
@@ -792,7 +889,8 @@ def main():
             print(f"SKIPPED: running the Lambdas and checking eventlake alarm metrics against their EMF output: "
                   f"no {', '.join(stack.missing_zips)} zip under {zips} (run make build)")
         else:
-            documents = run_lambdas(stack, endpoint, out, repo, moto_server)
+            with ACCESS.enforced(endpoint):
+                documents = run_lambdas(stack, endpoint, out, repo, moto_server)
             emitted = emitted_metrics(documents)
             print(f"lambdas: transform answered the fixture; writer wrote and tagged the good object, "
                   f"handed back the corrupt one; {len(documents)} EMF documents")

@@ -328,8 +328,17 @@ async fn a_replay_into_a_compacted_lake_dedupes_against_and_writes_to_the_compac
     let output = compact_command(&lake.moto).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let compacted = athena_counts(&s3, &glue).await;
-    // A run after the grace period (here 0 s): the superseded files are gone.
+    // A grace under 15 minutes is refused on S3 without --force, and deletes nothing.
     let output = compact_command(&lake.moto).args(["--grace", "0s"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--grace 0s is shorter than 15 minutes") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(!lake.objects("lake/events/").await.is_empty());
+    // A run after the grace period (here 0 s, forced): the superseded files are gone.
+    let output = compact_command(&lake.moto).args(["--grace", "0s", "--force"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(lake.objects("lake/events/").await.is_empty());
 
@@ -366,4 +375,90 @@ async fn a_replay_into_a_compacted_lake_dedupes_against_and_writes_to_the_compac
     let again = replay();
     assert!(again.contains("(150 already in the lake)") && again.contains("written: 0 events"), "{again}");
     assert_eq!(athena_counts(&s3, &glue).await, replayed);
+}
+
+/// Points a partition back at `location` and forgets its superseded record: as
+/// if the run that made its current location had stopped before its switch.
+async fn relocate(glue: &aws_sdk_glue::Client, values: &[String], location: &str) {
+    let partition = glue
+        .get_partition()
+        .database_name(DATABASE)
+        .table_name("events")
+        .set_partition_values(Some(values.to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .partition
+        .unwrap();
+    let mut descriptor = partition.storage_descriptor().unwrap().clone();
+    descriptor.location = Some(location.to_owned());
+    let input = aws_sdk_glue::types::PartitionInput::builder()
+        .set_values(Some(values.to_vec()))
+        .storage_descriptor(descriptor)
+        .build();
+    glue.update_partition()
+        .database_name(DATABASE)
+        .table_name("events")
+        .set_partition_value_list(Some(values.to_vec()))
+        .partition_input(input)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A compaction's directory is named after its inputs, so a run stopped after
+/// some of its parts leaves them where the next run of the same inputs writes,
+/// possibly with another target size (fewer parts, other boundaries). The next
+/// run switches to a directory that holds exactly its own outputs and manifest:
+/// the stopped run's extra part is not read as well (rows twice for Athena).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compaction_switches_to_its_own_parts_only_not_a_stopped_runs() {
+    let lake = lake_of_small_files().await;
+    let (s3, glue) = (lake.client.clone(), lake.moto.glue());
+    let before = athena_counts(&s3, &glue).await;
+    let old_locations = locations(&glue).await;
+    let output = compact_command(&lake.moto).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let compacted_locations = locations(&glue).await;
+
+    // Each partition back in events/, its compacted directory left with a second
+    // part (a copy of the first: what an earlier run with a smaller target wrote).
+    let prefix_of = |location: &str| location.strip_prefix(&format!("s3://{BUCKET}/")).unwrap().to_owned();
+    for (values, location) in &compacted_locations {
+        relocate(&glue, values, &old_locations[values]).await;
+        let parts: Vec<(String, Vec<u8>)> = lake
+            .objects(&prefix_of(location))
+            .await
+            .into_iter()
+            .filter(|(key, _)| key.ends_with(".parquet"))
+            .collect();
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        let (key, bytes) = &parts[0];
+        let stale = key.replace("-00000.parquet", "-00001.parquet");
+        assert_ne!(&stale, key);
+        s3.put_object().bucket(BUCKET).key(stale).body(bytes.clone().into()).send().await.unwrap();
+    }
+    assert_eq!(superseded_records(&glue).await, Vec::<Vec<String>>::new());
+    assert_eq!(athena_counts(&s3, &glue).await, before);
+
+    let output = compact_command(&lake.moto).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(locations(&glue).await, compacted_locations, "the same inputs, the same directories");
+    for ((partition, (rows, keys)), (_, (_, keys_before))) in
+        athena_counts(&s3, &glue).await.iter().zip(&before)
+    {
+        assert_eq!(rows, keys, "{partition:?}: one row per key, the stale part not read");
+        assert_eq!(keys, keys_before, "{partition:?}: no key lost");
+    }
+    for location in compacted_locations.values() {
+        let mut names: Vec<String> = lake
+            .objects(&prefix_of(location))
+            .await
+            .into_iter()
+            .map(|(key, _)| key.rsplit_once('/').unwrap().1.to_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 2, "one part and the manifest: {names:?}");
+        assert!(names[0] == "_inputs.json" && names[1].ends_with("-00000.parquet"), "{names:?}");
+    }
 }
