@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -221,6 +222,12 @@ class Forwarder(http.server.ThreadingHTTPServer):
 
     def rewrite_header(self, name, value):
         return value
+
+    def handle_error(self, request, client_address):
+        # A connection reset by a function killed mid-request (a closed or timed-out
+        # sandbox) is expected here; anything else is reported as usual.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def close(self):
         self.shutdown()
