@@ -5,6 +5,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+# Every build and test takes the versions Cargo.lock holds: a Cargo.lock that does
+# not match Cargo.toml fails instead of being rewritten (rust-toolchain.toml names
+# the compiler).
+CARGO := cargo --locked
 VENV ?= .venv
 PYTHON ?= python3
 # Lambda CPU architecture: x86_64 (default) or arm64 (needs the aarch64 Rust target).
@@ -16,7 +20,7 @@ CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
 # follows its lock's content: its stamp is named by the lock's digest, so a changed
 # lock rebuilds the venv from nothing (here and in .ci/run's cache), an unchanged one
 # is reused. The tests' venv: cargo-lambda, DuckDB and pyarrow (independent Parquet
-# readers), moto's server (S3, Glue, SQS, Kinesis emulator), sqlglot, actionlint, maturin.
+# readers), moto's server (S3, Glue, SQS, Kinesis emulator), sqlglot, maturin.
 lock_stamp = $(1)/.lock-$(firstword $(shell sha256sum $(2)))
 TOOLS := $(call lock_stamp,$(VENV),requirements-test.txt)
 # `make run`, `make query` and the tests share one build: the dev profile
@@ -75,8 +79,8 @@ build: $(TOOLS) ## Build the Lambda zips: target/lambda/<name>/bootstrap.zip (AR
 .PHONY: test
 test: $(TOOLS) ## Run every test a contributor must pass (Rust tests, the demo, then test-infra with make e2e's test)
 	CARGO_LAMBDA="$(abspath $(CARGO_LAMBDA))" EVENTLAKE_PYTHON="$(abspath $(VENV))/bin/python" \
-		MOTO_SERVER="$(abspath $(VENV))/bin/moto_server" cargo test --locked --all-targets
-	cargo test --locked --doc
+		MOTO_SERVER="$(abspath $(VENV))/bin/moto_server" $(CARGO) test --all-targets
+	$(CARGO) test --doc
 	$(MAKE) test-run
 	$(MAKE) test-infra
 
@@ -108,7 +112,7 @@ test-infra: $(TOOLS) build ## Terraform: fmt, offline init, validate, checkov, a
 		$(VENV)-checkov/bin/checkov --skip-download -d terraform --config-file terraform/.checkov.yaml; \
 	elif [ -n "$(ALLOW_NO_CHECKOV)" ]; then echo "checkov could not be installed: skipped (ALLOW_NO_CHECKOV is set)"; \
 	else echo "checkov could not be installed from PyPI; set ALLOW_NO_CHECKOV=1 to run the rest without it" >&2; exit 1; fi
-	cargo build --locked --quiet --bin eventlake
+	$(CARGO) build --quiet --bin eventlake
 	TF_PLUGIN_DIR="$(TF_PLUGIN_DIR)" $(VENV)/bin/python tests/infra/stack_test.py "$(CURDIR)" \
 		"$(abspath $(TARGET_DIR))/lambda" "$(EVENTLAKE)" "$(abspath $(VENV))/bin/moto_server" --e2e
 
@@ -118,7 +122,7 @@ export E2E_EVENTS
 
 .PHONY: e2e
 e2e: $(TOOLS) build ## The pipeline on emulators: apply terraform/ to moto, events through the built Lambdas into the lake, faults
-	cargo build --locked --quiet --bin eventlake
+	$(CARGO) build --quiet --bin eventlake
 	TF_PLUGIN_DIR="$(TF_PLUGIN_DIR)" $(VENV)/bin/python tests/infra/e2e_test.py "$(CURDIR)" \
 		"$(abspath $(TARGET_DIR))/lambda" "$(EVENTLAKE)" "$(abspath $(VENV))/bin/moto_server"
 
@@ -136,7 +140,7 @@ deploy: build ## Deploy the stack to AWS: make deploy ENV=dev|prod (terraform wo
 
 .PHONY: smoke
 smoke: $(TOOLS) ## The deployed stack of ENV end to end: events put to its stream, read back once each from Athena
-	cargo build --locked --bin eventlake
+	$(CARGO) build --bin eventlake
 	$(TF_INIT) $(TF_INIT_ARGS) > /dev/null
 	$(TF) workspace select $(ENV)
 	$(VENV)/bin/python tests/infra/deployed_test.py "$(EVENTLAKE)" terraform
@@ -161,7 +165,7 @@ teardown: build ## Destroy the stack of ENV with all its data and its workspace:
 .PHONY: lint
 lint: $(TOOLS) $(CHECKOV) $(ACTIONLINT) ## Format, clippy -D warnings, module layers, one dependency build, locked tools, workflows
 	cargo fmt --all -- --check
-	cargo clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets -- -D warnings
 	$(PYTHON) tests/check_layers.py src
 	$(PYTHON) tests/check_one_build.py
 	$(PYTHON) -m unittest discover --start-directory tests --pattern 'test_check_venv.py'
@@ -206,7 +210,7 @@ LAKE ?= lake
 # The recipes run under pipefail: no `| head`, whose early exit would fail the
 # writer with SIGPIPE once its output outgrows the pipe buffer.
 run: ## Run the local pipeline: generate a week of events, ingest them into ./lake, query it
-	cargo build --locked --bin eventlake
+	$(CARGO) build --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 200000 --start $(DEMO_START) --days $(DEMO_DAYS) --duplicates 0.02 --invalid 0.01 > $(DEMO)/events.ndjson
 	$(EVENTLAKE) ingest --lake $(LAKE) $(DEMO)/events.ndjson
@@ -221,12 +225,12 @@ Q ?= events_per_type_per_day
 
 .PHONY: query
 query: ## Run athena/queries/$(Q).sql on ./lake (make query Q=freshness)
-	cargo build --locked --bin eventlake
+	$(CARGO) build --bin eventlake
 	$(EVENTLAKE) query --lake $(LAKE) --file athena/queries/$(Q).sql
 
 .PHONY: run-transform
 run-transform: ## Run the Firehose transform locally on generated requests and show what it did
-	cargo build --locked --bin eventlake
+	$(CARGO) build --bin eventlake
 	mkdir -p $(DEMO)
 	$(EVENTLAKE) generate --events 50000 --duplicates 0.02 --invalid 0.01 --firehose > $(DEMO)/requests.ndjson
 	$(EVENTLAKE) transform --input $(DEMO)/requests.ndjson > $(DEMO)/responses.ndjson 2> $(DEMO)/transform.log
@@ -241,8 +245,8 @@ run-transform: ## Run the Firehose transform locally on generated requests and s
 # Built without the query engine: neither benchmark uses it, and DataFusion under
 # link-time optimization would double the build.
 bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline, ingest vs DuckDB and pyarrow (1 GiB)
-	cargo bench --locked --no-default-features --bench transform
-	cargo build --locked --release --quiet --no-default-features --features cli --bin eventlake
+	$(CARGO) bench --no-default-features --bench transform
+	$(CARGO) build --release --quiet --no-default-features --features cli --bin eventlake
 	$(TARGET_DIR)/release/eventlake generate --events 2900 --firehose > $(DEMO)/bench-request.json
 	$(PYTHON) benches/python_transform.py $(DEMO)/bench-request.json
 	$(VENV)/bin/python benches/ingest.py $(TARGET_DIR)/release/eventlake $(BENCH_MIB)
@@ -250,22 +254,22 @@ bench: $(TOOLS) ## Benchmarks: transform (3 MB, 20 MB requests), Python baseline
 .PHONY: bench-ingest-memory
 # Peak memory of ingest on 1M events (330 MiB) and on ten times as many.
 bench-ingest-memory: $(TOOLS) ## Ingest's peak memory on 330 MiB and on 3.3 GiB of events (it should not grow)
-	cargo build --locked --release --quiet --no-default-features --features cli --bin eventlake
+	$(CARGO) build --release --quiet --no-default-features --features cli --bin eventlake
 	$(VENV)/bin/python benches/ingest.py $(TARGET_DIR)/release/eventlake 330 --flat
 
 .PHONY: bench-query
 # The release build with the query engine: DataFusion under link-time
 # optimization takes 15-25 minutes on 2 cores the first time.
 bench-query: $(TOOLS) ## Query benchmark: every file in athena/queries/ on 1M events, eventlake (whole process) against DuckDB
-	cargo build --locked --release --quiet --bin eventlake
+	$(CARGO) build --release --quiet --bin eventlake
 	$(VENV)/bin/python benches/query.py $(TARGET_DIR)/release/eventlake
 
 .PHONY: bench-compaction
 # A month of small files compacted; the queries run with the dev build, which has
 # the query engine (an optimized one would build DataFusion for many minutes).
 bench-compaction: $(TOOLS) ## Compaction benchmark: a generated month in 5-minute flushes, compacted; files, time, memory, queries before and after
-	cargo build --locked --release --quiet --no-default-features --features cli --bin eventlake
-	cargo build --locked --quiet --bin eventlake
+	$(CARGO) build --release --quiet --no-default-features --features cli --bin eventlake
+	$(CARGO) build --quiet --bin eventlake
 	$(VENV)/bin/python benches/compaction.py $(TARGET_DIR)/release/eventlake --query-binary $(TARGET_DIR)/debug/eventlake
 
 .PHONY: dist
@@ -283,8 +287,8 @@ dist: $(TOOLS) ## The eventlake CLI as a wheel in dist/ (maturin), checked in a 
 
 .PHONY: fuzz
 fuzz: ## Long property-test run of the transform, the record parser and the JSON path scanner (FUZZ_CASES=20000 each)
-	PROPTEST_CASES=$(FUZZ_CASES) cargo test --locked --release --test it properties -- --nocapture
-	PROPTEST_CASES=$(FUZZ_CASES) cargo test --locked --release --lib core::json::tests::value_at -- --nocapture
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --test it properties -- --nocapture
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --lib core::json::tests::value_at -- --nocapture
 
 .PHONY: fuzz-libfuzzer
 fuzz-libfuzzer: ## libFuzzer (cargo-fuzz) on the record parser, the request transform and the JSON path scanner (FUZZ_SECONDS=300 each)

@@ -44,17 +44,18 @@ pub struct Args {
     /// List the partitions that would be compacted, write nothing.
     #[arg(long)]
     dry_run: bool,
-    /// S3: accept a `--grace` shorter than 15 minutes. A query Athena planned
+    /// S3: accept a `--grace` shorter than 30 minutes. A query Athena planned
     /// before a switch reads the superseded files for as long as it runs; deleting
     /// them sooner can fail it. Only for a lake nobody is querying.
     #[arg(long)]
     force: bool,
 }
 
-/// The shortest `--grace` an S3 compaction takes without `--force`: longer than
-/// an Athena query planned before a switch runs (its DML timeout is 30 minutes,
-/// but a query of one partition rarely takes minutes).
-const MIN_S3_GRACE: Duration = Duration::from_secs(15 * 60);
+/// The shortest `--grace` an S3 compaction takes without `--force`: Athena's
+/// default DML query timeout, the longest a query planned before a switch can
+/// go on reading the superseded files. (The deployed compactor's grace is whole
+/// days: `compaction_grace_days`, at least 1.)
+const MIN_S3_GRACE: Duration = Duration::from_secs(30 * 60);
 
 /// `30s`, `15m`, `2h`, `7d`.
 fn parse_duration(text: &str) -> Result<Duration, String> {

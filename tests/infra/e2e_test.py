@@ -54,7 +54,7 @@ import duckdb
 
 import contract_oracle as oracle
 from emulators import (
-    ACCESS, REGION, SCHEDULED_EVENT, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
+    ACCESS, REGION, SCHEDULED_EVENT, TEST_KEYS, WRITTEN_TAG, Emulated, Forwarder, Stack, StagingOpen, cargo_lambda_path, client, gzip_lines,
     notified_keys, sqs_event, start_moto, tags,
 )
 
@@ -163,8 +163,7 @@ def generate(eventlake, events, seed, start, days, duplicates, invalid, types=20
 
 def moto_env(endpoint):
     """The environment of an `eventlake` process that talks to moto."""
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-               AWS_REGION=REGION)
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION, **TEST_KEYS)
     env.pop("AWS_PROFILE", None)
     return env
 

@@ -9,7 +9,8 @@ with POST /moto-api/reset-auth), but it judges every service except S3 and SQS
 against the resource "*", and an identity policy's conditions without the
 request's values. So a Glue statement on the stack's catalog, database and table
 (what AWS requires) would deny everything, and a StringLike condition would be
-skipped. This wrapper, loaded before the server starts, closes both gaps:
+skipped. This wrapper, loaded before the server starts, closes those gaps and
+lets the harness through:
 
 - Glue requests are judged against the ARN of what they name: the table when the
   request names a database and a table, else the database, else the catalog.
@@ -19,8 +20,7 @@ skipped. This wrapper, loaded before the server starts, closes both gaps:
   StringLike is evaluated (`*` and `?`), as AWS does.
 - An S3 request is judged as the IAM action AWS maps it to (moto computes it,
   then judges the operation's name: ListObjectsV2 instead of s3:ListBucket).
-
-- Requests signed with the tests' own key (`test`, or MOTO_IAM_TRUSTED_KEY) are
+- Requests signed with the tests' own key (`test`, emulators.TEST_KEYS) are
   let through unjudged: the harness (Terraform, the Firehose and SQS stand-ins,
   the checks that read the lake back) is not under test, and moto cannot verify
   the signature of some of its calls. Every other key is judged: the built
@@ -32,7 +32,6 @@ docs/testing.md.
 """
 
 import fnmatch
-import os
 import sys
 
 from moto.core.authorization import ActionAuthenticatorMixin
@@ -40,6 +39,8 @@ from moto.glue.responses import GlueResponse
 from moto.iam import access_control, policy_conditions
 from moto.server import main
 from moto.utilities.utils import get_partition
+
+from emulators import TEST_KEYS
 
 
 def glue_resource(self):
@@ -103,7 +104,7 @@ def check_action_permitted(self, resource):
 # The tests' own key: what the harness does (apply the stack, stand in for
 # Firehose and SQS, read the lake back) is not what is being judged, and moto
 # cannot verify the signatures of some of its calls (Lambda's GETs).
-TRUSTED_KEY = os.environ.get("MOTO_IAM_TRUSTED_KEY", "test")
+TRUSTED_KEY = TEST_KEYS["AWS_ACCESS_KEY_ID"]
 judge_request = ActionAuthenticatorMixin._authenticate_and_authorize_action
 
 

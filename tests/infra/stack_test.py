@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 
+import boto3
 import botocore.exceptions
 
 import e2e_test
@@ -266,9 +267,6 @@ CALLERS = {"writer": "aws_iam_role_policy.writer", "compactor": "aws_iam_role_po
 def sdk_operations_called(repo):
     """The AWS SDK operations src/ calls: method calls `.name()` whose name is an
     operation of S3, Glue or Kinesis (from botocore's service models)."""
-    import boto3
-    import re
-
     def snake(name):
         return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 

@@ -328,12 +328,13 @@ async fn a_replay_into_a_compacted_lake_dedupes_against_and_writes_to_the_compac
     let output = compact_command(&lake.moto).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let compacted = athena_counts(&s3, &glue).await;
-    // A grace under 15 minutes is refused on S3 without --force, and deletes nothing.
+    // A grace under Athena's 30-minute query timeout is refused on S3 without
+    // --force, and deletes nothing.
     let output = compact_command(&lake.moto).args(["--grace", "0s"]).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("--grace 0s is shorter than 15 minutes") && stderr.contains("--force"),
+        stderr.contains("--grace 0s is shorter than 30 minutes") && stderr.contains("--force"),
         "{stderr}"
     );
     assert!(!lake.objects("lake/events/").await.is_empty());
