@@ -27,6 +27,9 @@ pub const MAX_ENRICHED_BYTES: usize = 3 * MAX_RECORD_BYTES + 4096;
 /// Deepest nesting of objects and arrays the contract accepts (the event object
 /// is level 1): serde_json's default, and within what downstream JSON readers take.
 pub const MAX_DEPTH: usize = 128;
+/// The partition value Hive-style readers (Athena, Spark, DuckDB) take for NULL,
+/// so an event type of that name, in any case, would read back as no type.
+pub const HIVE_NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// Longest allowed `event_type`, in characters (it becomes an S3 path segment).
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
@@ -409,7 +412,8 @@ fn parse_uuid(value: &RawValue) -> Result<Uuid, Rejection> {
 
 /// Checks the event type (the first part of `event_name`); returns its byte length.
 /// Whether `text` is a whole valid event type (a partition value read back from a
-/// path): non-empty, at most [`MAX_EVENT_TYPE_LEN`] bytes of `A-Z a-z 0-9 _ - .`.
+/// path): non-empty, at most [`MAX_EVENT_TYPE_LEN`] bytes of `A-Z a-z 0-9 _ - .`,
+/// and not [`HIVE_NULL_PARTITION`] in any case.
 pub fn is_valid_event_type(text: &str) -> bool {
     check_event_type(text).is_ok_and(|len| len == text.len())
 }
@@ -427,6 +431,9 @@ fn check_event_type(name: &str) -> Result<usize, Rejection> {
     if event_type.len() > MAX_EVENT_TYPE_LEN {
         let len = event_type.len();
         return Err(Rejection::EventTypeTooLong { name: json::excerpt(name), len });
+    }
+    if event_type.eq_ignore_ascii_case(HIVE_NULL_PARTITION) {
+        return Err(Rejection::EventTypeReserved { name: json::excerpt(name) });
     }
     Ok(event_type.len())
 }
@@ -596,6 +603,14 @@ mod tests {
         check("a/b:c", r#"event type of event_name "a/b:c" has '/': only A-Z a-z 0-9 _ - . are allowed"#);
         check("é:c", r#"event type of event_name "é:c" has 'é': only A-Z a-z 0-9 _ - . are allowed"#);
         check("a b", r#"event type of event_name "a b" has ' ': only A-Z a-z 0-9 _ - . are allowed"#);
+        for reserved in ["__HIVE_DEFAULT_PARTITION__", "__hive_default_partition__:x"] {
+            check(
+                reserved,
+                &format!("event type of event_name {reserved:?} is reserved: Athena and other Hive-style readers take __HIVE_DEFAULT_PARTITION__ (in any case) for NULL; rename the type"),
+            );
+            assert!(!is_valid_event_type(reserved.split(':').next().unwrap()));
+        }
+        assert!(is_valid_event_type("__HIVE_DEFAULT_PARTITION__x"));
         let long = "t".repeat(129);
         check(
             &long,

@@ -51,6 +51,9 @@ pub enum Rejection {
     /// The first part of `event_name` has a character outside `A-Z a-z 0-9 _ - .`.
     #[error("event type of event_name {name:?} has {found:?}: only A-Z a-z 0-9 _ - . are allowed")]
     EventTypeCharacter { name: String, found: char },
+    /// The first part of `event_name` is the name Hive-style readers take for NULL.
+    #[error("event type of event_name {name:?} is reserved: Athena and other Hive-style readers take __HIVE_DEFAULT_PARTITION__ (in any case) for NULL; rename the type")]
+    EventTypeReserved { name: String },
     /// `created_at` is below zero.
     #[error("created_at is negative: {value}")]
     NegativeTime { value: String },
@@ -87,7 +90,8 @@ impl Rejection {
             Rejection::InvalidUuid { .. } => "invalid_uuid",
             Rejection::EmptyEventType { .. }
             | Rejection::EventTypeTooLong { .. }
-            | Rejection::EventTypeCharacter { .. } => "invalid_event_type",
+            | Rejection::EventTypeCharacter { .. }
+            | Rejection::EventTypeReserved { .. } => "invalid_event_type",
             Rejection::NegativeTime { .. } => "negative_created_at",
             Rejection::TimeOutOfRange { .. } => "created_at_out_of_range",
             Rejection::Implausible { .. } => "created_at_implausible",

@@ -122,7 +122,8 @@ def _event(raw, window):
         raise Rejected("wrong_type")
     if not UUID_FORMS.fullmatch(uuid):
         raise Rejected("invalid_uuid")
-    if not EVENT_TYPE.fullmatch(name.split(":")[0]):
+    event_type = name.split(":")[0]
+    if not EVENT_TYPE.fullmatch(event_type) or event_type.upper() == "__HIVE_DEFAULT_PARTITION__":
         raise Rejected("invalid_event_type")
     if isinstance(created_at, bool) or not isinstance(created_at, (int, Decimal)):
         raise Rejected("wrong_type")
