@@ -252,6 +252,90 @@ impl S3Store {
         Ok(level)
     }
 
+    /// Every object under the directory `dir` (relative to the store's prefix), at
+    /// any depth, named by its path relative to `dir` (`a/b.parquet`), in key order.
+    /// One listing, however many directories: a sweep of a whole tree.
+    pub async fn list_tree(&self, dir: &str) -> Result<Vec<ListedObject>, StorageError> {
+        validate_key(dir)?;
+        let parent = format!("{}/", self.full_key(dir));
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(&parent).into_paginator().send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
+            found.extend(page.contents().iter().filter_map(|object| {
+                Some(ListedObject {
+                    name: object.key()?.strip_prefix(&parent)?.to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    last_modified_millis: object.last_modified().and_then(|t| t.to_millis().ok()),
+                })
+            }));
+        }
+        Ok(found)
+    }
+
+    /// Writes `bytes` at `key` (relative to the store's prefix) only if the object
+    /// is absent (`If-None-Match: *`), or only if its ETag is still `etag`
+    /// (`If-Match`): the new ETag, or `None` when the condition failed (another
+    /// writer got there first).
+    pub async fn put_conditionally(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        etag: Option<&str>,
+    ) -> Result<Option<String>, StorageError> {
+        validate_key(key)?;
+        let key = self.full_key(key);
+        let request = self.client.put_object().bucket(&self.bucket).key(&key).body(ByteStream::from(bytes));
+        let request = match etag {
+            None => request.if_none_match("*"),
+            Some(etag) => request.if_match(format!("\"{etag}\"")),
+        };
+        match request.send().await {
+            Ok(output) => Ok(Some(output.e_tag().unwrap_or_default().trim_matches('"').to_owned())),
+            Err(error) if condition_failed(&error) => Ok(None),
+            Err(error) => Err(self.error("PutObject", &key, error)),
+        }
+    }
+
+    /// Deletes the object at `key` (relative to the store's prefix) only if its
+    /// ETag is still `etag`: `false` when it is not (or the object is gone).
+    pub async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool, StorageError> {
+        validate_key(key)?;
+        let key = self.full_key(key);
+        let result = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_match(format!("\"{etag}\""))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if condition_failed(&error) => Ok(false),
+            Err(error) => Err(self.error("DeleteObject", &key, error)),
+        }
+    }
+
+    /// The object at `key` (relative to the store's prefix) with its ETag, or
+    /// `None` when there is none.
+    pub async fn get_if_present(&self, key: &str) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        validate_key(key)?;
+        let full = self.full_key(key);
+        let result = self.client.get_object().bucket(&self.bucket).key(&full).send().await;
+        let object = match result {
+            Ok(object) => object,
+            Err(error) if aws_sdk_s3::error::ProvideErrorMetadata::code(&error) == Some("NoSuchKey") => {
+                return Ok(None)
+            }
+            Err(error) => return Err(self.error("GetObject", &full, error)),
+        };
+        let etag = object.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+        let body = object.body.collect().await.map_err(|e| self.error("GetObject", &full, e))?;
+        Ok(Some((etag, body.to_vec())))
+    }
+
     /// `s3://bucket/prefix/` followed by `key`: the URL of a directory in the store.
     pub fn url(&self, key: &str) -> String {
         format!("s3://{}/{}", self.bucket, self.full_key(key))
@@ -332,6 +416,20 @@ impl S3Store {
             .map_err(|e| self.error("CompleteMultipartUpload", key, e))?;
         Ok(())
     }
+}
+
+/// Whether S3 refused a conditional request because its condition did not hold
+/// (412 Precondition Failed; 409 ConditionalRequestConflict when two conditional
+/// writes race; NoSuchKey for an `If-Match` on an object that is gone).
+fn condition_failed<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    let status = error.raw_response().map(|response| response.status().as_u16());
+    matches!(status, Some(412 | 409))
+        || matches!(
+            aws_sdk_s3::error::ProvideErrorMetadata::code(error),
+            Some("PreconditionFailed" | "ConditionalRequestConflict" | "NoSuchKey")
+        )
 }
 
 impl Storage for S3Store {

@@ -65,7 +65,8 @@ async fn run_compactor(function_name: &str) -> Result<(), Error> {
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let started = Instant::now();
         let remaining = remaining_before(event.context.deadline as i64);
-        let report = handler.run(telemetry::now_millis(), remaining).await?;
+        let holder = format!("the compactor Lambda {function_name}, request {}", event.context.request_id);
+        let report = handler.run(&holder, telemetry::now_millis(), remaining).await?;
         let duration = started.elapsed().as_millis() as u64;
         for document in
             metrics::compactor_documents(&report, duration, function_name, telemetry::now_millis())

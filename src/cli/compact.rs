@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 
+use crate::compactor::lease::Lease;
 use crate::compactor::{self, Outcome, Tally};
 use crate::core::partition::{Partition, EVENTS_DIR};
 use crate::lake::compact;
@@ -113,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let staging = store.scratch_dir()?;
         outcomes.extend(compact_all(&work, staging, (args.target_mib as usize) << 20)?);
     }
-    Ok(report(outcomes, started.elapsed(), args.dry_run))
+    Ok(report(compactor::Run { outcomes, files_stranded: 0 }, started.elapsed(), args.dry_run))
 }
 
 /// Compacts an S3 lake through its Glue table ([`crate::compactor`]).
@@ -132,7 +133,7 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
     );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
-    let outcomes = runtime.block_on(async {
+    let run = runtime.block_on(async {
         let config = crate::aws::load_config().await;
         let store = crate::aws::s3::S3Store::new(crate::aws::s3::s3_client(&config), bucket, prefix);
         let catalog =
@@ -145,16 +146,37 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
             created_since: None,
             grace: args.grace,
         };
-        compactor::compact_lake(&store, &catalog, options, || true).await
+        if args.dry_run {
+            return compactor::compact_lake(&store, &catalog, options, None, || true).await;
+        }
+        let holder = format!("eventlake compact on {}, process {}", host_name(), std::process::id());
+        let lease = Lease::acquire(&store, &holder, LEASE_TTL, options.now_millis).await?;
+        let run = compactor::compact_lake(&store, &catalog, options, Some(&lease), || true).await;
+        lease.release().await?;
+        run
     })?;
-    Ok(report(outcomes, started.elapsed(), args.dry_run))
+    Ok(report(run, started.elapsed(), args.dry_run))
 }
 
 /// Prints the partitions a dry run would compact, the failures on stderr, then
 /// the summary table; the exit status says whether a partition failed.
-fn report(outcomes: Vec<(Partition, Outcome)>, elapsed: Duration, dry_run: bool) -> ExitCode {
-    let mut tally = Tally::default();
-    for (partition, outcome) in &outcomes {
+/// How long the lease lasts past its last renewal (before each partition and
+/// each switch): a run killed holds the lake at most this long.
+const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// This machine's name, for the lease a second runner is shown.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "an unnamed host".into())
+}
+
+fn report(run: compactor::Run, elapsed: Duration, dry_run: bool) -> ExitCode {
+    let tally = Tally::of(&run);
+    for (partition, outcome) in &run.outcomes {
         match outcome {
             Outcome::Planned { files, bytes: size } => {
                 println!("{}  {files} files, {}", partition.directory(), bytes(*size))
@@ -162,7 +184,6 @@ fn report(outcomes: Vec<(Partition, Outcome)>, elapsed: Duration, dry_run: bool)
             Outcome::Failed { message, .. } => eprintln!("eventlake: {}: {message}", partition.directory()),
             _ => {}
         }
-        tally.add(outcome);
     }
     print!("{}", render(&tally, elapsed, dry_run));
     if tally.partitions_failed_total() > 0 {
@@ -263,6 +284,11 @@ fn render(tally: &Tally, elapsed: Duration, dry_run: bool) -> String {
             ("rows in".to_owned(), count(tally.rows_in)),
             ("rows out".to_owned(), count(tally.rows_out)),
             ("duplicates removed".to_owned(), count(tally.duplicates_removed)),
+        ]);
+        if tally.files_stranded > 0 {
+            rows.push(("stranded files handed over".to_owned(), count(tally.files_stranded)));
+        }
+        rows.extend([
             ("elapsed".to_owned(), format!("{seconds:.2} s")),
             ("throughput".to_owned(), format!("{}/s", bytes((tally.bytes_in as f64 / seconds) as u64))),
         ]);

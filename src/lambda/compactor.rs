@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::aws::s3::S3Store;
 use crate::catalog::Catalog;
+use crate::compactor::lease::{Lease, LeaseError};
 use crate::compactor::{self, CompactorError, Options, Tally};
 use crate::core::timestamp::EventTime;
 
@@ -93,6 +94,9 @@ impl Config {
     }
 }
 
+/// How long the lease outlasts the function's timeout (clocks differ a little).
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
+
 /// The handler state: built once per container.
 pub struct Handler {
     store: S3Store,
@@ -105,12 +109,16 @@ impl Handler {
         Handler { store, catalog, config }
     }
 
-    /// One scheduled run (the event's content is not used): compacts what it can
-    /// while `remaining` (the time before the function's timeout) leaves at least
-    /// [`Config::seconds_per_partition`]. An error only when the partitions cannot
-    /// be listed: a failed partition is in the report, not an error.
+    /// One scheduled run (the event's content is not used) in the name of
+    /// `holder` (the function and its request): takes the lake's compaction lease
+    /// until the function's timeout (a run that finds another runner's lease ends
+    /// with an empty report and a warning), then compacts what it can while
+    /// `remaining` (the time before the timeout) leaves at least
+    /// [`Config::seconds_per_partition`]. An error only when the lake cannot be
+    /// listed: a failed partition is in the report, not an error.
     pub async fn run(
         &self,
+        holder: &str,
         now_millis: i64,
         remaining: impl Fn() -> Duration,
     ) -> Result<Tally, CompactorError> {
@@ -123,12 +131,21 @@ impl Handler {
             created_since: today.map(|today| today.days_before(self.config.lookback_days)),
             grace: self.config.grace,
         };
+        // Held until the timeout: a run killed then holds the lake no longer.
+        let ttl = remaining() + LEASE_MARGIN;
+        let lease = match Lease::acquire(&self.store, holder, ttl, now_millis).await {
+            Ok(lease) => lease,
+            Err(error @ LeaseError::Held { .. }) => {
+                tracing::warn!(error = %error, "compaction run skipped");
+                return Ok(Tally::default());
+            }
+            Err(error) => return Err(error.into()),
+        };
         let keep_going = || remaining() >= self.config.seconds_per_partition;
-        let outcomes = compactor::compact_lake(&self.store, &self.catalog, options, keep_going).await?;
-        let mut report = Tally::default();
-        for (_, outcome) in &outcomes {
-            report.add(outcome);
-        }
+        let run =
+            compactor::compact_lake(&self.store, &self.catalog, options, Some(&lease), keep_going).await;
+        lease.release().await?;
+        let report = Tally::of(&run?);
         tracing::info!(
             compacted = report.partitions_compacted,
             already_compact = report.partitions_already_compact,
@@ -138,6 +155,7 @@ impl Handler {
             files_in = report.files_in,
             files_out = report.files_out,
             duplicates_removed = report.duplicates_removed,
+            files_stranded = report.files_stranded,
             "compaction run"
         );
         Ok(report)

@@ -73,6 +73,7 @@ pub fn compactor_documents(
         ("BytesIn", report.bytes_in, "Bytes"),
         ("BytesOut", report.bytes_out, "Bytes"),
         ("RowsDuplicate", report.duplicates_removed, "Count"),
+        ("StrandedFiles", report.files_stranded, "Count"),
         ("Duration", duration_millis, "Milliseconds"),
     ];
     let failed = report.partitions_failed.iter().map(|(&reason, &n)| (reason, n));

@@ -148,6 +148,9 @@ async fn an_s3_lake_is_compacted_by_switching_glue_partitions_and_readers_never_
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
+        // The killed run's lease stays until it expires; its operator, who knows
+        // it died, deletes it (as the refusal's message says).
+        s3.delete_object().bucket(BUCKET).key("lake/_leases/compaction.json").send().await.unwrap();
         let switched = locations(&glue).await.values().filter(|l| is_compacted(l)).count();
         midway |= switched > 0 && switched < before.len();
         delay += 50;
@@ -217,8 +220,8 @@ async fn an_s3_lake_is_compacted_by_switching_glue_partitions_and_readers_never_
         created_since: eventlake::core::timestamp::CreatedDate::parse("2099-01-01"),
         grace: Duration::ZERO,
     };
-    let outcomes = eventlake::compactor::compact_lake(&store, &catalog, options, || true).await.unwrap();
-    assert!(outcomes.is_empty(), "{outcomes:?}");
+    let run = eventlake::compactor::compact_lake(&store, &catalog, options, None, || true).await.unwrap();
+    assert!(run.outcomes.is_empty(), "{run:?}");
     assert_eq!(superseded_records(&glue).await, Vec::<Vec<String>>::new());
     assert!(lake.objects("lake/events/").await.is_empty(), "the superseded files are deleted");
     assert_eq!(athena_counts(&s3, &glue).await, after);
@@ -462,4 +465,131 @@ async fn a_compaction_switches_to_its_own_parts_only_not_a_stopped_runs() {
         assert_eq!(names.len(), 2, "one part and the manifest: {names:?}");
         assert!(names[0] == "_inputs.json" && names[1].ends_with("-00000.parquet"), "{names:?}");
     }
+}
+
+/// A compaction run of `store`'s lake with the CLI's settings, whose look-back
+/// window starts after every partition of the test (as a scheduled run's does days
+/// later), at `now_millis`.
+async fn run_outside_the_window(lake: &Lake, now_millis: i64) -> eventlake::compactor::Run {
+    let store = eventlake::aws::s3::S3Store::new(lake.client.clone(), BUCKET, "lake");
+    let catalog = Catalog::new(lake.moto.glue(), DATABASE, "events");
+    let options = eventlake::compactor::Options {
+        older_than: Duration::ZERO,
+        target_bytes: 128 << 20,
+        dry_run: false,
+        now_millis,
+        created_since: eventlake::core::timestamp::CreatedDate::parse("2099-01-01"),
+        grace: Duration::ZERO,
+    };
+    eventlake::compactor::compact_lake(&store, &catalog, options, None, || true).await.unwrap()
+}
+
+/// Issue 29, items 4 and 5: a file left in `events/` of a compacted partition (a
+/// run without a catalog, a message expired in the DLQ) is handed over by the next
+/// run whatever its date, counted as stranded once older than a writer's run;
+/// a partition that received such a file, or a late copy settled by the writer,
+/// is merged again outside the look-back window: one row per key once more.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_reaching_a_compacted_partition_outside_the_look_back_are_read_and_merged_again() {
+    let lake = lake_of_small_files().await;
+    let (s3, glue) = (lake.client.clone(), lake.moto.glue());
+    let prefix_of = |location: &str| location.strip_prefix(&format!("s3://{BUCKET}/")).unwrap().to_owned();
+    let writer_files: BTreeMap<Vec<String>, (String, Vec<u8>)> = {
+        let mut first = BTreeMap::new();
+        for (values, location) in locations(&glue).await {
+            let (key, bytes) = lake.objects(&prefix_of(&location)).await.remove(0);
+            first.insert(values, (key, bytes));
+        }
+        first
+    };
+    let output = compact_command(&lake.moto).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let compacted = athena_counts(&s3, &glue).await;
+    assert!(compacted.values().all(|(rows, keys)| rows == keys), "{compacted:?}");
+    run_outside_the_window(&lake, eventlake::telemetry::now_millis()).await; // the grace period ends
+    assert!(lake.objects("lake/events/").await.is_empty());
+    let compacted_locations = locations(&glue).await;
+
+    // A writer file put back into events/ of one partition under a new name.
+    let (values, (key, bytes)) = writer_files.iter().next().unwrap();
+    let stranded = format!("{}/{}.parquet", key.rsplit_once('/').unwrap().0, "f".repeat(32));
+    s3.put_object().bucket(BUCKET).key(&stranded).body(bytes.clone().into()).send().await.unwrap();
+    let partition = (values[0].clone(), values[1].clone());
+
+    // Sixteen minutes later (older than any writer's run): handed over, counted.
+    let later = eventlake::telemetry::now_millis() + 16 * 60 * 1000;
+    let run = run_outside_the_window(&lake, later).await;
+    assert_eq!(run.files_stranded, 1, "{run:?}");
+    assert!(lake.objects("lake/events/").await.is_empty(), "handed over and removed from events/");
+    assert_eq!(locations(&glue).await, compacted_locations);
+    let (rows, keys) = athena_counts(&s3, &glue).await[&partition];
+    assert_eq!(keys, compacted[&partition].1, "no key lost");
+    assert!(rows > keys, "the stranded file's rows are read now: {rows} rows, {keys} keys");
+    assert!(!lake.objects("lake/_settled/").await.is_empty(), "the partition is marked");
+
+    // The next run, still outside the window: merged again, the mark removed.
+    let run = run_outside_the_window(&lake, eventlake::telemetry::now_millis()).await;
+    assert!(
+        run.outcomes.iter().any(|(p, outcome)| p.to_string().contains(&partition.0)
+            && matches!(outcome, eventlake::compactor::Outcome::Compacted { .. })),
+        "{run:?}"
+    );
+    assert_eq!(athena_counts(&s3, &glue).await, compacted, "one row per key again");
+    assert!(lake.objects("lake/_settled/").await.is_empty(), "marks removed once merged");
+
+    // A late copy settled by the writer into a partition out of the window:
+    // marked by the writer, merged by the next run.
+    let late: Vec<u8> = generated_events(400, 90, 3, 2, "0.02")
+        .split(|&b| b == b'\n')
+        .take(30)
+        .flat_map(|line| [line, b"\n"].concat())
+        .collect();
+    stage_and_write(&lake, "staging/2024/03/19/late.gz", &late).await;
+    assert!(!lake.objects("lake/_settled/").await.is_empty(), "the writer marks what it settles");
+    assert!(athena_counts(&s3, &glue).await.values().any(|(rows, keys)| rows > keys));
+    run_outside_the_window(&lake, eventlake::telemetry::now_millis()).await; // the new switch's grace ends
+    assert_eq!(athena_counts(&s3, &glue).await, compacted, "one row per key again");
+    assert!(lake.objects("lake/_settled/").await.is_empty());
+}
+
+/// Issue 29, item 6: one compaction at a time per lake. While a run holds the
+/// lease, `eventlake compact` is refused with a message that names the holder and
+/// changes nothing; an expired lease is taken over, and its old holder can no
+/// longer renew it (so it never switches a partition) nor delete it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_compactor_is_refused_while_a_run_holds_the_lease() {
+    use eventlake::compactor::lease::{Lease, LeaseError, LEASE_KEY};
+    let lake = lake_of_small_files().await;
+    let (s3, glue) = (lake.client.clone(), lake.moto.glue());
+    let store = eventlake::aws::s3::S3Store::new(s3.clone(), BUCKET, "lake");
+    let old_locations = locations(&glue).await;
+    let now = eventlake::telemetry::now_millis;
+    let running = Lease::acquire(&store, "the scheduled run", Duration::from_secs(600), now()).await.unwrap();
+
+    let output = compact_command(&lake.moto).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another compaction holds this lake's lease") && stderr.contains("the scheduled run"),
+        "{stderr}"
+    );
+    assert_eq!(locations(&glue).await, old_locations, "nothing switched");
+    let second = Lease::acquire(&store, "another", Duration::from_secs(600), now()).await;
+    assert!(matches!(second, Err(LeaseError::Held { .. })), "{second:?}");
+
+    running.release().await.unwrap();
+    let output = compact_command(&lake.moto).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(locations(&glue).await.values().all(|l| l.contains("/lake/compacted/")));
+    assert!(lake.objects(&format!("lake/{LEASE_KEY}")).await.is_empty(), "released at the end");
+
+    // A run that died an hour ago: its lease has expired and is taken over.
+    let dead =
+        Lease::acquire(&store, "a run that died", Duration::from_secs(60), now() - 3_600_000).await.unwrap();
+    let next = Lease::acquire(&store, "the next run", Duration::from_secs(600), now()).await.unwrap();
+    assert!(matches!(dead.renew(now()).await, Err(LeaseError::Lost { .. })));
+    dead.release().await.unwrap();
+    assert_eq!(lake.objects(&format!("lake/{LEASE_KEY}")).await.len(), 1, "the new holder's lease stays");
+    next.release().await.unwrap();
+    assert!(lake.objects(&format!("lake/{LEASE_KEY}")).await.is_empty());
 }

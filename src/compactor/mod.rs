@@ -36,19 +36,28 @@
 //! deletes them from `events/`. With steps 5 and 6, a file written into an old
 //! location at any moment ends up in the current one, once.
 //!
-//! One compaction runs at a time per lake (the compactor Lambda's concurrency is
-//! one; disable its schedule before running `eventlake compact` on the same lake).
-//! A switch checks that the partition is still where it was read, and nothing is
-//! deleted from a directory that is a partition's location, but two runs at once
-//! can still fail each other's partitions.
+//! Nothing else reads `events/<partition>/` of a partition located elsewhere, so
+//! every run also sweeps it: a file there that the location does not hold (written
+//! by a run without a catalog, or by a writer whose message expired in its
+//! dead-letter queue) is handed over whatever its age, and counted as stranded
+//! once it is older than any writer's run ([`STRANDED_AFTER`]). A writer that
+//! settles a file marks the partition (`_settled/<partition>/<file>`): a marked
+//! partition is compacted again whatever its date, so one row per key holds in it
+//! again once it is quiet.
+//!
+//! One compaction runs at a time per lake: each run holds the lake's lease
+//! ([`lease`]), the scheduled Lambda and `eventlake compact` alike, and renews it
+//! before each partition and each switch.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::aws::s3::S3Store;
+pub mod lease;
+
+use crate::aws::s3::{ListedObject, S3Store};
 use crate::catalog::{Catalog, CatalogError, PartitionLocation, Superseded};
-use crate::core::partition::Partition;
+use crate::core::partition::{Partition, EVENTS_DIR};
 use crate::core::timestamp::CreatedDate;
 use crate::lake::compact::{self, CompactError, Merged, COMPACTED_PREFIX};
 use crate::lake::storage::{Storage, StorageError};
@@ -56,7 +65,15 @@ use crate::lake::storage::{Storage, StorageError};
 /// The directory under the lake root that holds compacted partitions.
 pub const COMPACTED_DIR: &str = "compacted";
 /// The manifest of a compacted location: the writer files whose rows it holds.
-const MANIFEST: &str = "_inputs.json";
+pub const MANIFEST: &str = "_inputs.json";
+/// Where a writer marks a partition it settled a file into:
+/// `_settled/<partition>/<file name>`, an empty object (outside `events/`, where
+/// Athena reads).
+pub const SETTLED_DIR: &str = "_settled";
+/// A file in `events/` of a partition located elsewhere is stranded once it is
+/// older than this: the longest a writer's run lasts (a Lambda's 15-minute limit),
+/// so no writer is still settling it.
+pub const STRANDED_AFTER: Duration = Duration::from_secs(15 * 60);
 /// How often a writer follows a partition that moved while it copied into it.
 const SETTLE_ATTEMPTS: usize = 5;
 /// S3 requests a compaction keeps in flight (downloads, uploads, deletes): one
@@ -85,6 +102,8 @@ pub enum CompactorError {
     /// after its upload: another runner is writing there. Not switched.
     #[error("{dir} holds files this compaction did not write, not switched to: {names:?}")]
     Foreign { dir: String, names: Vec<String> },
+    #[error(transparent)]
+    Lease(#[from] lease::LeaseError),
 }
 
 impl CompactorError {
@@ -100,6 +119,7 @@ impl CompactorError {
             CompactorError::Io { .. } => "local_disk",
             CompactorError::Unsettled { .. } => "unsettled",
             CompactorError::Foreign { .. } => "foreign_files",
+            CompactorError::Lease(_) => "lease",
         }
     }
 }
@@ -195,9 +215,21 @@ pub struct Tally {
     pub rows_in: u64,
     pub rows_out: u64,
     pub duplicates_removed: u64,
+    /// Files found in `events/` of a partition located elsewhere, older than
+    /// [`STRANDED_AFTER`], and handed over to the location.
+    pub files_stranded: u64,
 }
 
 impl Tally {
+    /// The tally of a run's outcomes.
+    pub fn of(run: &Run) -> Tally {
+        let mut tally = Tally { files_stranded: run.files_stranded, ..Tally::default() };
+        for (_, outcome) in &run.outcomes {
+            tally.add(outcome);
+        }
+        tally
+    }
+
     pub fn partitions_failed_total(&self) -> u64 {
         self.partitions_failed.values().sum()
     }
@@ -240,27 +272,54 @@ impl Outcome {
     }
 }
 
+/// What a run did: each partition's outcome, and the stranded files it handed over.
+#[derive(Debug, Default)]
+pub struct Run {
+    pub outcomes: Vec<(Partition, Outcome)>,
+    /// See [`Tally::files_stranded`].
+    pub files_stranded: u64,
+}
+
 /// Compacts the partitions of the Glue table of the lake in `store` (see the
-/// module's documentation), one at a time. A partition that fails is reported and
-/// the others go on; once `keep_going` says no, the partitions not started are
-/// deferred, and one merged but not yet switched is abandoned. Fails whole only
-/// when the partitions cannot be listed.
+/// module's documentation), one at a time, under `lease` (none only for a dry
+/// run, which changes nothing). A partition that fails is reported and the others
+/// go on; once `keep_going` says no, or the lease is lost, the partitions not
+/// started are deferred, and one merged but not yet switched is abandoned. Fails
+/// whole only when the lake cannot be listed.
 pub async fn compact_lake(
     store: &S3Store,
     catalog: &Catalog,
     options: Options,
+    lease: Option<&lease::Lease>,
     keep_going: impl Fn() -> bool,
-) -> Result<Vec<(Partition, Outcome)>, CompactorError> {
+) -> Result<Run, CompactorError> {
     let scratch = store.scratch_dir()?.to_owned();
-    let mut outcomes = Vec::new();
+    let sweep = if options.dry_run { Sweep::default() } else { Sweep::read(store).await? };
+    let mut run = Run::default();
+    let lease_lost = std::cell::Cell::new(false);
+    let go_on = || !lease_lost.get() && keep_going();
     for found in in_run_order(catalog.partition_locations().await?, options.now_millis) {
-        let in_window = options.created_since.is_none_or(|since| found.partition.created_date >= since);
-        if !in_window && found.superseded.is_none() {
+        let marked = sweep.settled.get(&found.partition);
+        let in_window = options.created_since.is_none_or(|since| found.partition.created_date >= since)
+            || marked.is_some();
+        let stranded = sweep.stranded(store, &found);
+        if !in_window && found.superseded.is_none() && stranded.is_empty() {
             continue;
         }
-        let outcome = if keep_going() {
-            match finish_and_compact(store, catalog, &found, options, &scratch, in_window, &keep_going).await
-            {
+        if go_on() {
+            if let Some(lease) = lease {
+                if let Err(error) = lease.renew(crate::telemetry::now_millis()).await {
+                    tracing::error!(error = %crate::telemetry::error_chain(&error), "compaction stopped");
+                    lease_lost.set(true);
+                }
+            }
+        }
+        let outcome = if go_on() {
+            let work = async {
+                run.files_stranded += hand_over_stranded(store, &found, stranded, options).await?;
+                finish_and_compact(store, catalog, &found, options, &scratch, in_window, lease, &go_on).await
+            };
+            match work.await {
                 Ok(Some(outcome)) => outcome,
                 Ok(None) => continue,
                 Err(error) => {
@@ -272,10 +331,106 @@ pub async fn compact_lake(
         } else {
             Outcome::Deferred
         };
+        if let (Some(markers), Outcome::Compacted { .. } | Outcome::AlreadyCompact) = (marked, &outcome) {
+            let dir = format!("{SETTLED_DIR}/{}", found.partition);
+            if let Err(error) = delete_names(store, &dir, markers.iter().cloned()).await {
+                tracing::warn!(partition = %found.partition, error = %crate::telemetry::error_chain(&error), "settled markers not removed; the partition is compacted again next run");
+            }
+        }
         tracing::info!(partition = %found.partition, outcome = outcome.name(), "partition");
-        outcomes.push((found.partition, outcome));
+        run.outcomes.push((found.partition, outcome));
     }
-    Ok(outcomes)
+    Ok(run)
+}
+
+/// What one listing of `events/` and one of `_settled/` found, at the start of a run.
+#[derive(Debug, Default)]
+struct Sweep {
+    /// The writer's files in `events/<partition>/`, by partition.
+    events: HashMap<Partition, Vec<ListedObject>>,
+    /// The names marked in `_settled/<partition>/`, by partition.
+    settled: HashMap<Partition, Vec<String>>,
+}
+
+impl Sweep {
+    async fn read(store: &S3Store) -> Result<Sweep, CompactorError> {
+        let mut sweep = Sweep::default();
+        for object in store.list_tree(EVENTS_DIR).await? {
+            if let Some((partition, name)) = in_partition(&object.name) {
+                if name.ends_with(".parquet") {
+                    let listed = ListedObject { name: name.to_owned(), ..object.clone() };
+                    sweep.events.entry(partition).or_default().push(listed);
+                }
+            }
+        }
+        for object in store.list_tree(SETTLED_DIR).await? {
+            if let Some((partition, name)) = in_partition(&object.name) {
+                sweep.settled.entry(partition).or_default().push(name.to_owned());
+            }
+        }
+        Ok(sweep)
+    }
+
+    /// The files in `events/` of `found`'s partition that nobody else will move:
+    /// none when the partition is located there, or when that is the location its
+    /// last switch superseded ([`finish_switch`] hands those over).
+    fn stranded(&self, store: &S3Store, found: &PartitionLocation) -> &[ListedObject] {
+        let lake_url = store.url("");
+        let events_dir = found.partition.directory();
+        let located_at = |location: &str| location_dir(&lake_url, location, &found.partition).ok();
+        let elsewhere = located_at(&found.location).is_some_and(|dir| dir != events_dir)
+            && found.superseded.as_ref().and_then(|s| located_at(&s.location)) != Some(events_dir);
+        match self.events.get(&found.partition) {
+            Some(files) if elsewhere => files,
+            _ => &[],
+        }
+    }
+}
+
+/// The partition and the file name of a path `event_type=<t>/created_date=<d>/<name>`.
+fn in_partition(path: &str) -> Option<(Partition, &str)> {
+    let mut parts = path.splitn(3, '/');
+    let (type_dir, date_dir, name) = (parts.next()?, parts.next()?, parts.next()?);
+    let partition = Partition::from_directories(type_dir, date_dir)?;
+    (!name.is_empty() && !name.contains('/')).then_some((partition, name))
+}
+
+/// Marks `partition` as holding the writer file `name` settled into its compacted
+/// location: a compaction merges it again whatever its date.
+async fn mark_settled(store: &S3Store, partition: &Partition, name: &str) -> Result<(), CompactorError> {
+    Ok(store.put(&format!("{SETTLED_DIR}/{partition}/{name}"), Vec::new()).await?)
+}
+
+/// Hands the stranded files of `found` over to its location (marked, as a
+/// writer's settled files are) and deletes them from `events/`: returns how many
+/// of them were older than [`STRANDED_AFTER`].
+async fn hand_over_stranded(
+    store: &S3Store,
+    found: &PartitionLocation,
+    stranded: &[ListedObject],
+    options: Options,
+) -> Result<u64, CompactorError> {
+    if stranded.is_empty() {
+        return Ok(0);
+    }
+    let (from_dir, to_dir) =
+        (found.partition.directory(), location_dir(&store.url(""), &found.location, &found.partition)?);
+    for object in stranded {
+        mark_settled(store, &found.partition, &object.name).await?;
+    }
+    let handed = hand_over(store, &found.partition, &from_dir, &to_dir).await?;
+    let old = |object: &&ListedObject| {
+        object.last_modified_millis.is_some_and(|modified| {
+            options.now_millis.saturating_sub(modified) >= STRANDED_AFTER.as_millis() as i64
+        })
+    };
+    let counted =
+        stranded.iter().filter(old).filter(|object| handed.copied.contains(&object.name)).count() as u64;
+    if counted > 0 {
+        tracing::warn!(partition = %found.partition, files = counted, "stranded files handed over to the partition's location");
+    }
+    delete_names(store, &from_dir, handed.held_here).await?;
+    Ok(counted)
 }
 
 /// The partitions in the order a run takes them: by day and type, starting at
@@ -304,6 +459,7 @@ async fn finish_and_compact(
     options: Options,
     scratch: &Path,
     in_window: bool,
+    lease: Option<&lease::Lease>,
     keep_going: &dyn Fn() -> bool,
 ) -> Result<Option<Outcome>, CompactorError> {
     if let Some(superseded) = &found.superseded {
@@ -319,7 +475,7 @@ async fn finish_and_compact(
     if !in_window {
         return Ok(None);
     }
-    compact_partition(store, catalog, found, options, scratch, keep_going).await.map(Some)
+    compact_partition(store, catalog, found, options, scratch, lease, keep_going).await.map(Some)
 }
 
 /// A local work directory, removed when dropped, whatever happened in it.
@@ -342,6 +498,7 @@ async fn compact_partition(
     found: &PartitionLocation,
     options: Options,
     scratch: &Path,
+    lease: Option<&lease::Lease>,
     keep_going: &dyn Fn() -> bool,
 ) -> Result<Outcome, CompactorError> {
     let lake_url = store.url("");
@@ -438,7 +595,7 @@ async fn compact_partition(
     let merged_names: BTreeSet<String> = listed.iter().map(|object| object.name.clone()).collect();
     let outcome = if now_listed != merged_names {
         Outcome::ChangedMeanwhile
-    } else if !keep_going() {
+    } else if !keep_going() || !still_held(lease).await? {
         Outcome::Deferred
     } else {
         let new_location = dir_url(store, &new_dir);
@@ -457,6 +614,19 @@ async fn compact_partition(
         delete_names(store, &new_dir, names).await?;
     }
     Ok(outcome)
+}
+
+/// Renews `lease` before a switch: `false` when another runner took it over.
+async fn still_held(lease: Option<&lease::Lease>) -> Result<bool, CompactorError> {
+    let Some(lease) = lease else { return Ok(true) };
+    match lease.renew(crate::telemetry::now_millis()).await {
+        Ok(()) => Ok(true),
+        Err(error @ lease::LeaseError::Lost { .. }) => {
+            tracing::error!(error = %error, "not switched");
+            Ok(false)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The manifest a compaction leaves in its new location.
@@ -478,17 +648,16 @@ async fn read_manifest(store: &S3Store, dir: &str) -> Result<Manifest, Compactor
 /// `to_dir` does not hold (not in its manifest, not there already): one that
 /// reached the old location after the compaction listed it. A file deleted since
 /// it was listed (a writer moved it itself) is skipped. (Names never collide: the
-/// writer's are hex digests, a compaction's start with `compacted-`.) Returns the
-/// names in `from_dir` whose rows `to_dir` now holds.
+/// writer's are hex digests, a compaction's start with `compacted-`.)
 async fn hand_over(
     store: &S3Store,
     partition: &Partition,
     from_dir: &str,
     to_dir: &str,
-) -> Result<Vec<String>, CompactorError> {
+) -> Result<HandedOver, CompactorError> {
     let mut held: BTreeSet<String> = read_manifest(store, to_dir).await?.holds.into_iter().collect();
     held.extend(store.list_objects(to_dir).await?.into_iter().map(|o| o.name));
-    let mut held_here = Vec::new();
+    let mut handed = HandedOver::default();
     for object in store.list_objects(from_dir).await? {
         let name = object.name;
         let late = name.ends_with(".parquet") && !held.contains(&name);
@@ -496,13 +665,23 @@ async fn hand_over(
             if !store.copy(&format!("{from_dir}/{name}"), &format!("{to_dir}/{name}")).await? {
                 continue; // deleted since it was listed
             }
-            tracing::info!(partition = %partition, file = %name, "a file that arrived during compaction moved to the new location");
+            tracing::info!(partition = %partition, file = %name, "a file the location did not hold copied into it");
+            handed.copied.push(name.clone());
         }
         if late || held.contains(&name) || (name == MANIFEST && from_dir.starts_with(COMPACTED_DIR)) {
-            held_here.push(name);
+            handed.held_here.push(name);
         }
     }
-    Ok(held_here)
+    Ok(handed)
+}
+
+/// What [`hand_over`] did.
+#[derive(Debug, Default)]
+struct HandedOver {
+    /// The names in the old directory whose rows the location now holds.
+    held_here: Vec<String>,
+    /// The names it copied (the location held their rows nowhere before).
+    copied: Vec<String>,
 }
 
 /// Finishes the switch of `partition` from `superseded` to `location`: hands over
@@ -529,7 +708,7 @@ async fn finish_switch(
         return Ok(false);
     }
     if from_dir != to_dir {
-        delete_names(store, &from_dir, held).await?;
+        delete_names(store, &from_dir, held.held_here).await?;
     }
     catalog.forget_superseded(partition, location).await?;
     Ok(true)
@@ -580,8 +759,9 @@ where
 /// lake in `store` and registered `touched`: moves the files of each partition the
 /// Glue table locates elsewhere (a compacted one) there, following it if it moves
 /// meanwhile, and skipping a file whose rows the location holds already (a
-/// redelivered object written again after its file was merged). Returns how many
-/// files it moved.
+/// redelivered object written again after its file was merged), and marks the
+/// partition for the compactor (see the module's documentation). Returns how
+/// many files it moved.
 pub async fn settle(
     store: &S3Store,
     catalog: &Catalog,
@@ -604,6 +784,10 @@ pub async fn settle(
             let target = location_dir(&lake_url, &location, partition)?;
             let holds: BTreeSet<String> = read_manifest(store, &target).await?.holds.into_iter().collect();
             for name in files.iter().filter(|name| !holds.contains(**name)) {
+                // Marked first: a mark without its file costs a compaction that
+                // finds nothing to merge; a file without its mark could stay
+                // unmerged beside a copy of its keys.
+                mark_settled(store, partition, name).await?;
                 store.copy(&format!("{base}/{name}"), &format!("{target}/{name}")).await?;
             }
             let now = catalog.locations(std::slice::from_ref(partition)).await?.remove(partition);
