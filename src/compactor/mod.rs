@@ -296,8 +296,7 @@ pub async fn compact_lake(
     let scratch = store.scratch_dir()?.to_owned();
     let sweep = if options.dry_run { Sweep::default() } else { Sweep::read(store).await? };
     let mut run = Run::default();
-    let lease_lost = std::cell::Cell::new(false);
-    let go_on = || !lease_lost.get() && keep_going();
+    let allowance = Allowance { lease, keep_going: &keep_going, lease_lost: std::cell::Cell::new(false) };
     for found in in_run_order(catalog.partition_locations().await?, options.now_millis) {
         let marked = sweep.settled.get(&found.partition);
         let in_window = options.created_since.is_none_or(|since| found.partition.created_date >= since)
@@ -306,30 +305,21 @@ pub async fn compact_lake(
         if !in_window && found.superseded.is_none() && stranded.is_empty() {
             continue;
         }
-        if go_on() {
-            if let Some(lease) = lease {
-                if let Err(error) = lease.renew(crate::telemetry::now_millis()).await {
-                    tracing::error!(error = %crate::telemetry::error_chain(&error), "compaction stopped");
-                    lease_lost.set(true);
-                }
+        let work = async {
+            if !allowance.renewed().await? {
+                return Ok(Some(Outcome::Deferred));
             }
-        }
-        let outcome = if go_on() {
-            let work = async {
-                run.files_stranded += hand_over_stranded(store, &found, stranded, options).await?;
-                finish_and_compact(store, catalog, &found, options, &scratch, in_window, lease, &go_on).await
-            };
-            match work.await {
-                Ok(Some(outcome)) => outcome,
-                Ok(None) => continue,
-                Err(error) => {
-                    let message = crate::telemetry::error_chain(&error);
-                    tracing::error!(partition = %found.partition, reason = error.code(), error = %message, "partition not compacted");
-                    Outcome::Failed { reason: error.code(), message }
-                }
+            run.files_stranded += hand_over_stranded(store, &found, stranded, options).await?;
+            finish_and_compact(store, catalog, &found, options, &scratch, in_window, &allowance).await
+        };
+        let outcome = match work.await {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => continue,
+            Err(error) => {
+                let message = crate::telemetry::error_chain(&error);
+                tracing::error!(partition = %found.partition, reason = error.code(), error = %message, "partition not compacted");
+                Outcome::Failed { reason: error.code(), message }
             }
-        } else {
-            Outcome::Deferred
         };
         if let (Some(markers), Outcome::Compacted { .. } | Outcome::AlreadyCompact) = (marked, &outcome) {
             let dir = format!("{SETTLED_DIR}/{}", found.partition);
@@ -459,8 +449,7 @@ async fn finish_and_compact(
     options: Options,
     scratch: &Path,
     in_window: bool,
-    lease: Option<&lease::Lease>,
-    keep_going: &dyn Fn() -> bool,
+    allowance: &Allowance<'_>,
 ) -> Result<Option<Outcome>, CompactorError> {
     if let Some(superseded) = &found.superseded {
         if options.dry_run {
@@ -475,7 +464,7 @@ async fn finish_and_compact(
     if !in_window {
         return Ok(None);
     }
-    compact_partition(store, catalog, found, options, scratch, lease, keep_going).await.map(Some)
+    compact_partition(store, catalog, found, options, scratch, allowance).await.map(Some)
 }
 
 /// A local work directory, removed when dropped, whatever happened in it.
@@ -498,8 +487,7 @@ async fn compact_partition(
     found: &PartitionLocation,
     options: Options,
     scratch: &Path,
-    lease: Option<&lease::Lease>,
-    keep_going: &dyn Fn() -> bool,
+    allowance: &Allowance<'_>,
 ) -> Result<Outcome, CompactorError> {
     let lake_url = store.url("");
     let partition = &found.partition;
@@ -595,7 +583,7 @@ async fn compact_partition(
     let merged_names: BTreeSet<String> = listed.iter().map(|object| object.name.clone()).collect();
     let outcome = if now_listed != merged_names {
         Outcome::ChangedMeanwhile
-    } else if !keep_going() || !still_held(lease).await? {
+    } else if !allowance.renewed().await? {
         Outcome::Deferred
     } else {
         let new_location = dir_url(store, &new_dir);
@@ -616,16 +604,31 @@ async fn compact_partition(
     Ok(outcome)
 }
 
-/// Renews `lease` before a switch: `false` when another runner took it over.
-async fn still_held(lease: Option<&lease::Lease>) -> Result<bool, CompactorError> {
-    let Some(lease) = lease else { return Ok(true) };
-    match lease.renew(crate::telemetry::now_millis()).await {
-        Ok(()) => Ok(true),
-        Err(error @ lease::LeaseError::Lost { .. }) => {
-            tracing::error!(error = %error, "not switched");
-            Ok(false)
+/// What lets a run go on: time left, and the lease still its own.
+struct Allowance<'a> {
+    lease: Option<&'a lease::Lease>,
+    keep_going: &'a dyn Fn() -> bool,
+    lease_lost: std::cell::Cell<bool>,
+}
+
+impl Allowance<'_> {
+    /// Whether the run may start a partition, or switch one, now: there is time
+    /// left, and the lease is renewed (`false` from the moment another runner
+    /// took it over).
+    async fn renewed(&self) -> Result<bool, CompactorError> {
+        if self.lease_lost.get() || !(self.keep_going)() {
+            return Ok(false);
         }
-        Err(error) => Err(error.into()),
+        let Some(lease) = self.lease else { return Ok(true) };
+        match lease.renew(crate::telemetry::now_millis()).await {
+            Ok(()) => Ok(true),
+            Err(error @ lease::LeaseError::Lost { .. }) => {
+                tracing::error!(error = %error, "compaction stopped");
+                self.lease_lost.set(true);
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 }
 
