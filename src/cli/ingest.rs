@@ -11,6 +11,8 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::aws::{self, s3::S3Store};
+use crate::catalog::{self, Catalog};
+use crate::compactor;
 use crate::lake::ndjson::{self, ContentDigest, LineCounts};
 use crate::lake::scratch;
 use crate::lake::storage::{LocalDir, Location, Storage};
@@ -25,6 +27,14 @@ pub struct Args {
     /// Lake root: a local directory or s3://bucket/prefix.
     #[arg(long, value_name = "DIR|s3://bucket/prefix")]
     lake: String,
+    /// Register the partitions the run writes in this Glue database, and settle
+    /// files into compacted partitions (s3:// lakes; required once the lake has
+    /// compacted partitions).
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
+    /// The Glue table.
+    #[arg(long, value_name = "NAME", default_value = "events", requires = "database")]
+    table: String,
     /// NDJSON inputs, `-` for stdin; gzip is detected and read transparently.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -76,14 +86,31 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         workers: args.threads.map_or_else(Limits::all_cores, usize::from),
         ..Limits::default()
     };
+    let mut catalogued = None;
     let (summary, fed, total_bytes, elapsed) = match &location {
-        Location::Local(dir) => ingest(LocalDir::new(dir), limits, &args).await?,
+        Location::Local(dir) => {
+            anyhow::ensure!(
+                args.database.is_none(),
+                "--database needs an s3:// lake: Glue partitions point at S3"
+            );
+            ingest(LocalDir::new(dir), limits, &args).await?
+        }
         Location::S3 { bucket, prefix } => {
-            let store = S3Store::new(aws::s3::s3_client(&aws::load_config().await), bucket, prefix);
-            ingest(store, limits, &args).await?
+            let config = aws::load_config().await;
+            let store = S3Store::new(aws::s3::s3_client(&config), bucket, prefix);
+            super::ensure_catalog_for_compacted(&store, args.database.as_deref()).await?;
+            let ingested = ingest(store.clone(), limits, &args).await?;
+            if let Some(database) = &args.database {
+                let catalog = Catalog::new(catalog::glue_client(&config), database, &args.table);
+                let registered = catalog.register(&ingested.0.touched).await?.created;
+                let moved =
+                    compactor::settle(&store, &catalog, &ingested.0.touched, &ingested.0.keys).await?;
+                catalogued = Some((catalog.name(), registered, moved));
+            }
+            ingested
         }
     };
-    print!("{}", report(&summary, fed, total_bytes, elapsed, &args.lake));
+    print!("{}", report(&summary, fed, total_bytes, elapsed, &args.lake, catalogued));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -180,7 +207,16 @@ impl<R: Read> Read for Progress<'_, R> {
 }
 
 /// The end-of-run table.
-fn report(summary: &Summary, fed: LineCounts, input_bytes: u64, elapsed: Duration, lake: &str) -> String {
+/// `catalogued`: the Glue table, the partitions registered in it and the files
+/// settled into compacted partitions.
+fn report(
+    summary: &Summary,
+    fed: LineCounts,
+    input_bytes: u64,
+    elapsed: Duration,
+    lake: &str,
+    catalogued: Option<(String, usize, usize)>,
+) -> String {
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let mut rows: Vec<(String, String)> = vec![
         ("events read".into(), count(summary.records)),
@@ -207,6 +243,10 @@ fn report(summary: &Summary, fed: LineCounts, input_bytes: u64, elapsed: Duratio
         ),
         ("lake".into(), lake.to_owned()),
     ]);
+    if let Some((table, registered, moved)) = catalogued {
+        rows.push((format!("registered in {table}"), count(registered as u64)));
+        rows.push(("moved to compacted partitions".into(), count(moved as u64)));
+    }
     // Only when they happened: both are unusual.
     if summary.dedupe_resets > 0 {
         rows.push(("dedupe restarts".into(), count(summary.dedupe_resets)));

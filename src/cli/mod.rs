@@ -93,6 +93,30 @@ impl WindowArgs {
 }
 
 /// `eventlake generate | head` closes the pipe early; that is not an error.
+/// Refuses to write into the S3 lake of `store` without its Glue catalog once it
+/// has compacted partitions: a file written into `events/<partition>/` of a
+/// compacted partition is not read until it is settled into the partition's
+/// location, which needs the catalog (the compactor would hand it over only on
+/// its next run).
+async fn ensure_catalog_for_compacted(
+    store: &crate::aws::s3::S3Store,
+    database: Option<&str>,
+) -> anyhow::Result<()> {
+    if database.is_some() {
+        return Ok(());
+    }
+    let compacted = store.list_directories(crate::compactor::COMPACTED_DIR).await?;
+    anyhow::ensure!(
+        compacted.is_empty(),
+        "{} has compacted partitions (under {}): files written without the catalog would not be read until the \
+         next compaction run hands them over. Pass --database NAME (the lake's Glue database) so they are \
+         registered and settled into their partitions' locations",
+        store.url(""),
+        store.url(crate::compactor::COMPACTED_DIR)
+    );
+    Ok(())
+}
+
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error
         .chain()

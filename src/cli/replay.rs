@@ -87,6 +87,9 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 .database
                 .as_ref()
                 .map(|database| Catalog::new(catalog::glue_client(config), database, &args.table));
+            if !args.dry_run {
+                super::ensure_catalog_for_compacted(&store, args.database.as_deref()).await?;
+            }
             let target = match &catalog {
                 Some(catalog) => Target::Glue { store: &store, catalog },
                 None => Target::Directories,

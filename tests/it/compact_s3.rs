@@ -593,3 +593,49 @@ async fn a_second_compactor_is_refused_while_a_run_holds_the_lease() {
     next.release().await.unwrap();
     assert!(lake.objects(&format!("lake/{LEASE_KEY}")).await.is_empty());
 }
+
+/// Issue 29, item 4: `ingest` and `replay` into an S3 lake with compacted
+/// partitions refuse to write without the catalog (their files would sit unread in
+/// `events/`); `ingest --database` registers and settles its files, read at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn writing_into_a_compacted_s3_lake_needs_its_catalog() {
+    let lake = lake_of_small_files().await;
+    let (s3, glue) = (lake.client.clone(), lake.moto.glue());
+    let output = compact_command(&lake.moto).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let compacted = athena_counts(&s3, &glue).await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("copies.ndjson");
+    std::fs::write(&input, generated_events(400, 90, 3, 2, "0.02")).unwrap();
+    let lake_url = format!("s3://{BUCKET}/lake");
+    let objects_before = lake.objects("lake/").await.len();
+
+    for command in ["ingest", "replay"] {
+        let mut refused = eventlake();
+        lake.moto.env(&mut refused);
+        let output = refused.args([command, "--lake", &lake_url]).arg(&input).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains("has compacted partitions") && stderr.contains("--database"),
+            "{command}: {stderr}"
+        );
+    }
+    assert_eq!(lake.objects("lake/").await.len(), objects_before, "nothing written");
+
+    // (The superseded writer files stay in events/ for the grace period.)
+    let in_events = lake.objects("lake/events/").await.len();
+    let mut ingest = eventlake();
+    lake.moto.env(&mut ingest);
+    let output =
+        ingest.args(["ingest", "--lake", &lake_url, "--database", DATABASE]).arg(&input).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = crate::lake_local::summary_table(&output.stdout);
+    assert!(summary["moved to compacted partitions"] > 0, "{summary:?}");
+    assert_eq!(lake.objects("lake/events/").await.len(), in_events, "settled out of events/");
+    let now = athena_counts(&s3, &glue).await;
+    for (partition, (_, keys)) in &now {
+        assert_eq!(*keys, compacted[partition].1, "{partition:?}: copies of keys already there");
+    }
+    assert!(now.iter().any(|(partition, (rows, _))| *rows > compacted[partition].0), "the copies are read");
+}
