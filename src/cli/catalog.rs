@@ -1,5 +1,10 @@
 //! `eventlake catalog repair`: registers in Glue every partition the S3 lake holds
-//! and the table lacks (what `MSCK REPAIR TABLE` does, without its time-outs).
+//! and the table lacks (what `MSCK REPAIR TABLE` does, without its time-outs), at
+//! its current location: a partition with a complete compaction under
+//! `compacted/` is located at its newest one ([`compactor::newest_compactions`]),
+//! with `events/<partition>/` recorded as superseded, so that the compactor's next
+//! run hands over the files there that the compaction lacks and, after the grace
+//! period, deletes the rest. Partitions the table has are left alone.
 
 use std::process::ExitCode;
 
@@ -7,6 +12,7 @@ use anyhow::Context as _;
 
 use crate::aws::{self, s3::S3Store};
 use crate::catalog::{self, Catalog};
+use crate::compactor;
 use crate::core::partition::{Partition, EVENTS_DIR};
 use crate::lake::storage::Location;
 
@@ -62,34 +68,52 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
             catalog::CatalogError::WrongLocation { table: catalog.name(), table_location, expected }.into()
         );
     }
-    let (in_lake, ignored) = lake_partitions(&store).await?;
+    let (mut in_lake, ignored) = lake_partitions(&store).await?;
     for name in &ignored {
         tracing::warn!(directory = %name, "not a partition the writer makes; ignored");
     }
+    let compactions = compactor::newest_compactions(&store.list_tree(compactor::COMPACTED_DIR).await?);
+    in_lake.extend(compactions.keys().cloned());
+    in_lake.sort();
+    in_lake.dedup();
     let existing = catalog.existing_partitions().await?;
     let missing: Vec<Partition> =
         in_lake.iter().filter(|p| !existing.contains(&p.values())).cloned().collect();
+    let relocate: Vec<(&Partition, String)> = missing
+        .iter()
+        .filter_map(|partition| Some((partition, format!("{}/", store.url(compactions.get(partition)?)))))
+        .collect();
     if args.dry_run {
         for partition in &missing {
-            println!("{}", partition.directory());
+            match compactions.get(partition) {
+                Some(dir) => println!("{}  at {}/", partition.directory(), store.url(dir)),
+                None => println!("{}", partition.directory()),
+            }
         }
     }
     let registration = if args.dry_run { Default::default() } else { catalog.register(&missing).await? };
+    if !args.dry_run {
+        let now = crate::telemetry::now_millis();
+        for (partition, location) in &relocate {
+            let registered_at = catalog::partition_location(&table_location, partition);
+            catalog.switch_location(partition, &registered_at, location, now).await?;
+        }
+    }
     eprintln!(
-        "{}: {} partitions in the lake, {} in {} before, {} missing, {} registered{}",
+        "{}: {} partitions in the lake, {} in {} before, {} missing, {} registered, {} of them at their \
+         compacted location{}",
         expected,
         in_lake.len(),
         existing.len(),
         catalog.name(),
         missing.len(),
         registration.created,
+        relocate.len(),
         if args.dry_run { " (dry run)" } else { "" },
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// The partitions under the lake's `events/`, and directory names that are not
-/// partitions.
 async fn lake_partitions(store: &S3Store) -> anyhow::Result<(Vec<Partition>, Vec<String>)> {
     let (mut partitions, mut ignored) = (Vec::new(), Vec::new());
     for type_dir in store.list_directories(EVENTS_DIR).await? {

@@ -379,10 +379,7 @@ impl Sweep {
 
 /// The partition and the file name of a path `event_type=<t>/created_date=<d>/<name>`.
 fn in_partition(path: &str) -> Option<(Partition, &str)> {
-    let mut parts = path.splitn(3, '/');
-    let (type_dir, date_dir, name) = (parts.next()?, parts.next()?, parts.next()?);
-    let partition = Partition::from_directories(type_dir, date_dir)?;
-    (!name.is_empty() && !name.contains('/')).then_some((partition, name))
+    in_partition_path(path).filter(|(_, name)| !name.is_empty() && !name.contains('/'))
 }
 
 /// Marks `partition` as holding the writer file `name` settled into its compacted
@@ -632,6 +629,39 @@ impl Allowance<'_> {
     }
 }
 
+/// The newest complete compaction of each partition in a listing of `compacted/`
+/// ([`S3Store::list_tree`]): the directory (`compacted/<partition>/compacted-…`)
+/// whose manifest is the newest (a compaction writes its manifest after its
+/// outputs, so a directory without one is a run that stopped before). What
+/// `catalog repair` locates a partition at when the Glue table lost it.
+pub fn newest_compactions(listing: &[ListedObject]) -> BTreeMap<Partition, String> {
+    let mut newest: BTreeMap<Partition, (Option<i64>, String)> = BTreeMap::new();
+    for object in listing {
+        let Some((partition, rest)) = in_partition_path(&object.name) else { continue };
+        let Some((stem, MANIFEST)) = rest.split_once('/') else { continue };
+        let dir = format!("{COMPACTED_DIR}/{partition}/{stem}");
+        let url = format!("s3://lake/{dir}/");
+        if location_dir("s3://lake", &url, &partition).is_err() {
+            continue;
+        }
+        let candidate = (object.last_modified_millis, dir);
+        match newest.get(&partition) {
+            Some(current) if *current >= candidate => {}
+            _ => {
+                newest.insert(partition, candidate);
+            }
+        }
+    }
+    newest.into_iter().map(|(partition, (_, dir))| (partition, dir)).collect()
+}
+
+/// The partition of a path `event_type=<t>/created_date=<d>/<rest>`, and the rest.
+fn in_partition_path(path: &str) -> Option<(Partition, &str)> {
+    let mut parts = path.splitn(3, '/');
+    let (type_dir, date_dir, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((Partition::from_directories(type_dir, date_dir)?, rest))
+}
+
 /// The manifest a compaction leaves in its new location.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Manifest {
@@ -870,6 +900,30 @@ mod tests {
         assert_eq!(order(2), [b, z, a]);
         assert_eq!(order(3), [z, a, b]);
         assert!(in_run_order(Vec::new(), 0).is_empty());
+    }
+
+    #[test]
+    fn the_newest_complete_compaction_of_each_partition_is_chosen() {
+        let object = |name: &str, at: i64| ListedObject {
+            name: name.to_owned(),
+            size: 1,
+            last_modified_millis: Some(at),
+        };
+        let (a, b, c) = ("a".repeat(32), "b".repeat(32), "c".repeat(32));
+        let p = "event_type=payment/created_date=2024-03-17";
+        let listing = [
+            object(&format!("{p}/compacted-{a}/compacted-{a}-00000.parquet"), 10),
+            object(&format!("{p}/compacted-{a}/_inputs.json"), 11),
+            object(&format!("{p}/compacted-{b}/_inputs.json"), 20),
+            // Newer, but stopped before its manifest.
+            object(&format!("{p}/compacted-{c}/compacted-{c}-00000.parquet"), 30),
+            // Not a compaction's directory name, not a partition.
+            object(&format!("{p}/compacted-zz/_inputs.json"), 40),
+            object("event_type=/created_date=2024-03-17/compacted-{a}/_inputs.json", 40),
+        ];
+        let chosen = newest_compactions(&listing);
+        assert_eq!(chosen.len(), 1, "{chosen:?}");
+        assert_eq!(chosen[&partition()], format!("compacted/{p}/compacted-{b}"));
     }
 
     #[test]

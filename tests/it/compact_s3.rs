@@ -639,3 +639,41 @@ async fn writing_into_a_compacted_s3_lake_needs_its_catalog() {
     }
     assert!(now.iter().any(|(partition, (rows, _))| *rows > compacted[partition].0), "the copies are read");
 }
+
+/// Issue 29, item 7: Glue is not the only record of where compacted data lives.
+/// After the table lost its partitions (dropped and created again), `catalog
+/// repair` locates each at its newest complete compaction, with `events/` recorded
+/// as superseded: Athena reads what it read before, and the next compaction run
+/// hands over and cleans up as after any switch.
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_repair_finds_compacted_partitions_where_they_are() {
+    let lake = lake_of_small_files().await;
+    let (s3, glue) = (lake.client.clone(), lake.moto.glue());
+    let output = compact_command(&lake.moto).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (compacted, compacted_locations) = (athena_counts(&s3, &glue).await, locations(&glue).await);
+
+    glue.delete_table().database_name(DATABASE).name("events").send().await.unwrap();
+    glue.delete_database().name(DATABASE).send().await.unwrap();
+    create_table(&glue, &format!("s3://{BUCKET}/lake/events/")).await;
+    let mut repair = eventlake();
+    lake.moto.env(&mut repair);
+    let output = repair
+        .args(["catalog", "repair", "--lake", &format!("s3://{BUCKET}/lake"), "--database", DATABASE])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let n = compacted_locations.len();
+    assert!(stderr.contains(&format!("{n} registered, {n} of them at their compacted location")), "{stderr}");
+    assert_eq!(locations(&glue).await, compacted_locations);
+    assert_eq!(athena_counts(&s3, &glue).await, compacted);
+    assert_eq!(superseded_records(&glue).await.len(), n, "events/ recorded as superseded");
+
+    run_outside_the_window(&lake, eventlake::telemetry::now_millis()).await;
+    assert!(
+        lake.objects("lake/events/").await.is_empty(),
+        "the superseded files went after the grace period"
+    );
+    assert_eq!(athena_counts(&s3, &glue).await, compacted);
+}
