@@ -146,18 +146,22 @@ smoke: $(TOOLS) ## The deployed stack of ENV end to end: events put to its strea
 	$(VENV)/bin/python tests/infra/deployed_test.py "$(EVENTLAKE)" terraform
 
 .PHONY: destroy
-destroy: build ## Destroy the stack of ENV (make destroy ENV=dev); a bucket that holds data stays unless force_destroy
+destroy: build ## Destroy the stack of ENV (make destroy ENV=dev); refused while the events table exists (prevent_destroy): see teardown
 	$(TF_INIT) $(TF_INIT_ARGS)
 	$(TF) workspace select $(ENV)
 	$(TF) destroy $(TF_VARS)
 
 # The buckets' force_destroy is read from the state, so it is applied before the
-# destroy: every object version in the lake and the Athena results goes.
+# destroy: every object version in the lake and the Athena results goes. The events
+# table has prevent_destroy (make destroy refuses it): teardown forgets it first,
+# and Glue deletes it with its database.
+PROTECTED_TABLE := aws_glue_catalog_table.events
 .PHONY: teardown
 teardown: build ## Destroy the stack of ENV with all its data and its workspace: nothing left (asks first unless AUTO_APPROVE=1)
 	$(TF_INIT) $(TF_INIT_ARGS)
 	$(TF) workspace select $(ENV)
 	$(TF) apply $(if $(AUTO_APPROVE),-auto-approve) $(TF_VARS) -var force_destroy=true
+	$(TF) state rm $(PROTECTED_TABLE)
 	$(TF) destroy $(if $(AUTO_APPROVE),-auto-approve) $(TF_VARS) -var force_destroy=true
 	$(TF) workspace select default
 	$(TF) workspace delete $(ENV)

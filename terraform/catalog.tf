@@ -6,7 +6,14 @@ resource "aws_glue_catalog_database" "lake" {
   description = "eventlake ${var.environment}: JSON events as Parquet"
 }
 
+# Protected: after a compaction the table is where the lake records each
+# partition's location (catalog repair can rebuild it, but only by scanning the
+# bucket). `make teardown` removes it from the state before destroying the rest.
 resource "aws_glue_catalog_table" "events" {
+  lifecycle {
+    prevent_destroy = true
+  }
+
   name          = "events"
   database_name = aws_glue_catalog_database.lake.name
   table_type    = "EXTERNAL_TABLE"

@@ -3,9 +3,9 @@
 # Each run compacts the partitions of the last var.compaction_lookback_days days
 # that received no file for var.compaction_older_than_seconds: their files merged
 # under compacted/, the Glue partition switched to them in one UpdatePartition
-# (src/compactor.rs, docs/lake.md). One run at a time: a second compaction of
-# the same lake would fail its location checks, so concurrency is 1 and the
-# schedule does not retry (the next run does).
+# (src/compactor/mod.rs, docs/lake.md). One run at a time per lake: each run takes
+# the lease object local.lease_key (src/compactor/lease.rs), as `eventlake compact`
+# does; concurrency is 1 and the schedule does not retry (the next run does).
 
 resource "aws_cloudwatch_log_group" "compactor" {
   name              = "/aws/lambda/${local.name}-compactor"
@@ -92,6 +92,26 @@ resource "aws_cloudwatch_metric_alarm" "compactor_partitions_failed" {
   alarm_description   = "The compactor failed partitions (metric PartitionsFailed, by Reason in namespace eventlake); the others went on and the next run tries again. Lambda's Errors stays 0 for these."
   namespace           = "eventlake"
   metric_name         = "PartitionsFailed"
+  dimensions          = { FunctionName = aws_lambda_function.compactor.function_name }
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+# Files found in events/ of a compacted partition, older than any writer's run
+# (src/compactor/mod.rs STRANDED_AFTER): written without the catalog, or left by a
+# writer message that expired in the DLQ. The run handed them over, so they are
+# read now; the alarm says that something writes around the pipeline.
+resource "aws_cloudwatch_metric_alarm" "compactor_stranded_files" {
+  alarm_name          = "${local.name}-compactor-stranded-files"
+  alarm_description   = "The compactor found files stranded in events/ of compacted partitions (metric StrandedFiles in namespace eventlake) and handed them over; find what writes there without the Glue catalog (docs/operate.md)."
+  namespace           = "eventlake"
+  metric_name         = "StrandedFiles"
   dimensions          = { FunctionName = aws_lambda_function.compactor.function_name }
   statistic           = "Sum"
   period              = 3600

@@ -133,7 +133,7 @@ data "aws_iam_policy_document" "writer" {
     ]
   }
   # A file written to a compacted partition is copied to the partition's
-  # location under compacted/, then deleted from events/ (src/compactor.rs settle).
+  # location under compacted/, then deleted from events/ (src/compactor/mod.rs settle).
   statement {
     sid       = "MoveIntoCompactedPartitions"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
@@ -142,6 +142,13 @@ data "aws_iam_policy_document" "writer" {
   # Before it copies, settle reads the location's manifest: the files whose
   # rows the location holds already (a redelivered object is not added twice).
   # Only the manifests: the writer never reads compacted data.
+  # Marked before each file settled into a compacted partition: the compactor
+  # merges a marked partition again whatever its date.
+  statement {
+    sid       = "MarkSettledPartitions"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.settled_prefix}*"]
+  }
   statement {
     sid       = "ReadCompactedManifests"
     actions   = ["s3:GetObject"]
@@ -196,7 +203,7 @@ resource "aws_iam_role" "compactor" {
   assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
 }
 
-# What src/compactor.rs calls: it lists and reads a partition's location (under
+# What src/compactor/mod.rs calls: it lists and reads a partition's location (under
 # events/ or compacted/), writes the merged files and manifest under compacted/,
 # copies late files there, deletes the files it superseded once their grace
 # period is over, and reads and switches Glue partitions.
@@ -208,8 +215,21 @@ data "aws_iam_policy_document" "compactor" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.events_prefix}*", "${local.compacted_prefix}*"]
+      values   = ["${local.events_prefix}*", "${local.compacted_prefix}*", "${local.settled_prefix}*"]
     }
+  }
+  # A marked partition is merged again; its marks go once it is.
+  statement {
+    sid       = "ClearSettledMarks"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.settled_prefix}*"]
+  }
+  # One compaction at a time: the lease is taken, renewed and released with
+  # conditional requests on this one object.
+  statement {
+    sid       = "HoldTheLease"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.lease_key}"]
   }
   statement {
     sid     = "ReadAndDeleteSuperseded"

@@ -18,12 +18,16 @@ locals {
   staging_prefix = "staging/"
   lake_prefix    = ""
   events_prefix  = "${local.lake_prefix}events/"
-  # Compacted partitions (src/compactor.rs COMPACTED_DIR), each Glue partition
+  # Compacted partitions (src/compactor/mod.rs COMPACTED_DIR), each Glue partition
   # switched to its own directory here.
   compacted_prefix = "${local.lake_prefix}compacted/"
   rejected_prefix  = "${local.lake_prefix}_rejected/"
-  errors_prefix    = "errors/"
-  athena_prefix    = "athena-results/"
+  # A writer marks each compacted partition it settles a file into (src/compactor/mod.rs
+  # SETTLED_DIR); one compaction at a time holds the lease (src/compactor/lease.rs LEASE_KEY).
+  settled_prefix = "${local.lake_prefix}_settled/"
+  lease_key      = "${local.lake_prefix}_leases/compaction.json"
+  errors_prefix  = "errors/"
+  athena_prefix  = "athena-results/"
 
   # The tag the parquet-writer puts on a staged object once it is in the lake
   # (src/lambda/parquet_writer.rs WRITTEN_TAG); the staging lifecycle rule expires only these.

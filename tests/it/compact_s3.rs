@@ -300,6 +300,14 @@ fn terraform_names_the_tag_and_the_prefix_the_code_uses() {
         local("compacted_prefix"),
         format!("${{local.lake_prefix}}{}/", eventlake::compactor::COMPACTED_DIR)
     );
+    assert_eq!(
+        local("settled_prefix"),
+        format!("${{local.lake_prefix}}{}/", eventlake::compactor::SETTLED_DIR)
+    );
+    assert_eq!(
+        local("lease_key"),
+        format!("${{local.lake_prefix}}{}", eventlake::compactor::lease::LEASE_KEY)
+    );
 }
 
 /// A file moved into a compacted partition is a new, live object: its copy
