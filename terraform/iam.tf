@@ -196,6 +196,59 @@ data "aws_iam_policy_document" "producer" {
   }
 }
 
+# --- operators ------------------------------------------------------------------
+
+# For the people and jobs that run the `eventlake` commands against the deployed
+# lake (docs/operate.md): `compact`, `replay` and `ingest` with --database,
+# `catalog repair`. Attach it to their role (output operator_policy_arn). It is
+# the compactor's and the writer's lake access together, plus reading the
+# error prefixes that replay takes its sources from; nothing under staging/.
+resource "aws_iam_policy" "operator" {
+  name        = "${local.name}-operator"
+  description = "Run eventlake compact, replay, ingest --database and catalog repair on the ${local.name} lake"
+  policy      = data.aws_iam_policy_document.operator.json
+}
+
+data "aws_iam_policy_document" "operator" {
+  statement {
+    sid       = "ListLake"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values = [
+        "${local.events_prefix}*", "${local.compacted_prefix}*", "${local.settled_prefix}*",
+        "${local.rejected_prefix}*", "${local.errors_prefix}*",
+      ]
+    }
+  }
+  statement {
+    sid     = "WriteLake"
+    actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    resources = [
+      "${aws_s3_bucket.lake.arn}/${local.events_prefix}*",
+      "${aws_s3_bucket.lake.arn}/${local.compacted_prefix}*",
+      "${aws_s3_bucket.lake.arn}/${local.settled_prefix}*",
+      "${aws_s3_bucket.lake.arn}/${local.rejected_prefix}*",
+      "${aws_s3_bucket.lake.arn}/${local.lease_key}",
+    ]
+  }
+  statement {
+    sid       = "ReadReplaySources"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.errors_prefix}*"]
+  }
+  statement {
+    sid = "CatalogPartitions"
+    actions = [
+      "glue:GetTable", "glue:GetPartitions", "glue:GetPartition", "glue:BatchGetPartition",
+      "glue:BatchCreatePartition", "glue:UpdatePartition",
+    ]
+    resources = local.events_table_arns
+  }
+}
+
 # --- compactor ----------------------------------------------------------------
 
 resource "aws_iam_role" "compactor" {

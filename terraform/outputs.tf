@@ -8,6 +8,11 @@ output "producer_policy_arn" {
   value       = aws_iam_policy.producer.arn
 }
 
+output "operator_policy_arn" {
+  description = "IAM policy for the people and jobs that run eventlake compact, replay, ingest --database and catalog repair on the lake."
+  value       = aws_iam_policy.operator.arn
+}
+
 output "firehose_name" {
   description = "Firehose delivery stream."
   value       = aws_kinesis_firehose_delivery_stream.events.name

@@ -41,6 +41,7 @@ import datetime
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,7 @@ class Deployed:
         firehose = resource(state, "aws_kinesis_firehose_delivery_stream.events")
         destination = firehose["extended_s3_configuration"][0]
         self.stream = out["stream_name"]
+        self.operator_policy_arn, self.producer_policy_arn = out["operator_policy_arn"], out["producer_policy_arn"]
         self.delivery_stream_arn = firehose["arn"]
         self.source_stream_arn = firehose["kinesis_source_configuration"][0]["kinesis_stream_arn"]
         self.bucket = destination["bucket_arn"].split(":::", 1)[1]
@@ -161,10 +163,13 @@ def generate(eventlake, events, seed, start, days, duplicates, invalid, types=20
     return lines[:-1]
 
 
-def moto_env(endpoint):
-    """The environment of an `eventlake` process that talks to moto."""
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION, **TEST_KEYS)
+def moto_env(endpoint, credentials=None):
+    """The environment of an `eventlake` process that talks to moto: with the
+    credential variables `credentials` (default: the tests' own key)."""
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION, **(credentials or TEST_KEYS))
     env.pop("AWS_PROFILE", None)
+    env.pop("AWS_SESSION_TOKEN", None)
+    env.update(credentials or {})
     return env
 
 
@@ -710,6 +715,21 @@ class Pipeline:
     def send(self, records, pack_kib=None):
         send(self.eventlake, self.endpoint, self.deployed.stream, records, self.work, pack_kib)
 
+    def compact(self, **settings):
+        """One scheduled run of the deployed compactor (the writer's zip in its
+        compactor mode, its deployed settings but no wait and no look-back limit,
+        unless `settings` say otherwise): its response, seconds, EMF documents and log."""
+        configuration = json.loads(json.dumps(self.deployed.compactor, default=str))
+        configuration["Environment"]["Variables"].update(
+            **{"COMPACT_OLDER_THAN_SECONDS": "0", "COMPACT_LOOKBACK_DAYS": "3650", **settings})
+        compactor = self.compactor(configuration)
+        try:
+            started = time.monotonic()
+            response = compactor.invoke(SCHEDULED_EVENT)
+            return response, time.monotonic() - started, compactor.documents(), compactor.log()
+        finally:
+            compactor.close()
+
     def replay(self):
         """`eventlake replay` of everything under the error prefix into the deployed
         lake, registering partitions in the deployed Glue table: its report."""
@@ -719,10 +739,25 @@ class Pipeline:
         result = subprocess.run(
             [self.eventlake, "replay", "--lake", lake, "--database", deployed.glue_database,
              "--table", deployed.glue_table, errors],
-            capture_output=True, env=moto_env(self.endpoint),
+            capture_output=True, env=self.operator_env(),
         )
         assert result.returncode == 0, f"eventlake replay failed: {result.stderr.decode()}"
         return result.stdout.decode()
+
+    def operator_env(self):
+        """An `eventlake` process's environment with the credentials of an operator
+        role that has only the stack's operator policy (under enforced IAM)."""
+        return moto_env(self.endpoint, ACCESS.policy_env(self.deployed.operator_policy_arn, "eventlake-operator"))
+
+    def compact_cli(self, *extra):
+        """`eventlake compact` of the deployed lake as an operator runs it."""
+        deployed = self.deployed
+        lake = f"s3://{deployed.bucket}/{deployed.lake_prefix}".rstrip("/")
+        return subprocess.run(
+            [self.eventlake, "compact", "--lake", lake, "--database", deployed.glue_database,
+             "--table", deployed.glue_table, *extra],
+            capture_output=True, env=self.operator_env(),
+        )
 
     def check(self, what):
         figures = check_lake(self.endpoint, self.deployed, self.ledger, self.firehose, self.work)
@@ -943,43 +978,20 @@ def compaction(pipeline):
     Athena reads; a run after that does nothing."""
     deployed, s3 = pipeline.deployed, pipeline.s3
     before, _ = athena_rows(pipeline)
-    first = {}
-    for row in before:
-        key = (row[0], datetime_millis(row[4]))
-        if key not in first or (row[9], row[:9]) < (first[key][9], first[key][:9]):
-            first[key] = row
-
-    def run(**settings):
-        configuration = json.loads(json.dumps(deployed.compactor, default=str))
-        configuration["Environment"]["Variables"].update(
-            COMPACT_OLDER_THAN_SECONDS="0", COMPACT_LOOKBACK_DAYS="3650", **settings)
-        compactor = pipeline.compactor(configuration)
-        try:
-            started = time.monotonic()
-            response = compactor.invoke(SCHEDULED_EVENT)
-            return response, time.monotonic() - started, compactor.documents()
-        finally:
-            compactor.close()
-
+    first = first_copies(before)
     events_prefix = f"{deployed.lake_prefix}events/"
     files_before = set(list_keys(s3, deployed.bucket, events_prefix))
-    response, seconds, documents = run()
+    response, seconds, documents, _ = pipeline.compact()
     assert response["failed"] == 0 and response["deferred"] == 0 and response["compacted"] > 0, response
     assert documents[0]["PartitionsCompacted"] == response["compacted"], documents[0]
     after, files = athena_rows(pipeline)
-    kept = {(row[0], datetime_millis(row[4])): row for row in after}
-    assert len(kept) == len(after), f"{len(after) - len(kept)} keys are read more than once after compaction"
-    assert set(kept) == set(first), "compaction lost or added events"
-    for key, row in kept.items():
-        expected = first[key]
-        assert row[:8] == expected[:8] and row[9] == expected[9], (
-            f"compaction kept another copy than the first received:\n{row}\n{expected}")
+    assert_first_copies_once(after, first)
     locations = glue_partitions(pipeline.endpoint, deployed)
     merged = {p for p, location in locations.items() if "/compacted/" in location}
     assert len(merged) == response["compacted"], (len(merged), response)
     assert set(list_keys(s3, deployed.bucket, events_prefix)) == files_before, "superseded files went before their grace"
 
-    response, _, _ = run(COMPACT_GRACE_SECONDS="0")
+    response, _, _, _ = pipeline.compact(COMPACT_GRACE_SECONDS="0")
     assert response == {"compacted": 0, "failed": 0, "deferred": 0}, response
     left = {tuple(part.split("=", 1)[1] for part in k[len(events_prefix):].split("/")[:2])
             for k in list_keys(s3, deployed.bucket, events_prefix)}
@@ -995,6 +1007,99 @@ def compaction(pipeline):
           f"{len(files)} files ({len(merged)} partitions compacted, the rest one file already) "
           f"in {seconds:.1f} s; each event once, the first received copy; superseded files kept for the grace "
           f"period, then deleted by the next run without changing what Athena reads")
+
+
+def first_copies(rows):
+    """Per key (event_uuid, created_datetime's instant): the row compaction keeps,
+    the one with the earliest ingested_at (then the smallest, for a total order)."""
+    first = {}
+    for row in rows:
+        key = (row[0], datetime_millis(row[4]))
+        if key not in first or (row[9], row[:9]) < (first[key][9], first[key][:9]):
+            first[key] = row
+    return first
+
+
+def assert_first_copies_once(rows, first):
+    """Athena's `rows` hold each key of `first` once, the first copy received."""
+    kept = {(row[0], datetime_millis(row[4])): row for row in rows}
+    assert len(kept) == len(rows), f"{len(rows) - len(kept)} keys are read more than once after compaction"
+    assert set(kept) == set(first), "compaction lost or added events"
+    for key, row in kept.items():
+        expected = first[key]
+        assert row[:8] == expected[:8] and row[9] == expected[9], (
+            f"compaction kept another copy than the first received:\n{row}\n{expected}")
+
+
+def compaction_outside_the_look_back(pipeline):
+    """The deployed compactor against a second runner, late copies and stranded
+    files (issue 29). While another runner holds the lake's lease (a laptop's
+    `eventlake compact`), a scheduled run changes nothing and says so. Then copies of
+    events the lake holds arrive late (a producer resending) and the writer settles
+    them into compacted partitions, and a writer file is left in events/ of one
+    (a write around the pipeline): Athena reads them at once. Scheduled runs whose
+    look-back leaves those days out hand the stranded file over and merge every
+    such partition again: one row per key, the first copy received, nothing left in
+    events/ of a compacted partition, no mark left in _settled/."""
+    deployed, s3 = pipeline.deployed, pipeline.s3
+    before, _ = athena_rows(pipeline)
+    first = first_copies(before)
+    lease_key = f"{deployed.lake_prefix}_leases/compaction.json"
+    now_millis = int(time.time() * 1000)
+    lease = json.dumps({"holder": "eventlake compact on a laptop", "acquired_at_millis": now_millis,
+                        "expires_at_millis": now_millis + 600_000})
+    s3.put_object(Bucket=deployed.bucket, Key=lease_key, Body=lease.encode())
+    response, _, _, log = pipeline.compact()
+    assert response == {"compacted": 0, "failed": 0, "deferred": 0}, response
+    assert "compaction run skipped" in log and "eventlake compact on a laptop" in log, log
+    assert s3.get_object(Bucket=deployed.bucket, Key=lease_key)["Body"].read().decode() == lease
+    s3.delete_object(Bucket=deployed.bucket, Key=lease_key)
+    assert sorted(athena_rows(pipeline)[0]) == sorted(before), "a refused run changed what Athena reads"
+
+    locations = glue_partitions(pipeline.endpoint, deployed)
+    compacted = {p for p, location in locations.items() if "/compacted/" in location}
+    resent = pipeline.events(1500, seed=11, days_ago=2, days=3)[::10]
+    pipeline.send(resent)
+    pipeline.firehose.deliver()
+    handed_back = pipeline.writer.drain()
+    assert handed_back == 0, f"{handed_back} staged objects failed:\n{pipeline.writer.writer.log()}"
+    stranded_partition = sorted(compacted)[0]
+    location = locations[stranded_partition].split(f"s3://{deployed.bucket}/", 1)[1]
+    part = next(k for k in list_keys(s3, deployed.bucket, location) if k.endswith(".parquet"))
+    event_type, created_date = stranded_partition
+    stranded = (f"{deployed.lake_prefix}events/event_type={event_type}/created_date={created_date}/"
+                f"{'e' * 32}.parquet")
+    s3.copy_object(Bucket=deployed.bucket, Key=stranded, CopySource={"Bucket": deployed.bucket, "Key": part})
+    with_copies, _ = athena_rows(pipeline)
+    assert len(with_copies) > len(before), "the late copies are read"
+    copies = len(with_copies) - len(before)
+
+    runs = []
+    for _ in range(4):
+        response, _, documents, _ = pipeline.compact(COMPACT_LOOKBACK_DAYS="0", COMPACT_GRACE_SECONDS="0")
+        assert response["failed"] == 0 and response["deferred"] == 0, response
+        runs.append((response["compacted"], documents[0]["StrandedFiles"]))
+        if response["compacted"] == 0:
+            break
+    assert runs[-1][0] == 0, f"still compacting after {len(runs)} runs: {runs}"
+    after, _ = athena_rows(pipeline)
+    assert_first_copies_once(after, first)
+    events_prefix = f"{deployed.lake_prefix}events/"
+    left = {tuple(part.split("=", 1)[1] for part in k[len(events_prefix):].split("/")[:2])
+            for k in list_keys(s3, deployed.bucket, events_prefix)}
+    assert not left & compacted, f"files left in events/ of compacted partitions: {sorted(left & compacted)[:3]}"
+    marks = list_keys(s3, deployed.bucket, f"{deployed.lake_prefix}_settled/")
+    assert not marks, f"marks left: {marks[:3]}"
+    # An operator's `eventlake compact` with the stack's operator policy: it takes the
+    # lease, finds nothing left to do, and releases it.
+    result = pipeline.compact_cli("--older-than", "0s")
+    assert result.returncode == 0, result.stderr.decode()
+    compacted_now = re.search(r"^\s*compacted\s+(\d+)\s*$", result.stdout.decode(), re.M)
+    assert compacted_now and compacted_now.group(1) == "0", result.stdout.decode()
+    assert not list_keys(s3, deployed.bucket, lease_key), "the lease released"
+    print(f"e2e compaction outside the look-back: a run refused while another held the lease; {copies} late "
+          f"copies and a stranded file read at once, then merged by runs that left those days out "
+          f"(partitions compacted per run, stranded files counted: {runs}); one row per key, the first copy")
 
 
 def report(timings, pipeline):
@@ -1029,7 +1134,8 @@ def run_enforced(stack, endpoint, out, state, repo, eventlake, cargo_lambda, eve
             pipeline = Pipeline(repo, stack, endpoint, deployed, eventlake, cargo_lambda)
             timings = baseline(pipeline, events)
             for fault in (transform_timeout, lost_acknowledgement, writer_killed, s3_put_failures, glue_outage,
-                          poison_object, replay_late_events, compaction, late_into_compacted):
+                          poison_object, replay_late_events, compaction, late_into_compacted,
+                          compaction_outside_the_look_back):
                 fault(pipeline)
             report(timings, pipeline)
         finally:

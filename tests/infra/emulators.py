@@ -173,6 +173,23 @@ class Access:
         return {"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
                 "AWS_SESSION_TOKEN": credentials["SessionToken"]}
 
+    def policy_env(self, policy_arn, name):
+        """The credential variables of a person or job whose role has only the
+        policy `policy_arn` (the stack's operator or producer policy): the role
+        `name` is made here once, as an account would make it, and assumed."""
+        if self.endpoint is None:
+            return dict(TEST_KEYS)
+        iam = client(self.endpoint, "iam")
+        account = client(self.endpoint, "sts").get_caller_identity()["Account"]
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                          "Principal": {"AWS": f"arn:aws:iam::{account}:root"}}]}
+        try:
+            role_arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            role_arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        return self.lambda_env(role_arn)
+
     def _judge_after(self, endpoint, requests):
         request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=str(requests).encode(),
                                          method="POST", headers={"Content-Type": "text/plain"})

@@ -239,29 +239,31 @@ def check_applied_iam(state, account):
 # not name fails, as does a policy that lacks an action of an operation it calls.
 # (Which resources each may touch is judged by moto while the e2e test runs each
 # Lambda as its role.)
+# "operator": the eventlake commands on the deployed lake (compact, replay,
+# ingest --database, catalog repair), with the stack's operator policy.
 CALLS = {
-    "get_object": ({"s3:GetObject"}, {"writer", "compactor"}),
-    "copy_object": ({"s3:GetObject", "s3:PutObject"}, {"writer", "compactor"}),
-    "put_object": ({"s3:PutObject"}, {"writer", "compactor"}),
-    "create_multipart_upload": ({"s3:PutObject"}, {"writer", "compactor"}),
-    "upload_part": ({"s3:PutObject"}, {"writer", "compactor"}),
-    "complete_multipart_upload": ({"s3:PutObject"}, {"writer", "compactor"}),
-    "abort_multipart_upload": ({"s3:AbortMultipartUpload"}, {"writer", "compactor"}),
-    "delete_object": ({"s3:DeleteObject"}, {"writer", "compactor"}),
+    "get_object": ({"s3:GetObject"}, {"writer", "compactor", "operator"}),
+    "copy_object": ({"s3:GetObject", "s3:PutObject"}, {"writer", "compactor", "operator"}),
+    "put_object": ({"s3:PutObject"}, {"writer", "compactor", "operator"}),
+    "create_multipart_upload": ({"s3:PutObject"}, {"writer", "compactor", "operator"}),
+    "upload_part": ({"s3:PutObject"}, {"writer", "compactor", "operator"}),
+    "complete_multipart_upload": ({"s3:PutObject"}, {"writer", "compactor", "operator"}),
+    "abort_multipart_upload": ({"s3:AbortMultipartUpload"}, {"writer", "compactor", "operator"}),
+    "delete_object": ({"s3:DeleteObject"}, {"writer", "compactor", "operator"}),
     "put_object_tagging": ({"s3:PutObjectTagging"}, {"writer"}),
-    "list_objects_v2": ({"s3:ListBucket"}, {"compactor"}),
-    "get_table": ({"glue:GetTable"}, {"writer"}),
-    "batch_create_partition": ({"glue:BatchCreatePartition"}, {"writer"}),
+    "list_objects_v2": ({"s3:ListBucket"}, {"compactor", "operator"}),
+    "get_table": ({"glue:GetTable"}, {"writer", "operator"}),
+    "batch_create_partition": ({"glue:BatchCreatePartition"}, {"writer", "operator"}),
     # settle (writer) and an unswitched compaction (compactor): where a partition is now.
-    "batch_get_partition": ({"glue:BatchGetPartition"}, {"writer", "compactor"}),
-    "get_partition": ({"glue:GetPartition"}, {"compactor"}),
-    "get_partitions": ({"glue:GetPartitions"}, {"compactor"}),
-    "update_partition": ({"glue:UpdatePartition"}, {"compactor"}),
+    "batch_get_partition": ({"glue:BatchGetPartition"}, {"writer", "compactor", "operator"}),
+    "get_partition": ({"glue:GetPartition"}, {"compactor", "operator"}),
+    "get_partitions": ({"glue:GetPartitions"}, {"compactor", "operator"}),
+    "update_partition": ({"glue:UpdatePartition"}, {"compactor", "operator"}),
     "put_records": ({"kinesis:PutRecords"}, {"producer"}),
 }
 # The policies CALLS names, by resource address in the applied state.
 CALLERS = {"writer": "aws_iam_role_policy.writer", "compactor": "aws_iam_role_policy.compactor",
-           "producer": "aws_iam_policy.producer"}
+           "producer": "aws_iam_policy.producer", "operator": "aws_iam_policy.operator"}
 
 
 def sdk_operations_called(repo):
