@@ -14,7 +14,6 @@ use crate::aws::{self, s3::S3Store};
 use crate::catalog::{self, Catalog};
 use crate::compactor;
 use crate::lake::ndjson::{self, ContentDigest, LineCounts};
-use crate::lake::scratch;
 use crate::lake::storage::{LocalDir, Location, Storage};
 use crate::lake::writer::{LakeWriter, Limits, SourceId, Summary};
 use crate::telemetry;
@@ -57,7 +56,15 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// The most bytes, in GiB, kept of inputs that are not regular files (`-`, a
+    /// pipe, a FIFO): each is read once into a spool file in the run's scratch
+    /// directory, never past the disk's last GiB either.
+    #[arg(long, value_name = "GIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    spool_max_gib: u32,
 }
+
+/// What a spool never takes of its disk.
+const SPOOL_DISK_RESERVE: u64 = 1 << 30;
 
 /// Largest `--partition-mib`: a part's string column stays far below the 2 GiB
 /// that Arrow's 32-bit offsets can address.
@@ -65,10 +72,39 @@ const MAX_PARTITION_MIB: i64 = 1024;
 /// Largest `--buffer-mib` (1 TiB).
 const MAX_BUFFER_MIB: i64 = 1 << 20;
 
-/// One input, opened for reading.
+/// One input: a regular file, read twice (for its digest, then to write the
+/// lake), or anything else (standard input, a pipe, a FIFO, a device), which can
+/// be read only once: its bytes are kept in a spool file and read from there.
 struct Input {
     name: String,
-    path: PathBuf,
+    source: InputSource,
+}
+
+enum InputSource {
+    Path(PathBuf),
+    /// An unnamed file in the run's scratch directory: the system frees it when
+    /// the process ends, however it ends (an interrupt, `kill -9`).
+    Spooled(File),
+}
+
+impl Input {
+    /// The input from its start.
+    fn open(&self) -> io::Result<File> {
+        match &self.source {
+            InputSource::Path(path) => File::open(path),
+            InputSource::Spooled(file) => {
+                let mut file = file.try_clone()?;
+                std::io::Seek::rewind(&mut file)?;
+                Ok(file)
+            }
+        }
+    }
+}
+
+/// Whether `path` names something that can be read more than once: a regular
+/// file (after symbolic links). `-` and everything else is spooled.
+fn is_rereadable(path: &Path) -> bool {
+    path.as_os_str() != "-" && std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -125,26 +161,34 @@ async fn ingest<S: Storage>(
     limits: Limits,
     args: &Args,
 ) -> anyhow::Result<(Summary, LineCounts, u64, Duration)> {
-    // Standard input is kept in a file in the run's scratch directory: the run's
-    // output names come from a digest of its whole input, taken before the first
-    // file is written.
-    let mut spool = None;
+    // An input that cannot be read twice is spooled: the run's output names come
+    // from a digest of its whole input, taken before the first file is written.
     let mut inputs = Vec::new();
+    let spool_limit = (args.spool_max_gib as u64) << 30;
+    let mut spooled_bytes = 0;
     for path in &args.files {
-        if path.as_os_str() == "-" {
-            let mut file = scratch::new_file_in(storage.scratch_dir()?)
-                .context("creating a temporary file for stdin")?;
-            io::copy(&mut io::stdin().lock(), &mut file).context("reading stdin")?;
-            inputs.push(Input { name: "-".into(), path: file.path().to_owned() });
-            spool = Some(file);
+        let name = if path.as_os_str() == "-" { "-".to_owned() } else { path.display().to_string() };
+        let source = if is_rereadable(path) {
+            InputSource::Path(path.clone())
         } else {
-            inputs.push(Input { name: path.display().to_string(), path: path.clone() });
-        }
+            let scratch = storage.scratch_dir()?;
+            let mut file = tempfile::tempfile_in(scratch)
+                .with_context(|| format!("creating a spool file for {name} in {}", scratch.display()))?;
+            let budget = spool_budget(scratch, spool_limit.saturating_sub(spooled_bytes));
+            spooled_bytes += if path.as_os_str() == "-" {
+                spool(io::stdin().lock(), &mut file, budget, &name)?
+            } else {
+                spool(open(path)?, &mut file, budget, &name)?
+            };
+            InputSource::Spooled(file)
+        };
+        inputs.push(Input { name, source });
     }
     let mut digest = ContentDigest::default();
     let mut total_bytes = 0;
     for input in &inputs {
-        total_bytes += digest.add(open(&input.path)?).with_context(|| format!("reading {}", input.name))?;
+        let file = input.open().with_context(|| format!("opening {}", input.name))?;
+        total_bytes += digest.add(file).with_context(|| format!("reading {}", input.name))?;
     }
     let source = SourceId::from_digest(digest.finish());
     let progress = (!args.quiet && io::stderr().is_terminal()).then(|| progress_bar(total_bytes));
@@ -153,8 +197,61 @@ async fn ingest<S: Storage>(
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    drop(spool);
     Ok((summary, fed, total_bytes, started.elapsed()))
+}
+
+/// What a spool may hold: `limit`, and never the last [`SPOOL_DISK_RESERVE`]
+/// of the disk that holds `dir`. The reason names whichever is smaller.
+fn spool_budget(dir: &Path, limit: u64) -> (u64, String) {
+    let free = free_bytes(dir).map(|free| free.saturating_sub(SPOOL_DISK_RESERVE));
+    match free {
+        Some(free) if free < limit => (
+            free,
+            format!("the free space of {} less {} kept free", dir.display(), bytes(SPOOL_DISK_RESERVE)),
+        ),
+        _ => (limit, "--spool-max-gib".to_owned()),
+    }
+}
+
+/// Free bytes for this user on the file system that holds `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stats` a writable statvfs.
+    let result = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
+    (result == 0).then(|| (stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}
+
+/// Copies `input` into `spool` once, refusing past `budget` bytes: the bytes
+/// copied.
+fn spool(
+    mut input: impl Read,
+    spool: &mut File,
+    (budget, why): (u64, String),
+    name: &str,
+) -> anyhow::Result<u64> {
+    use std::io::Write as _;
+    let mut buffer = vec![0; 1 << 20];
+    let mut copied: u64 = 0;
+    loop {
+        let read = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error).with_context(|| format!("reading {name}")),
+        };
+        copied += read as u64;
+        anyhow::ensure!(
+            copied <= budget,
+            "{name} is more than {} ({why}): it is not a regular file, so it is kept in a spool file before \
+             it is read (the lake's file names come from a digest of the whole input); save it to a file and \
+             ingest that, or raise --spool-max-gib",
+            bytes(budget)
+        );
+        spool.write_all(&buffer[..read]).with_context(|| format!("spooling {name}"))?;
+    }
+    Ok(copied)
 }
 
 async fn write_lake<S: Storage>(
@@ -165,7 +262,7 @@ async fn write_lake<S: Storage>(
     progress: Option<&ProgressBar>,
 ) -> anyhow::Result<(Summary, LineCounts)> {
     let opened = inputs.iter().map(|input| {
-        let file = File::open(&input.path).map(|inner| Progress { inner, bar: progress });
+        let file = input.open().map(|inner| Progress { inner, bar: progress });
         (input.name.clone(), file)
     });
     let writing = || {

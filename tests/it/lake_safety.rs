@@ -118,8 +118,8 @@ fn a_rerun_with_other_limits_replaces_the_earlier_runs_files() {
 fn a_killed_run_leaves_nothing_a_reader_sees_and_the_next_run_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    // Standard input is spooled to the run's scratch directory: hold it open,
-    // wait for the spool to exist, then kill the run mid-way.
+    // Standard input is spooled to an unnamed file in the run's scratch
+    // directory: hold it open, wait for the directory, then kill the run mid-way.
     let mut child = eventlake()
         .args(["ingest", "--quiet", "--lake"])
         .arg(&lake)
@@ -132,7 +132,11 @@ fn a_killed_run_leaves_nothing_a_reader_sees_and_the_next_run_cleans_up() {
     let mut stdin = child.stdin.take().unwrap();
     std::io::Write::write_all(&mut stdin, format!("{}\n", event(1, "a", "")).as_bytes()).unwrap();
     let started = Instant::now();
-    while !files_under(&lake).iter().any(|f| f.starts_with("_tmp/run-") && f.contains("/file-")) {
+    let run_dir_exists = || {
+        std::fs::read_dir(lake.join("_tmp"))
+            .is_ok_and(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("run-")))
+    };
+    while !run_dir_exists() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no spool in {}/_tmp: {:?}",
@@ -144,7 +148,11 @@ fn a_killed_run_leaves_nothing_a_reader_sees_and_the_next_run_cleans_up() {
     child.kill().unwrap();
     child.wait().unwrap();
     drop(stdin);
-    assert!(files_under(&lake).iter().all(|f| f.starts_with("_tmp/")), "{:?}", files_under(&lake));
+    let left = files_under(&lake);
+    assert!(
+        left.iter().all(|f| f.starts_with("_tmp/run-") && f.ends_with("/lock")),
+        "the spool went with the process, only the run directory's lock is left: {left:?}"
+    );
 
     let input = dir.path().join("in.ndjson");
     std::fs::write(&input, format!("{}\n", event(2, "a", ""))).unwrap();

@@ -1,6 +1,7 @@
 //! Integration tests: the built binaries run as processes, against real components.
 
 mod catalog_glue;
+mod cli_hostile;
 mod compact_local;
 mod compact_s3;
 mod cost_model;

@@ -1,0 +1,119 @@
+//! The command line under pipes, re-runs, interrupts and hostile arguments
+//! (issue 30): each test holds the item's reproduction, run on the built binary.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lake_local::summary_table;
+use crate::support::{duckdb_rows, eventlake, files_under, fixture, success};
+
+/// Waits for `child` at most `limit`; kills it and fails the test past that.
+fn wait_within(mut child: std::process::Child, limit: Duration, what: &str) -> std::process::Output {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Item 1: `eventlake ingest --lake L <(zcat events.gz)` read its input twice (a
+/// digest, then the lake), so a pipe gave "events read 0" and exit 0, and a named
+/// FIFO hung. Every input that is not a regular file is read once: the lake is the
+/// one a regular file of the same bytes makes.
+#[test]
+fn ingest_reads_a_pipe_or_a_fifo_once_and_loses_nothing() {
+    let input = fixture("lake-input.ndjson");
+    let reference = tempfile::tempdir().unwrap();
+    let expected = summary_table(
+        &success(eventlake().args(["ingest", "--lake"]).arg(reference.path()).arg(&input)).stdout,
+    );
+    assert!(expected["written"] > 0, "{expected:?}");
+
+    // A process substitution: /dev/fd/63, a pipe.
+    let piped = tempfile::tempdir().unwrap();
+    let script = format!(
+        "exec {:?} ingest --lake {:?} <(cat {:?})",
+        env!("CARGO_BIN_EXE_eventlake"),
+        piped.path(),
+        input
+    );
+    let output = success(Command::new("bash").arg("-c").arg(&script));
+    let got = summary_table(&output.stdout);
+    for row in ["events read", "written", "duplicates", "rejected", "partitions", "files"] {
+        assert_eq!(got[row], expected[row], "{row}: {got:?}");
+    }
+    assert_eq!(duckdb_rows(piped.path()), duckdb_rows(reference.path()));
+
+    // A named FIFO, fed by another process.
+    let fifo_lake = tempfile::tempdir().unwrap();
+    let fifo = fifo_lake.path().join("events.fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let lake = fifo_lake.path().join("lake");
+    let ingest = eventlake()
+        .args(["ingest", "--lake"])
+        .arg(&lake)
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&input).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&fifo).unwrap().write_all(&bytes).unwrap();
+    let output = wait_within(ingest, Duration::from_secs(60), "ingest of a FIFO");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(summary_table(&output.stdout)["written"], expected["written"]);
+    assert_eq!(duckdb_rows(&lake), duckdb_rows(reference.path()));
+}
+
+/// Item 3: `ingest --lake L - < /dev/zero` copied 10.8 GB to disk in 8 s, and an
+/// interrupt left the copy behind. The spool is bounded (`--spool-max-gib`, and
+/// never the disk's last GiB): past it the run stops with the reason; and the
+/// spool is an unnamed file, gone when the process ends, however it ends.
+#[test]
+fn stdin_is_spooled_within_a_bound_and_never_left_behind() {
+    let lake = tempfile::tempdir().unwrap();
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    let started = Instant::now();
+    let output = eventlake()
+        .args(["ingest", "--lake"])
+        .arg(lake.path())
+        .args(["--spool-max-gib", "1", "-"])
+        .stdin(zero)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("- is more than 1.00 GiB (--spool-max-gib)"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(files_under(lake.path()).is_empty(), "nothing left: {:?}", files_under(lake.path()));
+
+    // SIGTERM while stdin is being spooled: nothing of it stays in the lake.
+    let mut child = eventlake()
+        .args(["ingest", "--lake"])
+        .arg(lake.path())
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let line = std::fs::read(fixture("lake-input.ndjson")).unwrap();
+    for _ in 0..200 {
+        stdin.write_all(&line).unwrap();
+    }
+    // SAFETY: signalling a child process we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    drop(stdin);
+    let left: u64 =
+        files_under(lake.path()).iter().map(|f| std::fs::metadata(lake.path().join(f)).unwrap().len()).sum();
+    assert_eq!(left, 0, "{:?}", files_under(lake.path()));
+}
