@@ -201,8 +201,9 @@ data "aws_iam_policy_document" "producer" {
 # For the people and jobs that run the `eventlake` commands against the deployed
 # lake (docs/operate.md): `compact`, `replay` and `ingest` with --database,
 # `catalog repair`. Attach it to their role (output operator_policy_arn). It is
-# the compactor's and the writer's lake access together, plus reading the
-# error prefixes that replay takes its sources from; nothing under staging/.
+# the compactor's and the writer's lake access together, plus the records of
+# when each input was first ingested (_sources/) and reading the error prefixes
+# that replay takes its sources from; nothing under staging/.
 resource "aws_iam_policy" "operator" {
   name        = "${local.name}-operator"
   description = "Run eventlake compact, replay, ingest --database and catalog repair on the ${local.name} lake"
@@ -219,7 +220,7 @@ data "aws_iam_policy_document" "operator" {
       variable = "s3:prefix"
       values = [
         "${local.events_prefix}*", "${local.compacted_prefix}*", "${local.settled_prefix}*",
-        "${local.rejected_prefix}*", "${local.errors_prefix}*",
+        "${local.rejected_prefix}*", "${local.sources_prefix}*", "${local.errors_prefix}*",
       ]
     }
   }
@@ -231,6 +232,7 @@ data "aws_iam_policy_document" "operator" {
       "${aws_s3_bucket.lake.arn}/${local.compacted_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.settled_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.rejected_prefix}*",
+      "${aws_s3_bucket.lake.arn}/${local.sources_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.lease_key}",
     ]
   }

@@ -25,6 +25,8 @@ locals {
   # A writer marks each compacted partition it settles a file into (src/compactor/mod.rs
   # SETTLED_DIR); one compaction at a time holds the lease (src/compactor/lease.rs LEASE_KEY).
   settled_prefix = "${local.lake_prefix}_settled/"
+  # When eventlake ingest first read each input (src/lake/writer.rs SOURCES_DIR).
+  sources_prefix = "${local.lake_prefix}_sources/"
   lease_key      = "${local.lake_prefix}_leases/compaction.json"
   errors_prefix  = "errors/"
   athena_prefix  = "athena-results/"

@@ -15,7 +15,7 @@ use crate::catalog::{self, Catalog};
 use crate::compactor;
 use crate::lake::ndjson::{self, ContentDigest, LineCounts};
 use crate::lake::storage::{LocalDir, Location, Storage};
-use crate::lake::writer::{LakeWriter, Limits, SourceId, Summary};
+use crate::lake::writer::{first_ingestion, LakeWriter, Limits, SourceId, Summary};
 use crate::telemetry;
 
 use super::summary::{self, bytes, count};
@@ -276,7 +276,9 @@ async fn write_lake<S: Storage>(
             bar.enable_steady_tick(Duration::from_millis(100));
         }
     };
-    Ok(ndjson::load(LakeWriter::new(storage, source, limits), opened, writing).await?)
+    let ingested_at = first_ingestion(&storage, &source, limits.window.now_millis).await?;
+    let writer = LakeWriter::new(storage, source, limits).ingested_at(ingested_at);
+    Ok(ndjson::load(writer, opened, writing).await?)
 }
 
 fn progress_bar(total: u64) -> ProgressBar {

@@ -97,6 +97,10 @@ pub enum LakeError {
     /// The local spill directory could not be written or read.
     #[error("spilling rows to local disk")]
     Spill(#[from] std::io::Error),
+    /// The record of an input's first ingestion ([`first_ingestion`]) is damaged:
+    /// its time would be a guess, so the run stops (delete it to ingest anew).
+    #[error("{key} is not an ingestion record (delete it to take this run's time): {source}")]
+    IngestionRecord { key: String, source: serde_json::Error },
     /// A worker was cancelled: the runtime is shutting down.
     #[error("a worker thread was cancelled")]
     Cancelled(#[source] tokio::task::JoinError),
@@ -148,6 +152,40 @@ pub fn rejected_key(source: &SourceId, part: u32) -> String {
 /// entry: stored as it came, byte for byte, and named by its entry.
 pub fn large_record_key(source: &SourceId, number: u32) -> String {
     format!("_rejected/{}-large-{number:05}.record", source.as_str())
+}
+
+/// Where a lake records when each input was first ingested:
+/// `_sources/<source>.json` (outside `events/`, where readers read).
+pub const SOURCES_DIR: &str = "_sources";
+
+/// What [`SOURCES_DIR`] holds for one input.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FirstIngestion {
+    ingested_at_millis: i64,
+}
+
+/// The `ingested_at` of the rows of `source` (CONTRACT section 4): the time its
+/// first run recorded, so that a re-run of the same input is the same ingestion
+/// and the rule "the earliest `ingested_at` is kept" keeps the copy that really
+/// came first; or `now_millis`, recorded for the runs after. It is recorded before
+/// any file is written, so a run stopped midway and run again keeps it too. A
+/// record that cannot be read is an error, never a new time.
+pub async fn first_ingestion<S: Storage>(
+    storage: &S,
+    source: &SourceId,
+    now_millis: i64,
+) -> Result<i64, LakeError> {
+    let name = format!("{}.json", source.as_str());
+    let key = format!("{SOURCES_DIR}/{name}");
+    if storage.list(SOURCES_DIR, &name).await?.contains(&name) {
+        let bytes = storage.get(&key).await?;
+        let recorded: FirstIngestion = serde_json::from_slice(&bytes)
+            .map_err(|source| LakeError::IngestionRecord { key: storage.describe(&key), source })?;
+        return Ok(recorded.ingested_at_millis);
+    }
+    let record = serde_json::to_vec(&FirstIngestion { ingested_at_millis: now_millis }).unwrap_or_default();
+    storage.put(&key, record).await?;
+    Ok(now_millis)
 }
 
 /// The rejection code of an event type that differs from another only in case.

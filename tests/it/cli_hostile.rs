@@ -117,3 +117,75 @@ fn stdin_is_spooled_within_a_bound_and_never_left_behind() {
         files_under(lake.path()).iter().map(|f| std::fs::metadata(lake.path().join(f)).unwrap().len()).sum();
     assert_eq!(left, 0, "{:?}", files_under(lake.path()));
 }
+
+/// Per event_uuid: (payload, ingested_at in ms) of every row of the local lake,
+/// as DuckDB reads its files.
+fn payloads_and_times(lake: &std::path::Path) -> Vec<(String, String, i64)> {
+    const SCRIPT: &str = r#"
+import duckdb, json, sys
+rows = duckdb.sql(f"""
+    SELECT event_uuid, payload, epoch_ms(ingested_at)
+    FROM read_parquet('{sys.argv[1]}/events/*/*/*.parquet', hive_partitioning = true)
+    ORDER BY ALL
+""").fetchall()
+print(json.dumps(rows))
+"#;
+    let rows = crate::support::python_json(SCRIPT, &[lake.to_str().unwrap()]);
+    serde_json::from_value(rows).unwrap()
+}
+
+/// Item 2: ingest a.ndjson, then b.ndjson (the same keys, other payloads), then
+/// a.ndjson again: the re-run took a new `ingested_at`, so `events_unique` and
+/// compaction kept b's copies (the first run's kept rows fell from 15,000 to 208).
+/// A re-run of the same input is the same ingestion: its rows keep the time they
+/// had, and compaction keeps the copies that came first.
+#[test]
+fn a_rerun_of_the_same_input_keeps_its_ingested_at_and_the_first_copies_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let a = crate::support::generated_events(3000, 7, 5, 2, "0");
+    let b: Vec<u8> = String::from_utf8(a.clone())
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+            event["variant"] = "b".into();
+            format!("{event}\n")
+        })
+        .collect::<String>()
+        .into_bytes();
+    let (a_path, b_path) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    std::fs::write(&a_path, &a).unwrap();
+    std::fs::write(&b_path, &b).unwrap();
+    let ingest = |path: &std::path::Path| {
+        success(eventlake().args(["ingest", "--quiet", "--lake"]).arg(&lake).arg(path));
+        std::thread::sleep(Duration::from_millis(20)); // each run its own millisecond
+    };
+    ingest(&a_path);
+    let first_time = payloads_and_times(&lake)[0].2;
+    ingest(&b_path);
+    ingest(&a_path);
+    let rows = payloads_and_times(&lake);
+    let a_times: std::collections::BTreeSet<i64> =
+        rows.iter().filter(|(_, payload, _)| !payload.contains("variant")).map(|row| row.2).collect();
+    assert_eq!(a_times, [first_time].into(), "a's rows keep the first run's ingested_at");
+
+    let unique = success(
+        eventlake()
+            .args(["query", "--lake"])
+            .arg(&lake)
+            .arg("SELECT count(*) AS b_copies FROM events_unique WHERE payload LIKE '%\"variant\"%'"),
+    );
+    assert!(
+        String::from_utf8_lossy(&unique.stdout).contains("| 0 "),
+        "{}",
+        String::from_utf8_lossy(&unique.stdout)
+    );
+    success(eventlake().args(["compact", "--older-than", "0s", "--lake"]).arg(&lake));
+    let compacted = payloads_and_times(&lake);
+    assert_eq!(compacted.len(), 3000, "one row per key");
+    assert!(
+        compacted.iter().all(|(_, payload, _)| !payload.contains("variant")),
+        "the first-seen payloads stay"
+    );
+}

@@ -133,8 +133,9 @@ fn a_killed_run_leaves_nothing_a_reader_sees_and_the_next_run_cleans_up() {
     std::io::Write::write_all(&mut stdin, format!("{}\n", event(1, "a", "")).as_bytes()).unwrap();
     let started = Instant::now();
     let run_dir_exists = || {
-        std::fs::read_dir(lake.join("_tmp"))
-            .is_ok_and(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("run-")))
+        std::fs::read_dir(lake.join("_tmp")).is_ok_and(|entries| {
+            entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("run-"))
+        })
     };
     while !run_dir_exists() {
         assert!(
