@@ -48,7 +48,7 @@ enum Command {
 
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(statement_not_an_option(std::env::args_os().collect()));
     crate::telemetry::init_json_logs(std::io::stderr);
     let result = match cli.command {
         Command::Transform(args) => transform::run(args),
@@ -71,6 +71,24 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `query`'s SQL given as an argument that starts with `-` and holds white space
+/// (`--timeout=1\nSELECT …`, `-- a comment\nSELECT …`) is a statement: no
+/// option's name or value of ours holds white space. A `--` goes before it, so
+/// that the parser does not take it for an option; `query --lake L -- "<sql>"`
+/// is the form that needs no such reading.
+fn statement_not_an_option(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_none_or(|verb| verb != "query") || args.iter().any(|arg| arg == "--") {
+        return args;
+    }
+    let looks_like_sql = |arg: &std::ffi::OsString| {
+        arg.to_str().is_some_and(|text| text.starts_with('-') && text.contains(char::is_whitespace))
+    };
+    if let Some(at) = args.iter().position(looks_like_sql) {
+        args.insert(at, "--".into());
+    }
+    args
 }
 
 /// The plausibility window for `created_at` (CONTRACT section 1 allows any time
@@ -115,6 +133,24 @@ async fn ensure_catalog_for_compacted(
         store.url(crate::compactor::COMPACTED_DIR)
     );
     Ok(())
+}
+
+/// The text of the file at `path` (an option's argument: `--file`, `--prices`),
+/// refused past `limit` bytes, which `what` names (`/dev/zero` must not fill
+/// memory).
+fn read_capped(path: &std::path::Path, limit: u64, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut text = String::new();
+    file.take(limit + 1).read_to_string(&mut text).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        text.len() as u64 <= limit,
+        "{} is larger than {} bytes, the most {what} may be",
+        path.display(),
+        limit
+    );
+    Ok(text)
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

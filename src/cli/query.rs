@@ -6,16 +6,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use crate::query::{self, Format};
+
+/// The largest `--file` (a SQL statement over a few MB is not one a person wrote).
+const MAX_SQL_FILE_BYTES: u64 = 4 << 20;
 
 /// Run SQL over a local lake (tables `events`, `events_unique`).
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("statement").required(true).args(["sql", "file"]))]
 pub struct Args {
     /// The lake directory (what `eventlake ingest --lake` wrote).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = lake_dir)]
     lake: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -35,12 +36,17 @@ pub struct Args {
     sql: Option<String>,
 }
 
+fn lake_dir(text: &str) -> Result<PathBuf, String> {
+    if text.trim().is_empty() {
+        return Err("the lake path is empty: name a directory (`.` for this one)".into());
+    }
+    Ok(PathBuf::from(text))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sql = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),
-        (None, Some(file)) => {
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-        }
+        (None, Some(file)) => super::read_capped(file, MAX_SQL_FILE_BYTES, "a SQL file")?,
         (None, None) => anyhow::bail!("give SQL or --file FILE"),
     };
     let format = args.format;

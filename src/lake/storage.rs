@@ -96,6 +96,11 @@ pub enum Location {
 impl Location {
     /// Reads `DIR` or `s3://bucket[/prefix]`.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err(
+                "the lake path is empty: name a directory (`.` for this one) or s3://bucket/prefix".into()
+            );
+        }
         let Some(rest) = text.strip_prefix("s3://") else {
             return Ok(Location::Local(PathBuf::from(text)));
         };

@@ -121,7 +121,11 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(partition_columns);
-    let url = ListingTableUrl::parse(format!("{}/", std::path::absolute(&events_dir)?.display()))?;
+    // From a URL, not a path string: a path's `*`, `?` or `[` would be read as a glob.
+    let absolute = std::path::absolute(&events_dir)?;
+    let directory = url::Url::from_directory_path(&absolute)
+        .map_err(|()| QueryError::NoLake(root.display().to_string()))?;
+    let url = ListingTableUrl::try_new(directory, None)?;
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(scan_schema());
     ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
     ctx.sql(&EVENTS_UNIQUE_FOR_DATAFUSION).await?.collect().await?;

@@ -189,3 +189,97 @@ fn a_rerun_of_the_same_input_keeps_its_ingested_at_and_the_first_copies_win() {
         "the first-seen payloads stay"
     );
 }
+
+/// Runs `eventlake args…`; its exit code and stderr.
+fn refused(args: &[&str]) -> (Option<i32>, String) {
+    let output = eventlake().args(args).stdin(Stdio::null()).output().unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Item 6: `query --file /dev/zero` reached 4.1 GB in 4 s and `cost --prices
+/// /dev/zero` 3 GB: options that read a file are capped (a SQL file at 4 MiB, a
+/// prices file at 1 MiB).
+#[test]
+fn files_named_by_options_are_read_within_a_cap() {
+    let lake = tempfile::tempdir().unwrap();
+    std::fs::create_dir(lake.path().join("events")).unwrap();
+    let started = Instant::now();
+    let (code, stderr) = refused(&["query", "--lake", lake.path().to_str().unwrap(), "--file", "/dev/zero"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero is larger than 4194304 bytes, the most a SQL file may be"),
+        "{stderr}"
+    );
+    let (code, stderr) =
+        refused(&["cost", "--events-per-hour", "1000", "--event-bytes", "300", "--prices", "/dev/zero"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero is larger than 1048576 bytes, the most a prices file may be"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+/// Item 8: `cost --event-bytes 1e20` overflowed, `--events-per-hour 1e308`
+/// printed `total $NaN per month`, an event of 2,000,000 bytes was priced and one
+/// of 0.5 bytes accepted. What cannot be priced is refused, the limit named.
+#[test]
+fn cost_refuses_what_cannot_be_priced_and_names_the_limit() {
+    for (flag, value, limit) in [
+        ("--event-bytes", "1e20", "1,024,000"),
+        ("--event-bytes", "2000000", "1,024,000"),
+        ("--event-bytes", "0.5", "2 to 1,024,000"),
+        ("--event-bytes", "300.5", "whole number"),
+        ("--events-per-hour", "1e308", "10^12"),
+        ("--events-per-hour", "NaN", "10^12"),
+        ("--peak-factor", "inf", "1 to 1,000"),
+    ] {
+        let mut args = vec!["cost", "--events-per-hour", "1000000", "--event-bytes", "340"];
+        let at = args.iter().position(|arg| *arg == flag).map_or(args.len(), |at| at + 1);
+        if at == args.len() {
+            args.extend([flag, value]);
+        } else {
+            args[at] = value;
+        }
+        let (code, stderr) = refused(&args);
+        assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(limit), "{flag} {value}: {stderr}");
+    }
+    let output = success(eventlake().args(["cost", "--events-per-hour", "1e12", "--event-bytes", "1024000"]));
+    let total = String::from_utf8_lossy(&output.stdout);
+    assert!(total.contains("total  $") && !total.contains("NaN") && !total.contains("inf"), "{total}");
+}
+
+/// Item 10: a lake in `a*b[1]?` queried as empty (0 rows, exit 0): the path was
+/// read as a glob. Item 15: `--lake ""` wrote the lake into the current
+/// directory. Item 14: SQL given as the argument that starts with `--timeout=1\n`
+/// or `--file=` was parsed as an option.
+#[test]
+fn lake_paths_and_statements_are_taken_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("a*b[1]?");
+    success(eventlake().args(["ingest", "--quiet", "--lake"]).arg(&lake).arg(fixture("lake-input.ndjson")));
+    let query = |sql: &str| {
+        let output = success(eventlake().args(["query", "--format", "csv", "--lake"]).arg(&lake).arg(sql));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(query("SELECT count(*) AS n FROM events"), "n\n7\n");
+    assert_eq!(query("--timeout=1\nSELECT count(*) AS n FROM events"), "n\n7\n");
+    assert_eq!(query("--file=x.sql\nSELECT 2 AS two"), "two\n2\n");
+    let sure = success(
+        eventlake().args(["query", "--format", "csv", "--lake"]).arg(&lake).args(["--", "SELECT 3 AS three"]),
+    );
+    assert_eq!(String::from_utf8(sure.stdout).unwrap(), "three\n3\n");
+
+    for args in [
+        vec!["ingest", "--lake", "", "x.ndjson"],
+        vec!["compact", "--lake", ""],
+        vec!["replay", "--lake", "", "x"],
+        vec!["query", "--lake", "", "SELECT 1"],
+    ] {
+        let output = eventlake().args(&args).current_dir(dir.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains("the lake path is empty"), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("events").exists() && !dir.path().join("_tmp").exists());
+}
