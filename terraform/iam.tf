@@ -273,10 +273,11 @@ data "aws_iam_policy_document" "compactor" {
       values   = ["${local.events_prefix}*", "${local.compacted_prefix}*", "${local.settled_prefix}*"]
     }
   }
-  # A marked partition is merged again; its marks go once it is.
+  # A marked partition is merged again; its marks go once it is. A stranded file
+  # handed over marks its partition as a writer's settled file does.
   statement {
-    sid       = "ClearSettledMarks"
-    actions   = ["s3:DeleteObject"]
+    sid       = "MarkSettledPartitions"
+    actions   = ["s3:PutObject", "s3:DeleteObject"]
     resources = ["${aws_s3_bucket.lake.arn}/${local.settled_prefix}*"]
   }
   # One compaction at a time: the lease is taken, renewed and released with

@@ -54,6 +54,9 @@ pub enum QueryError {
     /// The lake directory could not be resolved.
     #[error("lake directory")]
     Io(#[from] std::io::Error),
+    /// The statement is deeper than the engine's stack holds.
+    #[error("the statement has {operators} operators and parentheses {deepest} deep; at most {limit} of each: a deeper expression would overflow the engine's stack (write a long list of ORs as IN (...), or put the values in a table)")]
+    TooDeep { operators: usize, deepest: usize, limit: usize },
     /// Writing the result failed.
     #[error("writing the result")]
     Output(#[from] datafusion::arrow::error::ArrowError),
@@ -147,6 +150,7 @@ fn scan_schema() -> SchemaRef {
 /// Runs one SQL statement that only reads (no DDL, DML, COPY or `SET`); returns
 /// the result's schema and rows.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    check_size(sql)?;
     let plan = ctx.state().create_logical_plan(sql).await?;
     let read_only =
         SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
@@ -155,6 +159,56 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<Reco
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
     Ok((schema, batches))
+}
+
+/// The most operators (`AND`, `OR`, comparisons, arithmetic, `||`) and the
+/// deepest nesting of parentheses a statement may have: parsing, planning and
+/// dropping a plan recurse once per level, so a deep enough statement overflows
+/// any stack and aborts the process (20,000 `OR` terms did), and planning one
+/// of a few thousand takes seconds already (the optimizer's passes are not
+/// linear in an expression's depth). 2,000 `OR` terms of comparisons fit.
+pub const MAX_OPERATORS: usize = 5_000;
+/// The stack of the threads a query runs on: [`MAX_OPERATORS`] levels with room
+/// to spare (virtual memory: only the pages a query touches are used).
+pub const STACK_BYTES: usize = 256 << 20;
+
+/// Refuses a statement deeper than the engine's stack holds ([`MAX_OPERATORS`]),
+/// counted on its tokens (no recursion).
+fn check_size(sql: &str) -> Result<(), QueryError> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return Ok(()); // the engine's parser reports what is wrong
+    };
+    let (mut operators, mut depth, mut deepest) = (0usize, 0usize, 0usize);
+    for token in &tokens {
+        match token {
+            Token::LParen => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(word) if matches!(word.keyword, Keyword::AND | Keyword::OR) => operators += 1,
+            Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat => operators += 1,
+            _ => {}
+        }
+    }
+    if operators > MAX_OPERATORS || deepest > MAX_OPERATORS {
+        return Err(QueryError::TooDeep { operators, deepest, limit: MAX_OPERATORS });
+    }
+    Ok(())
 }
 
 /// Prints a result in `format`.

@@ -283,3 +283,29 @@ fn lake_paths_and_statements_are_taken_as_written() {
     }
     assert!(!dir.path().join("events").exists() && !dir.path().join("_tmp").exists());
 }
+
+/// Item 5: a WHERE of 20,000 `OR` terms ended in a stack overflow (SIGABRT). Such
+/// SQL is refused with an error that says what to write instead, and parentheses
+/// nested past the parser's limit are an error too; never an abort. Long but
+/// reasonable statements still run.
+#[test]
+fn statements_too_deep_for_the_engine_are_refused_not_aborted() {
+    let lake = tempfile::tempdir().unwrap();
+    success(
+        eventlake().args(["ingest", "--quiet", "--lake"]).arg(lake.path()).arg(fixture("lake-input.ndjson")),
+    );
+    let terms = |n: usize| (0..n).map(|i| format!("created_at = {i}")).collect::<Vec<_>>().join(" OR ");
+    let query = |sql: &str| {
+        let file = lake.path().join("q.sql");
+        std::fs::write(&file, sql).unwrap();
+        eventlake().args(["query", "--lake"]).arg(lake.path()).arg("--file").arg(&file).output().unwrap()
+    };
+    let deep = query(&format!("SELECT count(*) FROM events WHERE {}", terms(20_000)));
+    let stderr = String::from_utf8_lossy(&deep.stderr);
+    assert_eq!(deep.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("at most 5000 of each") && stderr.contains("IN (...)"), "{stderr}");
+    let nested = query(&format!("SELECT {}1{} AS one", "(".repeat(20_000), ")".repeat(20_000)));
+    assert_eq!(nested.status.code(), Some(1), "{}", String::from_utf8_lossy(&nested.stderr));
+    let fine = query(&format!("SELECT count(*) AS n FROM events WHERE {}", terms(500)));
+    assert!(fine.status.success(), "{}", String::from_utf8_lossy(&fine.stderr));
+}
