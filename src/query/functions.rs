@@ -15,7 +15,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, FieldRef, TimeUnit};
-use datafusion::common::{exec_err, plan_err, Result};
+use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -36,17 +36,29 @@ pub fn all() -> Vec<ScalarUDF> {
     ]
 }
 
-/// `repeat`, `lpad` and `rpad`, DataFusion's own, checked first: a call whose
-/// result would take more than `limit_bytes` fails with an error rather than ask
-/// the allocator for it (which aborts the process). Their output is the one thing
-/// a query can grow without bound from a small lake; operators that buffer
-/// (sorts, aggregates, joins) are bounded by the session's memory pool instead.
+/// The functions that build a value larger than their arguments, DataFusion's
+/// own, checked first: `repeat`, `lpad`, `rpad`, `replace`, `regexp_replace`,
+/// `array_repeat`, `range` and `generate_series`. A call whose result could take
+/// more than `limit_bytes` fails with an error rather than ask the allocator for
+/// it (which aborts the process, or takes the machine's memory). Their output is
+/// the one thing a query can grow without bound from a small lake; operators that
+/// buffer (sorts, aggregates, joins) are bounded by the session's memory pool.
 pub fn bounded_string_functions(limit_bytes: usize) -> Vec<ScalarUDF> {
-    use datafusion::functions::{string, unicode};
-    [(string::repeat(), Growth::Repeat), (unicode::lpad(), Growth::PadTo), (unicode::rpad(), Growth::PadTo)]
-        .into_iter()
-        .map(|(inner, growth)| ScalarUDF::new_from_impl(Bounded { inner, limit_bytes, growth }))
-        .collect()
+    use datafusion::functions::{regex, string, unicode};
+    use datafusion::functions_nested::{range, repeat};
+    [
+        (string::repeat(), Growth::Repeat),
+        (unicode::lpad(), Growth::PadTo),
+        (unicode::rpad(), Growth::PadTo),
+        (string::replace(), Growth::Replace),
+        (regex::regexp_replace(), Growth::RegexpReplace),
+        (repeat::array_repeat_udf(), Growth::ArrayRepeat),
+        (range::range_udf(), Growth::Range),
+        (range::gen_series_udf(), Growth::Range),
+    ]
+    .into_iter()
+    .map(|(inner, growth)| ScalarUDF::new_from_impl(Bounded { inner, limit_bytes, growth }))
+    .collect()
 }
 
 /// How a bounded function's output size follows from its arguments.
@@ -56,6 +68,18 @@ enum Growth {
     Repeat,
     /// `lpad(s, n[, fill])`: `n` characters, at most 4 bytes each.
     PadTo,
+    /// `replace(s, from, to)`: each occurrence of `from` (at every position when
+    /// it is empty) becomes `to`.
+    Replace,
+    /// `regexp_replace(s, pattern, replacement[, flags])`: one match, or with
+    /// flag `g` one at every position, each becoming the replacement with its
+    /// group references (`\\1`, `$1`) as long as `s` at most.
+    RegexpReplace,
+    /// `array_repeat(element, n)`: `n` elements.
+    ArrayRepeat,
+    /// `range(start, stop[, step])` and `generate_series`: one 8-byte value per
+    /// step from start to stop.
+    Range,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -100,42 +124,120 @@ impl ScalarUDFImpl for Bounded {
 }
 
 /// The most bytes a bounded function's result can take for `args` over `rows`
-/// rows. A scalar argument is read once, never copied per row (that copy alone
-/// could be the allocation the check is there to prevent).
+/// rows: the sum of each row's bound. A scalar argument is read once, never
+/// copied per row (that copy alone could be the allocation the check is there to
+/// prevent). A bound that cannot be computed (an argument of a type the function
+/// rejects anyway) is 0: the function reports the error itself.
 fn output_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u128> {
-    use datafusion::arrow::compute::kernels::length::length;
-    use datafusion::arrow::datatypes::Int64Type;
-    if args.len() < 2 {
-        return Ok(0);
-    }
-    let values = |arg: &ColumnarValue| -> Result<ArrayRef> {
-        match arg {
+    let columns: Vec<ArrayRef> = args
+        .iter()
+        .map(|arg| match arg {
             ColumnarValue::Array(array) => Ok(array.clone()),
             ColumnarValue::Scalar(scalar) => scalar.to_array_of_size(1),
+        })
+        .collect::<Result<_>>()?;
+    // A one-value array stands for a scalar: the same value on every row.
+    let value = |column: usize, row: usize| -> Option<ScalarValue> {
+        let array = columns.get(column)?;
+        let at = if array.len() == 1 { 0 } else { row };
+        ScalarValue::try_from_array(array, at).ok().filter(|value| !value.is_null())
+    };
+    let text_len = |column: usize, row: usize| -> u128 {
+        match value(column, row) {
+            Some(
+                ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            ) => s.len() as u128,
+            _ => 0,
         }
     };
-    // A one-value array stands for a scalar: the same value on every row.
-    let at = |len: usize, row: usize| if len == 1 { 0 } else { row };
-    let counts = cast(&values(&args[1])?, &DataType::Int64)?;
-    let counts = counts.as_primitive::<Int64Type>();
-    let lengths = match growth {
-        Growth::Repeat => Some(cast(&length(&values(&args[0])?)?, &DataType::Int64)?),
-        Growth::PadTo => None,
+    let text = |column: usize, row: usize| -> String {
+        match value(column, row) {
+            Some(
+                ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            ) => s,
+            _ => String::new(),
+        }
     };
-    let lengths = lengths.as_ref().map(|lengths| lengths.as_primitive::<Int64Type>());
+    let count = |column: usize, row: usize| -> u128 {
+        value(column, row)
+            .and_then(|value| value.cast_to(&DataType::Int64).ok())
+            .and_then(
+                |value| if let ScalarValue::Int64(Some(n)) = value { Some(n.max(0) as u128) } else { None },
+            )
+            .unwrap_or(0)
+    };
     let mut total = 0_u128;
     for row in 0..rows {
-        let count_at = at(counts.len(), row);
-        if counts.is_null(count_at) {
-            continue;
-        }
-        let per_unit = match lengths {
-            Some(lengths) => lengths.value(at(lengths.len(), row)).max(0) as u128,
-            None => 4,
+        total += match growth {
+            Growth::Repeat => count(1, row) * text_len(0, row),
+            Growth::PadTo => count(1, row) * 4,
+            Growth::Replace => {
+                let (len, from, to) = (text_len(0, row), text_len(1, row), text_len(2, row));
+                let occurrences = if from == 0 { len + 1 } else { len / from };
+                len + occurrences * to
+            }
+            Growth::RegexpReplace => {
+                let (len, replacement) = (text_len(0, row), text(2, row));
+                let global = args.len() > 3 && text(3, row).contains('g');
+                let references = replacement.matches(['\\', '$']).count() as u128;
+                let each = replacement.len() as u128 + references * len;
+                let matches = if global { len + 1 } else { 1 };
+                len + matches * each
+            }
+            Growth::ArrayRepeat => {
+                let element = value(0, row).map_or(0, |element| element.size() as u128);
+                count(1, row) * element.max(8)
+            }
+            Growth::Range => range_steps(args.len(), &value, row) * 8,
         };
-        total += counts.value(count_at).max(0) as u128 * per_unit;
     }
     Ok(total)
+}
+
+/// How many values `range`/`generate_series` makes on `row` (one more than the
+/// steps between start and stop): integers, dates (days) and timestamps
+/// (nanoseconds), with an interval step counted at its shortest (28-day months).
+fn range_steps(arity: usize, value: &dyn Fn(usize, usize) -> Option<ScalarValue>, row: usize) -> u128 {
+    const DAY_NANOS: i128 = 86_400_000_000_000;
+    let temporal = (0..arity.min(2))
+        .any(|column| value(column, row).is_some_and(|value| value.data_type().is_temporal()));
+    if temporal && arity < 3 {
+        return 0; // a date or time range needs its step: the function says so
+    }
+    let nanos = |value: Option<ScalarValue>| -> Option<i128> {
+        Some(match value? {
+            ScalarValue::Date32(Some(days)) => i128::from(days) * DAY_NANOS,
+            ScalarValue::Date64(Some(millis)) => i128::from(millis) * 1_000_000,
+            ScalarValue::TimestampSecond(Some(t), _) => i128::from(t) * 1_000_000_000,
+            ScalarValue::TimestampMillisecond(Some(t), _) => i128::from(t) * 1_000_000,
+            ScalarValue::TimestampMicrosecond(Some(t), _) => i128::from(t) * 1_000,
+            ScalarValue::TimestampNanosecond(Some(t), _) => i128::from(t),
+            ScalarValue::IntervalMonthDayNano(Some(step)) => {
+                i128::from(step.months) * 28 * DAY_NANOS
+                    + i128::from(step.days) * DAY_NANOS
+                    + i128::from(step.nanoseconds)
+            }
+            ScalarValue::IntervalDayTime(Some(step)) => {
+                i128::from(step.days) * DAY_NANOS + i128::from(step.milliseconds) * 1_000_000
+            }
+            ScalarValue::IntervalYearMonth(Some(months)) => i128::from(months) * 28 * DAY_NANOS,
+            other => match other.cast_to(&DataType::Int64).ok()? {
+                ScalarValue::Int64(Some(n)) => i128::from(n),
+                _ => return None,
+            },
+        })
+    };
+    let (start, stop, step) = match arity {
+        1 => (Some(0), nanos(value(0, row)), Some(1)),
+        2 => (nanos(value(0, row)), nanos(value(1, row)), Some(1)),
+        _ => (nanos(value(0, row)), nanos(value(1, row)), nanos(value(2, row))),
+    };
+    match (start, stop, step) {
+        (Some(start), Some(stop), Some(step)) if step != 0 => {
+            (stop.abs_diff(start) / step.unsigned_abs()) + 1
+        }
+        _ => 0,
+    }
 }
 
 /// The zone-aware millisecond timestamp type the functions use.

@@ -309,3 +309,46 @@ fn statements_too_deep_for_the_engine_are_refused_not_aborted() {
     let fine = query(&format!("SELECT count(*) AS n FROM events WHERE {}", terms(500)));
     assert!(fine.status.success(), "{}", String::from_utf8_lossy(&fine.stderr));
 }
+
+/// Item 4: `query --memory-mib 256 "SELECT cardinality(array_repeat('x',
+/// 1000000000))"` completed at a 12 GB peak; `range`, `replace` and
+/// `regexp_replace` likewise. Each checks the size it would build first.
+#[test]
+fn functions_that_build_large_values_keep_to_the_memory_limit() {
+    let lake = tempfile::tempdir().unwrap();
+    success(
+        eventlake().args(["ingest", "--quiet", "--lake"]).arg(lake.path()).arg(fixture("lake-input.ndjson")),
+    );
+    for (sql, function) in [
+        ("SELECT cardinality(array_repeat('x', 1000000000))", "array_repeat()"),
+        ("SELECT cardinality(range(1000000000))", "range()"),
+        ("SELECT cardinality(generate_series(1, 1000000000))", "generate_series()"),
+        ("SELECT cardinality(range(DATE '1970-01-01', DATE '9999-12-31', INTERVAL '1' SECOND))", "range()"),
+        ("SELECT length(replace(repeat('a', 1000), '', repeat('b', 1000000)))", "replace()"),
+        ("SELECT max(length(replace(payload, '\"', repeat('b', 10000000)))) FROM events", "replace()"),
+        (
+            "SELECT length(regexp_replace(repeat('a', 100000), '', repeat('b', 10000), 'g'))",
+            "regexp_replace()",
+        ),
+    ] {
+        let started = Instant::now();
+        let output = eventlake()
+            .args(["query", "--memory-mib", "256", "--lake"])
+            .arg(lake.path())
+            .arg(sql)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{sql}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{function} would build")) && stderr.contains("--memory-mib"),
+            "{sql}: {stderr}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{sql}");
+    }
+    let output = success(eventlake().args(["query", "--memory-mib", "256", "--format", "csv", "--lake"]).arg(lake.path()).arg(
+        "SELECT cardinality(range(10)) AS r, cardinality(range(DATE '2024-01-01', DATE '2024-02-01', INTERVAL '1' DAY)) AS d, \
+         replace('abc', 'b', 'xx') AS p, regexp_replace('aXbX', 'X', '-', 'g') AS g, cardinality(array_repeat(1, 5)) AS a",
+    ));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "r,d,p,g,a\n10,31,axxc,a-b-,5\n");
+}
