@@ -8,6 +8,7 @@ mod compact;
 mod cost;
 mod generate;
 mod ingest;
+mod interrupt;
 #[cfg(feature = "query")]
 mod query;
 mod replay;

@@ -91,6 +91,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         seed: crate::telemetry::now_millis() as u64,
         ..SendOptions::default()
     };
+    super::interrupt::catch();
     let (sender, receiver) = mpsc::channel(CHANNEL_EVENTS);
     let reader = {
         let (files, rate, failed) = (args.files.clone(), args.rate, Arc::clone(&failed));
@@ -113,10 +114,14 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 bar.set_message(progress_message(summary));
             }
         },
+        || super::interrupt::caught().is_some(),
     )
     .await;
     if let Some(bar) = progress {
         bar.finish_and_clear();
+    }
+    if let Some(signal) = super::interrupt::caught() {
+        return interrupted(signal, &summary, reader, &failed, write_error, started.elapsed(), &args.stream);
     }
     let read = reader.join().map_err(|_| anyhow::anyhow!("the input reader panicked"))?;
     let failed = Arc::try_unwrap(failed).map_err(|_| anyhow::anyhow!("the input reader is still running"))?;
@@ -143,6 +148,53 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{error:#} (the {} events read before it were sent)", read.events);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long an interrupted run waits for the reader to notice: one that does
+/// not is waiting for input, with no event in hand.
+const READER_GRACE: Duration = Duration::from_secs(2);
+
+/// The end of a run stopped by `signal`: every event read and not known to be
+/// put is in the failed file (the reader puts there the one it held when the
+/// channel closed), the summary is printed, and the exit status says the run
+/// was stopped (128 + the signal).
+fn interrupted(
+    signal: i32,
+    summary: &Summary,
+    reader: std::thread::JoinHandle<Read>,
+    failed: &Mutex<FailedFile>,
+    write_error: Option<io::Error>,
+    elapsed: Duration,
+    stream: &str,
+) -> anyhow::Result<ExitCode> {
+    let waited = Instant::now();
+    while !reader.is_finished() && waited.elapsed() < READER_GRACE {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let read = if reader.is_finished() {
+        reader.join().map_err(|_| anyhow::anyhow!("the input reader panicked"))?
+    } else {
+        // Blocked on its input (a terminal, a pipe): it holds no event.
+        Read { events: summary.events_put + summary.failed_events(), ..Read::default() }
+    };
+    let (path, written) = {
+        let mut failed = lock(failed);
+        failed.flush().context("writing the file of events not sent")?;
+        (failed.path.clone(), failed.out.is_some())
+    };
+    if let Some(error) = write_error {
+        return Err(error).with_context(|| format!("writing events not sent to {}", path.display()));
+    }
+    print!("{}", report(summary, &read, elapsed, stream));
+    let not_sent = summary.failed_events() + read.oversized + read.unsent;
+    let kept = if written { format!("they are in {}", path.display()) } else { "none to keep".to_owned() };
+    eprintln!(
+        "eventlake: interrupted (signal {signal}): {} events put, {not_sent} read and not put ({kept}); the input \
+         after the {} events read was not read",
+        summary.events_put,
+        read.events + read.oversized
+    );
+    Ok(ExitCode::from(super::interrupt::exit_status(signal)))
 }
 
 fn lock(failed: &Mutex<FailedFile>) -> std::sync::MutexGuard<'_, FailedFile> {
@@ -174,6 +226,15 @@ impl FailedFile {
         out.write_all(b"\n")
     }
 
+    /// Writes out what is buffered, if any file was written.
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(out) = &mut self.out {
+            out.flush()?;
+            out.get_ref().sync_all()?;
+        }
+        Ok(())
+    }
+
     /// Flushes the file, if any was written: its path.
     fn finish(self) -> io::Result<PathBuf> {
         if let Some(mut out) = self.out {
@@ -192,6 +253,8 @@ struct Read {
     blank: u64,
     /// Lines over 1,000 KiB, copied to the failed file as they came.
     oversized: u64,
+    /// Events read after the run was interrupted, written to the failed file.
+    unsent: u64,
     /// A read error that ended the reading early.
     error: Option<anyhow::Error>,
 }
@@ -253,10 +316,21 @@ fn read_all(
             read.bytes += line.len() as u64;
             if let Some(rate) = rate {
                 let due = started + Duration::from_secs_f64(read.events as f64 / rate);
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                while Instant::now() < due && super::interrupt::caught().is_none() {
+                    std::thread::sleep(
+                        due.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)),
+                    );
+                }
             }
             // The line moves to the channel; the next one gets a buffer of its own.
-            if sender.blocking_send(std::mem::take(&mut line)).is_err() {
+            // A closed channel (the run was interrupted) hands it back: it goes to
+            // the failed file, and the reading ends.
+            if let Err(mpsc::error::SendError(event)) = sender.blocking_send(std::mem::take(&mut line)) {
+                lock(failed).write(&event).context("writing the file of events not sent")?;
+                read.unsent += 1;
+                return Ok(());
+            }
+            if super::interrupt::caught().is_some() {
                 return Ok(());
             }
         }

@@ -128,17 +128,26 @@ impl RecordSizes {
     }
 }
 
+/// Why a run that `interrupted` stopped says it stopped.
+pub const INTERRUPTED: &str = "interrupted";
+/// How often a run looks at `interrupted` while it waits.
+const INTERRUPT_POLL: Duration = Duration::from_millis(100);
+
 /// Sends every event received on `events` (one NDJSON line each, without its line
 /// end) to `sink`. `hand_back(event, reason)` receives each event not put, and
 /// `progress` the summary after each call. Returns once `events` is closed and
 /// every call is done; after a fatal error it keeps receiving, handing every
-/// further event back, so that nothing read is lost.
+/// further event back, so that nothing read is lost. Once `interrupted()` says
+/// so, it starts no call, waits for the calls in flight, closes `events` and
+/// hands back every event not put, those waiting in `events` included
+/// ([`INTERRUPTED`]).
 pub async fn send<S: RecordSink>(
     sink: Arc<S>,
     mut events: mpsc::Receiver<Vec<u8>>,
     options: SendOptions,
     mut hand_back: impl FnMut(&[u8], &str),
     mut progress: impl FnMut(&Summary),
+    interrupted: impl Fn() -> bool,
 ) -> Summary {
     let mut summary = Summary::default();
     let mut packer = Packer::new(options.pack_bytes);
@@ -150,6 +159,11 @@ pub async fn send<S: RecordSink>(
     let mut due: Option<Instant> = None;
     let concurrency = options.concurrency.max(1);
     loop {
+        if interrupted() {
+            summary.stopped = Some(INTERRUPTED.to_owned());
+            events.close();
+            return stop(summary, in_flight, packer, batch, events, &mut hand_back, &mut progress).await;
+        }
         if packer.is_empty() && batch.is_empty() {
             due = None;
         }
@@ -191,6 +205,7 @@ pub async fn send<S: RecordSink>(
                 },
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() && !linger_over => {}
+            _ = tokio::time::sleep(INTERRUPT_POLL) => {}
         }
         if summary.stopped.is_some() {
             return stop(summary, in_flight, packer, batch, events, &mut hand_back, &mut progress).await;
@@ -502,6 +517,7 @@ mod tests {
                 handed.push((event.to_vec(), reason.to_owned()));
             },
             |_| {},
+            || false,
         )
         .await;
         feeder.await.unwrap();
@@ -597,7 +613,7 @@ mod tests {
         let sink = Arc::new(Faulty::default());
         let (sender, receiver) = mpsc::channel(16);
         let options = SendOptions { linger: Duration::from_millis(5), ..quick(5_000) };
-        let task = tokio::spawn(send(Arc::clone(&sink), receiver, options, |_, _| {}, |_| {}));
+        let task = tokio::spawn(send(Arc::clone(&sink), receiver, options, |_, _| {}, |_| {}, || false));
         sender.send(b"{\"first\":1}".to_vec()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(sink.stored.lock().unwrap().len(), 1, "sent after the linger, before the input ends");
@@ -630,7 +646,7 @@ mod tests {
         });
         let (sender, receiver) = mpsc::channel(16);
         let options = SendOptions { concurrency: 1, linger: Duration::from_millis(5), ..quick(5_000) };
-        let task = tokio::spawn(send(Arc::clone(&sink), receiver, options, |_, _| {}, |_| {}));
+        let task = tokio::spawn(send(Arc::clone(&sink), receiver, options, |_, _| {}, |_| {}, || false));
         sender.send(b"{\"first\":1}".to_vec()).await.unwrap();
         sink.called.notified().await; // past the linger: the first call started, and waits
         for event in numbered(100, "") {

@@ -173,7 +173,7 @@ fn output_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u
             Growth::PadTo => count(1, row) * 4,
             Growth::Replace => {
                 let (len, from, to) = (text_len(0, row), text_len(1, row), text_len(2, row));
-                let occurrences = if from == 0 { len + 1 } else { len / from };
+                let occurrences = len.checked_div(from).unwrap_or(len + 1);
                 len + occurrences * to
             }
             Growth::RegexpReplace => {

@@ -260,10 +260,71 @@ async fn entries_a_call_did_not_put_are_put_again_alone() {
         ..SendOptions::default()
     };
     let mut handed_back = 0;
-    let summary = send::send(Arc::clone(&sink), receiver, options, |_, _| handed_back += 1, |_| {}).await;
+    let summary =
+        send::send(Arc::clone(&sink), receiver, options, |_, _| handed_back += 1, |_| {}, || false).await;
     feeder.await.unwrap();
     assert_eq!(handed_back, 0);
     assert_eq!(summary.events_put, 3000);
     assert!(summary.retries > summary.records_put / 3, "a third of the records were retried: {summary:?}");
     assert_eq!(unpacked(&records(&client, "throttled").await), events, "each event stored once");
+}
+
+/// Issue 30, item 7: SIGINT or SIGTERM mid-send printed no summary and wrote no
+/// failed file (407 of 1,000 events had been put, the other 593 noted nowhere).
+/// Interrupted, `send` finishes the calls in flight, writes every event it read
+/// and did not put to the failed file (the default one when none is named),
+/// prints the summary and exits with 128 + the signal. The events put and the
+/// events in the file are the events read, each once; the input after them was
+/// not read.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_send_keeps_every_event_it_read_and_did_not_put() {
+    let moto = Moto::start();
+    let client = kinesis(&moto);
+    let input = generated(20_000, 13);
+    let input_lines: Vec<Vec<u8>> =
+        input.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()).map(<[u8]>::to_vec).collect();
+    for (signal, status, name) in
+        [(libc::SIGINT, 130, "interrupted-int"), (libc::SIGTERM, 143, "interrupted-term")]
+    {
+        create_stream(&client, name, 2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = eventlake();
+        moto.env(&mut command);
+        command
+            .current_dir(dir.path())
+            .args(["send", "--stream", name, "--pack-kib", "0", "--concurrency", "1", "--quiet", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feed = input.clone();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&feed); // ends with a broken pipe once send stops reading
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // SAFETY: signalling a child process we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let output = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(status), "{stderr}");
+        assert!(stdout.contains(&format!("sent to {name}: ")), "the summary: {stdout}");
+        assert!(stderr.contains("interrupted (signal"), "{stderr}");
+        let failed: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().flatten().map(|entry| entry.path()).collect();
+        assert_eq!(failed.len(), 1, "the default failed file: {failed:?}");
+        assert!(failed[0].file_name().unwrap().to_string_lossy().starts_with("eventlake-send-failed-"));
+        let kept = lines(&std::fs::read(&failed[0]).unwrap());
+        let put = unpacked(&records(&client, name).await);
+        assert!(!put.is_empty() && !kept.is_empty(), "{} put, {} kept", put.len(), kept.len());
+        let mut read: Vec<Vec<u8>> = put.iter().chain(&kept).cloned().collect();
+        read.sort();
+        let count = read.len();
+        let mut expected = input_lines[..count].to_vec();
+        expected.sort();
+        assert_eq!(read, expected, "put and kept are the first {count} events read, each once");
+        assert!(count < input_lines.len(), "the rest of the input was not read");
+    }
 }
