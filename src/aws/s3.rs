@@ -499,6 +499,10 @@ impl Storage for S3Store {
         Ok(None)
     }
 
+    fn claim_event_type(&self, _spelling: &str) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
     fn scratch_dir(&self) -> Result<&Path, StorageError> {
         let parent = std::env::temp_dir();
         scratch::process_run_dir().map_err(io_error(&parent))

@@ -14,6 +14,7 @@ use crate::compactor::lease::Lease;
 use crate::compactor::{self, Outcome, Tally};
 use crate::core::partition::{Partition, EVENTS_DIR};
 use crate::lake::compact;
+use crate::lake::scratch;
 use crate::lake::storage::{LocalDir, Location, Storage};
 
 use super::summary::{self, bytes, count};
@@ -56,6 +57,9 @@ pub struct Args {
 /// default DML query timeout, the longest a query planned before a switch can
 /// go on reading the superseded files. (The deployed compactor's grace is whole
 /// days: `compaction_grace_days`, at least 1.)
+/// The lock a local lake's compaction holds (`_tmp/compaction.lock`).
+const COMPACTION_LOCK: &str = "compaction";
+
 const MIN_S3_GRACE: Duration = Duration::from_secs(30 * 60);
 
 /// `30s`, `15m`, `2h`, `7d`.
@@ -89,12 +93,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Location::S3 { bucket, prefix } => return run_s3(&args, bucket, prefix),
     };
+    let found = partitions(&root)?;
+    // One compaction at a time: a second would find the first's half-made files.
+    let _lock = scratch::lock_lake(&root, COMPACTION_LOCK, false)
+        .with_context(|| format!("locking {}", root.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!("another compaction is running on {}: wait for it to finish", root.display())
+        })?;
     let now = SystemTime::now();
     let store = LocalDir::new(&root);
     let started = Instant::now();
     let mut outcomes = Vec::new();
     let mut work = Vec::new();
-    for (partition, dir) in partitions(&root)? {
+    for (partition, dir) in found {
         let files = parquet_files(&dir)?;
         let newest = files.iter().map(|(_, _, modified)| *modified).max().unwrap_or(now);
         let (count, size) = (files.len(), files.iter().map(|(_, size, _)| size).sum());

@@ -57,6 +57,9 @@ pub struct Args {
 /// Longest source line read: a rejection entry holds a record of up to 1,000 KiB,
 /// escaped (up to 6 bytes per byte for control characters) in JSON.
 const MAX_SOURCE_LINE: usize = 8 << 20;
+/// The lock a local lake's replay holds (`_tmp/replay.lock`).
+const REPLAY_LOCK: &str = "replay";
+
 /// Examples of each reason still rejected, printed.
 const EXAMPLES: usize = 3;
 
@@ -78,6 +81,13 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 args.database.is_none(),
                 "--database needs an s3:// lake: Glue partitions point at S3"
             );
+            // One replay at a time: two would each find an event missing and both
+            // add it.
+            let _lock = scratch::lock_lake(dir, REPLAY_LOCK, false)
+                .with_context(|| format!("locking {}", dir.display()))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!("another replay is running on {}: wait for it to finish", dir.display())
+                })?;
             replay_into(LocalDir::new(dir), Target::Directories, &args, window, config.as_ref()).await?
         }
         Location::S3 { bucket, prefix } => {

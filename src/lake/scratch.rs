@@ -133,6 +133,25 @@ pub fn lake_scratch_parent(root: &Path) -> PathBuf {
     root.join("_tmp")
 }
 
+/// A lock on a local lake, held until dropped (or until the process ends, however
+/// it ends): the file `_tmp/<name>.lock`, which stays. `None` when another process
+/// holds it and `wait` is false.
+pub fn lock_lake(root: &Path, name: &str, wait: bool) -> io::Result<Option<File>> {
+    let parent = lake_scratch_parent(root);
+    fs::create_dir_all(&parent)?;
+    let file =
+        File::options().create(true).truncate(false).write(true).open(parent.join(format!("{name}.lock")))?;
+    if wait {
+        file.lock()?;
+        return Ok(Some(file));
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(error)) => Err(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

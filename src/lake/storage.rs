@@ -60,6 +60,11 @@ pub trait Storage: Send + Sync {
     /// event types under `events/`, as spelled there. `None` for S3.
     fn event_type_spellings(&self) -> Result<Option<Vec<String>>, StorageError>;
 
+    /// For a store whose names may be case-insensitive: takes `spelling` as the
+    /// event type's one spelling unless the store holds another spelling of it
+    /// already (returned), atomically across processes. S3: always taken.
+    fn claim_event_type(&self, spelling: &str) -> Result<Option<String>, StorageError>;
+
     /// Where `key` is, for messages: a path or an `s3://` URL.
     fn describe(&self, key: &str) -> String;
 }
@@ -115,6 +120,9 @@ impl Location {
         Ok(Location::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
     }
 }
+
+/// The lock a local lake's event type spellings are claimed under.
+const SPELLINGS_LOCK: &str = "spellings";
 
 /// A directory on the local file system.
 ///
@@ -246,6 +254,21 @@ impl Storage for LocalDir {
             types.extend(name.to_str().and_then(partition::event_type_of_directory).map(str::to_owned));
         }
         Ok(Some(types))
+    }
+
+    fn claim_event_type(&self, spelling: &str) -> Result<Option<String>, StorageError> {
+        // Under the lake's lock, two runs cannot both find no other spelling and
+        // both create theirs: the second finds the first's directory.
+        let lock_path = scratch::lake_scratch_parent(&self.root);
+        let _lock = scratch::lock_lake(&self.root, SPELLINGS_LOCK, true).map_err(io_error(&lock_path))?;
+        let folded = spelling.to_ascii_lowercase();
+        let existing = self.event_type_spellings()?.unwrap_or_default();
+        if let Some(other) = existing.into_iter().find(|other| other.to_ascii_lowercase() == folded) {
+            return Ok((other != spelling).then_some(other));
+        }
+        let dir = self.root.join(partition::EVENTS_DIR).join(format!("event_type={spelling}"));
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        Ok(None)
     }
 
     fn scratch_dir(&self) -> Result<&Path, StorageError> {

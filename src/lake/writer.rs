@@ -188,6 +188,15 @@ pub async fn first_ingestion<S: Storage>(
     Ok(now_millis)
 }
 
+/// Why a record of `event_type` is refused when the lake spells it `spelling`.
+fn case_conflict_reason(event_type: &str, spelling: &str) -> String {
+    format!(
+        "event_type {event_type:?} differs only in case from {spelling:?}, already in this lake: on a \
+         case-insensitive file system both would share one folder, so a local lake keeps one spelling; fix \
+         the producer's event_name, or ingest into an S3 lake"
+    )
+}
+
 /// The rejection code of an event type that differs from another only in case.
 pub const CASE_CONFLICT: &str = "event_type_case_conflict";
 
@@ -548,14 +557,14 @@ impl<S: Storage> LakeWriter<S> {
         };
         match spellings.get(folded.as_ref()) {
             Some(spelling) if spelling == event_type => Ok(None),
-            Some(spelling) => Ok(Some(format!(
-                "event_type {event_type:?} differs only in case from {spelling:?}, already in this lake: \
-                 on a case-insensitive file system both would share one folder, so a local lake keeps \
-                 one spelling; fix the producer's event_name, or ingest into an S3 lake"
-            ))),
+            Some(spelling) => Ok(Some(case_conflict_reason(event_type, spelling))),
             None => {
-                spellings.insert(folded.into_owned(), event_type.to_owned());
-                Ok(None)
+                // New to this run: claimed in the lake, where another run may have
+                // taken another spelling since this one listed the types.
+                let kept = self.storage.claim_event_type(event_type)?;
+                let reason = kept.as_deref().map(|spelling| case_conflict_reason(event_type, spelling));
+                spellings.insert(folded.into_owned(), kept.unwrap_or_else(|| event_type.to_owned()));
+                Ok(reason)
             }
         }
     }

@@ -352,3 +352,84 @@ fn functions_that_build_large_values_keep_to_the_memory_limit() {
     ));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "r,d,p,g,a\n10,31,axxc,a-b-,5\n");
 }
+
+/// An event of `event_type` with a UUID numbered `n`.
+fn typed_event(n: u32, event_type: &str) -> String {
+    format!(
+        r#"{{"event_uuid":"00000000-0000-4000-8000-{n:012}","event_name":"{event_type}:x","created_at":1710689696}}"#
+    )
+}
+
+/// Item 9: `Payment` and `payment` in two simultaneous ingests both created
+/// partitions (3 of 3 races), which a case-insensitive file system cannot hold
+/// apart. The spelling is claimed under the lake's lock: in every race one
+/// spelling is in the lake, and the other run's records are rejected for it.
+#[test]
+fn two_ingests_at_once_cannot_both_bring_a_spelling_of_one_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let upper: String = (0..2000).map(|n| typed_event(n, "Payment") + "\n").collect();
+    let lower: String = (2000..4000).map(|n| typed_event(n, "payment") + "\n").collect();
+    let (upper_path, lower_path) = (dir.path().join("upper.ndjson"), dir.path().join("lower.ndjson"));
+    std::fs::write(&upper_path, upper).unwrap();
+    std::fs::write(&lower_path, lower).unwrap();
+    for race in 0..3 {
+        let lake = dir.path().join(format!("lake-{race}"));
+        let spawn = |input: &std::path::Path| {
+            eventlake()
+                .args(["ingest", "--quiet", "--lake"])
+                .arg(&lake)
+                .arg(input)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(&upper_path), spawn(&lower_path));
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        assert!(a.status.success() && b.status.success());
+        let spellings: Vec<String> = std::fs::read_dir(lake.join("events"))
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(spellings.len(), 1, "race {race}: {spellings:?}");
+        let (a, b) = (summary_table(&a.stdout), summary_table(&b.stdout));
+        let conflicts = a.get("event_type_case_conflict").copied().unwrap_or(0)
+            + b.get("event_type_case_conflict").copied().unwrap_or(0);
+        assert_eq!((a["written"] + b["written"], conflicts), (2000, 2000), "race {race}: {a:?} {b:?}");
+    }
+}
+
+/// Items 12 and 16: two local compactions at once, the loser failing with a
+/// misleading "writing … No such file or directory"; two replays at once with
+/// different source orders both writing (26,260 duplicate keys until
+/// compaction). Each takes the lake's lock; a second is refused with what is
+/// going on.
+#[test]
+fn a_second_compaction_or_replay_of_a_local_lake_is_refused_while_one_runs() {
+    let lake = tempfile::tempdir().unwrap();
+    success(
+        eventlake().args(["ingest", "--quiet", "--lake"]).arg(lake.path()).arg(fixture("lake-input.ndjson")),
+    );
+    for (lock, args, refusal) in [
+        ("compaction", vec!["compact", "--older-than", "0s"], "another compaction is running on"),
+        ("replay", vec!["replay"], "another replay is running on"),
+    ] {
+        let held = eventlake::lake::scratch::lock_lake(lake.path(), lock, false).unwrap().expect("free");
+        let mut command = eventlake();
+        command.args(&args).arg("--lake").arg(lake.path());
+        if lock == "replay" {
+            command.arg(lake.path().join("_rejected"));
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{lock}: {stderr}");
+        assert!(stderr.contains(refusal), "{lock}: {stderr}");
+        drop(held);
+        let mut again = eventlake();
+        again.args(&args).arg("--lake").arg(lake.path());
+        if lock == "replay" {
+            again.arg(lake.path().join("_rejected"));
+        }
+        success(&mut again);
+    }
+}

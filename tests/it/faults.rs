@@ -91,6 +91,10 @@ impl Storage for Flaky {
         self.inner.event_type_spellings()
     }
 
+    fn claim_event_type(&self, spelling: &str) -> Result<Option<String>, StorageError> {
+        self.inner.claim_event_type(spelling)
+    }
+
     fn describe(&self, key: &str) -> String {
         self.inner.describe(key)
     }
@@ -259,6 +263,10 @@ impl Storage for Wrapper<'_> {
 
     fn event_type_spellings(&self) -> Result<Option<Vec<String>>, StorageError> {
         self.0.event_type_spellings()
+    }
+
+    fn claim_event_type(&self, spelling: &str) -> Result<Option<String>, StorageError> {
+        self.0.claim_event_type(spelling)
     }
 
     fn describe(&self, key: &str) -> String {
