@@ -221,10 +221,17 @@ fn compact_all(
                     loop {
                         let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some((partition, dir, files, size)) = work.get(index) else { return Ok(done) };
-                        let merged = compact::compact_directory(dir, staging, target_bytes)
-                            .with_context(|| format!("compacting {}", partition.directory()))?;
-                        let compacted = |merged| Outcome::Compacted { files: *files, bytes: *size, merged };
-                        done.push((partition.clone(), merged.map_or(Outcome::AlreadyCompact, compacted)));
+                        // A partition that cannot be merged (a damaged file) is
+                        // reported; the others go on.
+                        let outcome = match compact::compact_directory(dir, staging, target_bytes) {
+                            Ok(Some(merged)) => Outcome::Compacted { files: *files, bytes: *size, merged },
+                            Ok(None) => Outcome::AlreadyCompact,
+                            Err(error) => Outcome::Failed {
+                                reason: "merge",
+                                message: crate::telemetry::error_chain(&error),
+                            },
+                        };
+                        done.push((partition.clone(), outcome));
                     }
                 })
             })

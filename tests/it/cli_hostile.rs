@@ -433,3 +433,42 @@ fn a_second_compaction_or_replay_of_a_local_lake_is_refused_while_one_runs() {
         success(&mut again);
     }
 }
+
+/// Item 11: one corrupt `.parquet` stopped the local compaction of every
+/// partition after it, with no summary. The damaged partition is reported with
+/// its file, the others are compacted, the summary is printed, exit status 1.
+#[test]
+fn a_damaged_file_fails_its_partition_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    for seed in [1, 2] {
+        let input = dir.path().join(format!("{seed}.ndjson"));
+        std::fs::write(&input, crate::support::generated_events(2000, seed, 3, 2, "0")).unwrap();
+        success(eventlake().args(["ingest", "--quiet", "--lake"]).arg(&lake).arg(&input));
+    }
+    let partitions: Vec<String> = files_under(&lake.join("events"))
+        .into_iter()
+        .filter_map(|f| f.rsplit_once('/').map(|(partition, _)| partition.to_owned()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(partitions.len() >= 4, "{partitions:?}");
+    let damaged =
+        files_under(&lake.join("events")).into_iter().find(|f| f.starts_with(&partitions[0])).unwrap();
+    std::fs::write(lake.join("events").join(&damaged), b"not parquet").unwrap();
+
+    let output = eventlake().args(["compact", "--older-than", "0s", "--lake"]).arg(&lake).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let name = damaged.rsplit_once('/').unwrap().1;
+    assert!(stderr.contains(&partitions[0]) && stderr.contains(name), "{stderr}");
+    let summary = summary_table(&output.stdout);
+    assert_eq!((summary["failed"], summary["compacted"]), (1, partitions.len() as u64 - 1), "{summary:?}");
+    for partition in &partitions[1..] {
+        let files: Vec<String> = files_under(&lake.join("events").join(partition))
+            .into_iter()
+            .filter(|f| f.ends_with(".parquet"))
+            .collect();
+        assert!(files.iter().all(|f| f.starts_with("compacted-")), "{partition}: {files:?}");
+    }
+}
