@@ -78,7 +78,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .build()?;
             runtime.block_on(async {
                 let ctx = query::session(&lake, bounds).await?;
-                query::run(&ctx, &sql).await
+                match query::run(&ctx, &sql).await {
+                    // A compaction swapped a partition between the listing and the
+                    // read: listed again, the query finds the new files.
+                    Err(error) if error.is_file_gone() => {
+                        let ctx = query::session(&lake, bounds).await?;
+                        query::run(&ctx, &sql).await
+                    }
+                    result => result,
+                }
             })
         })?
         .join()

@@ -62,6 +62,33 @@ pub enum QueryError {
     Output(#[from] datafusion::arrow::error::ArrowError),
 }
 
+impl QueryError {
+    /// Whether the query read a file that was listed and is gone: a local
+    /// compaction swaps a partition's directory atomically, so a query planned
+    /// before the swap may look for the old files. Running it again lists anew.
+    pub fn is_file_gone(&self) -> bool {
+        let QueryError::Sql(error) = self else { return false };
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(error) = source {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::NotFound {
+                    return true;
+                }
+            }
+            if let Some(store) = error.downcast_ref::<datafusion::object_store::Error>() {
+                if matches!(store, datafusion::object_store::Error::NotFound { .. }) {
+                    return true;
+                }
+            }
+            source = error.source();
+        }
+        // DataFusion wraps some errors as text only.
+        let text = error.to_string();
+        text.contains("No such file or directory")
+            || text.contains("Object at location") && text.contains("not found")
+    }
+}
+
 /// What bounds a session.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
