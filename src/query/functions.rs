@@ -38,14 +38,14 @@ pub fn all() -> Vec<ScalarUDF> {
 
 /// The functions that build a value larger than their arguments, DataFusion's
 /// own, checked first: `repeat`, `lpad`, `rpad`, `replace`, `regexp_replace`,
-/// `array_repeat`, `range` and `generate_series`. A call whose result could take
+/// `array_repeat`, `array_resize`, `range` and `generate_series`. A call whose result could take
 /// more than `limit_bytes` fails with an error rather than ask the allocator for
 /// it (which aborts the process, or takes the machine's memory). Their output is
 /// the one thing a query can grow without bound from a small lake; operators that
 /// buffer (sorts, aggregates, joins) are bounded by the session's memory pool.
 pub fn bounded_string_functions(limit_bytes: usize) -> Vec<ScalarUDF> {
     use datafusion::functions::{regex, string, unicode};
-    use datafusion::functions_nested::{range, repeat};
+    use datafusion::functions_nested::{range, repeat, resize};
     [
         (string::repeat(), Growth::Repeat),
         (unicode::lpad(), Growth::PadTo),
@@ -53,6 +53,7 @@ pub fn bounded_string_functions(limit_bytes: usize) -> Vec<ScalarUDF> {
         (string::replace(), Growth::Replace),
         (regex::regexp_replace(), Growth::RegexpReplace),
         (repeat::array_repeat_udf(), Growth::ArrayRepeat),
+        (resize::array_resize_udf(), Growth::ArrayResize),
         (range::range_udf(), Growth::Range),
         (range::gen_series_udf(), Growth::Range),
     ]
@@ -77,6 +78,8 @@ enum Growth {
     RegexpReplace,
     /// `array_repeat(element, n)`: `n` elements.
     ArrayRepeat,
+    /// `array_resize(array, n[, fill])`: `n` elements.
+    ArrayResize,
     /// `range(start, stop[, step])` and `generate_series`: one 8-byte value per
     /// step from start to stop.
     Range,
@@ -187,6 +190,10 @@ fn output_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u
             Growth::ArrayRepeat => {
                 let element = value(0, row).map_or(0, |element| element.size() as u128);
                 count(1, row) * element.max(8)
+            }
+            Growth::ArrayResize => {
+                let fill = value(2, row).map_or(0, |fill| fill.size() as u128);
+                count(1, row) * fill.max(8)
             }
             Growth::Range => range_steps(args.len(), &value, row) * 8,
         };

@@ -322,6 +322,7 @@ fn functions_that_build_large_values_keep_to_the_memory_limit() {
     for (sql, function) in [
         ("SELECT cardinality(array_repeat('x', 1000000000))", "array_repeat()"),
         ("SELECT cardinality(range(1000000000))", "range()"),
+        ("SELECT cardinality(array_resize(make_array(1), 1000000000))", "array_resize()"),
         ("SELECT cardinality(generate_series(1, 1000000000))", "generate_series()"),
         ("SELECT cardinality(range(DATE '1970-01-01', DATE '9999-12-31', INTERVAL '1' SECOND))", "range()"),
         ("SELECT length(replace(repeat('a', 1000), '', repeat('b', 1000000)))", "replace()"),
