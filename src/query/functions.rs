@@ -132,6 +132,7 @@ impl ScalarUDFImpl for Bounded {
 /// prevent). A bound that cannot be computed (an argument of a type the function
 /// rejects anyway) is 0: the function reports the error itself.
 fn output_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u128> {
+    use datafusion::arrow::datatypes::Int64Type;
     let columns: Vec<ArrayRef> = args
         .iter()
         .map(|arg| match arg {
@@ -139,35 +140,47 @@ fn output_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u
             ColumnarValue::Scalar(scalar) => scalar.to_array_of_size(1),
         })
         .collect::<Result<_>>()?;
-    // A one-value array stands for a scalar: the same value on every row.
-    let value = |column: usize, row: usize| -> Option<ScalarValue> {
-        let array = columns.get(column)?;
-        let at = if array.len() == 1 { 0 } else { row };
-        ScalarValue::try_from_array(array, at).ok().filter(|value| !value.is_null())
+    // Each column converted once per call (strings as Utf8, counts as Int64) and
+    // read per row by reference: a large constant is never copied per row.
+    let is_text = |array: &ArrayRef| {
+        matches!(array.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
     };
-    let text_len = |column: usize, row: usize| -> u128 {
-        match value(column, row) {
-            Some(
-                ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
-            ) => s.len() as u128,
+    let texts: Vec<Option<ArrayRef>> = columns
+        .iter()
+        .map(|array| is_text(array).then(|| cast(array, &DataType::Utf8).ok()).flatten())
+        .collect();
+    let counts: Vec<Option<ArrayRef>> = columns
+        .iter()
+        .map(|array| (!is_text(array)).then(|| cast(array, &DataType::Int64).ok()).flatten())
+        .collect();
+    // A one-value array stands for a scalar: the same value on every row.
+    let at = |array: &ArrayRef, row: usize| if array.len() == 1 { 0 } else { row };
+    let text = |column: usize, row: usize| -> &str {
+        match texts.get(column).and_then(Option::as_ref) {
+            Some(array) if !array.is_null(at(array, row)) => array.as_string::<i32>().value(at(array, row)),
+            _ => "",
+        }
+    };
+    let text_len = |column: usize, row: usize| text(column, row).len() as u128;
+    let count = |column: usize, row: usize| -> u128 {
+        match counts.get(column).and_then(Option::as_ref) {
+            Some(array) if !array.is_null(at(array, row)) => {
+                array.as_primitive::<Int64Type>().value(at(array, row)).max(0) as u128
+            }
             _ => 0,
         }
     };
-    let text = |column: usize, row: usize| -> String {
-        match value(column, row) {
-            Some(
-                ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
-            ) => s,
-            _ => String::new(),
-        }
+    // Only for the few small values a range or an element's size needs.
+    let value = |column: usize, row: usize| -> Option<ScalarValue> {
+        let array = columns.get(column)?;
+        ScalarValue::try_from_array(array, at(array, row)).ok().filter(|value| !value.is_null())
     };
-    let count = |column: usize, row: usize| -> u128 {
-        value(column, row)
-            .and_then(|value| value.cast_to(&DataType::Int64).ok())
-            .and_then(
-                |value| if let ScalarValue::Int64(Some(n)) = value { Some(n.max(0) as u128) } else { None },
-            )
-            .unwrap_or(0)
+    let element_bytes = |column: usize, row: usize| -> u128 {
+        if texts.get(column).is_some_and(Option::is_some) {
+            text_len(column, row) + 16
+        } else {
+            value(column, row).map_or(0, |element| element.size() as u128)
+        }
     };
     let mut total = 0_u128;
     for row in 0..rows {
@@ -187,14 +200,8 @@ fn output_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u
                 let matches = if global { len + 1 } else { 1 };
                 len + matches * each
             }
-            Growth::ArrayRepeat => {
-                let element = value(0, row).map_or(0, |element| element.size() as u128);
-                count(1, row) * element.max(8)
-            }
-            Growth::ArrayResize => {
-                let fill = value(2, row).map_or(0, |fill| fill.size() as u128);
-                count(1, row) * fill.max(8)
-            }
+            Growth::ArrayRepeat => count(1, row) * element_bytes(0, row).max(8),
+            Growth::ArrayResize => count(1, row) * element_bytes(2, row).max(8),
             Growth::Range => range_steps(args.len(), &value, row) * 8,
         };
     }
