@@ -1103,6 +1103,64 @@ def compaction_outside_the_look_back(pipeline):
           f"(partitions compacted per run, stranded files counted: {runs}); one row per key, the first copy")
 
 
+def compaction_after_a_stopped_run(pipeline):
+    """A compaction stopped after uploading its parts (before its manifest and its
+    switch), then a run with another target size: the second run writes into the
+    same directory (it is named after the inputs) and must switch to exactly its
+    own parts and manifest, not to the stopped run's parts as well (rows twice for
+    Athena). The partition is loaded by an operator's `eventlake ingest
+    --database` (two inputs, several MiB: several parts at a 1 MiB target); the
+    stopped run is the deployed compactor's run at 1 MiB with its manifest
+    deleted and its switch undone, which is what a run killed after its uploads
+    leaves; the second run is the deployed compactor at 128 MiB."""
+    deployed, s3 = pipeline.deployed, pipeline.s3
+    day = (pipeline.today - datetime.timedelta(days=20)).isoformat()
+    lake = f"s3://{deployed.bucket}/{deployed.lake_prefix}".rstrip("/")
+    keys = set()
+    for seed in (21, 22):
+        records = generate(pipeline.eventlake, 40_000, seed, day, 1, duplicates=0.02, invalid=0, types=1)
+        path = os.path.join(pipeline.work, f"big-{seed}.ndjson")
+        with open(path, "wb") as f:
+            f.write(b"\n".join(records) + b"\n")
+        keys |= {(str(uuid.UUID(e["event_uuid"])), e["created_at"]) for e in map(json.loads, records)}
+        event_type = json.loads(records[0])["event_name"].split(":")[0]
+        result = subprocess.run(
+            [pipeline.eventlake, "ingest", "--quiet", "--lake", lake, "--database", deployed.glue_database,
+             "--table", deployed.glue_table, path],
+            capture_output=True, env=pipeline.operator_env(),
+        )
+        assert result.returncode == 0, result.stderr.decode()
+    partition = (event_type, day)
+    original = glue_partitions(pipeline.endpoint, deployed)[partition]
+
+    response, _, _, _ = pipeline.compact(COMPACT_TARGET_MIB="1")
+    assert response["failed"] == 0, response
+    location = glue_partitions(pipeline.endpoint, deployed)[partition]
+    prefix = location.split(f"s3://{deployed.bucket}/", 1)[1]
+    parts = [k for k in list_keys(s3, deployed.bucket, prefix) if k.endswith(".parquet")]
+    assert "/compacted/" in location and len(parts) >= 2, (location, parts)
+    # What a run killed after its uploads leaves: its parts, no manifest, no switch.
+    s3.delete_object(Bucket=deployed.bucket, Key=f"{prefix}_inputs.json")
+    glue = client(pipeline.endpoint, "glue")
+    current = glue.get_partition(DatabaseName=deployed.glue_database, TableName=deployed.glue_table,
+                                 PartitionValues=list(partition))["Partition"]
+    descriptor = dict(current["StorageDescriptor"], Location=original)
+    glue.update_partition(DatabaseName=deployed.glue_database, TableName=deployed.glue_table,
+                          PartitionValueList=list(partition),
+                          PartitionInput={"Values": list(partition), "StorageDescriptor": descriptor, "Parameters": {}})
+
+    response, _, _, _ = pipeline.compact(COMPACT_TARGET_MIB="128")
+    assert response["failed"] == 0 and response["compacted"] >= 1, response
+    assert glue_partitions(pipeline.endpoint, deployed)[partition] == location, "the same inputs, the same directory"
+    names = sorted(k.rsplit("/", 1)[1] for k in list_keys(s3, deployed.bucket, prefix))
+    assert len(names) == 2 and names[0] == "_inputs.json" and names[1].endswith("-00000.parquet"), names
+    rows = [row for row in athena_rows(pipeline)[0] if (row[6], row[7]) == partition]
+    read = {(row[0], row[3]) for row in rows}
+    assert len(rows) == len(read) == len(keys), (len(rows), len(read), len(keys))
+    print(f"e2e compaction after a stopped run: {len(parts)} parts of a 1 MiB run left without manifest or switch; "
+          f"the 128 MiB run switched to its one part and manifest only: {len(rows)} rows, one per key")
+
+
 def report(timings, pipeline):
     deployed, firehose, writer = pipeline.deployed, pipeline.firehose.seconds, pipeline.writer.seconds
     processing = timings["put"] + firehose["read"] + firehose["transform"] + firehose["stage"] + writer["write"]
@@ -1136,7 +1194,7 @@ def run_enforced(stack, endpoint, out, state, repo, eventlake, cargo_lambda, eve
             timings = baseline(pipeline, events)
             for fault in (transform_timeout, lost_acknowledgement, writer_killed, s3_put_failures, glue_outage,
                           poison_object, replay_late_events, compaction, late_into_compacted,
-                          compaction_outside_the_look_back):
+                          compaction_outside_the_look_back, compaction_after_a_stopped_run):
                 fault(pipeline)
             report(timings, pipeline)
         finally:
