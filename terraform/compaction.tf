@@ -87,31 +87,37 @@ resource "aws_lambda_permission" "compaction_schedule" {
   source_arn    = aws_cloudwatch_event_rule.compaction.arn
 }
 
-resource "aws_cloudwatch_metric_alarm" "compactor_partitions_failed" {
-  alarm_name          = "${local.name}-compactor-partitions-failed"
-  alarm_description   = "The compactor failed partitions (metric PartitionsFailed, by Reason in namespace eventlake); the others went on and the next run tries again. Lambda's Errors stays 0 for these."
-  namespace           = "eventlake"
-  metric_name         = "PartitionsFailed"
-  dimensions          = { FunctionName = aws_lambda_function.compactor.function_name }
-  statistic           = "Sum"
-  period              = 3600
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
+# The compactor's own metrics (namespace eventlake, dimension FunctionName), each
+# alarming on any count at all in an hour.
+locals {
+  compactor_alarms = {
+    partitions-failed = {
+      metric = "PartitionsFailed"
+      what   = "The compactor failed partitions (metric PartitionsFailed, by Reason in namespace eventlake); the others went on and the next run tries again. Lambda's Errors stays 0 for these."
+    }
+    # Files found in events/ of a compacted partition, older than any writer's run
+    # (src/compactor/mod.rs STRANDED_AFTER): written without the catalog, or left by
+    # a writer message that expired in the DLQ. The run handed them over, so they
+    # are read now; the alarm says that something writes around the pipeline.
+    stranded-files = {
+      metric = "StrandedFiles"
+      what   = "The compactor found files stranded in events/ of compacted partitions (metric StrandedFiles in namespace eventlake) and handed them over; find what writes there without the Glue catalog (docs/operate.md)."
+    }
+  }
 }
 
-# Files found in events/ of a compacted partition, older than any writer's run
-# (src/compactor/mod.rs STRANDED_AFTER): written without the catalog, or left by a
-# writer message that expired in the DLQ. The run handed them over, so they are
-# read now; the alarm says that something writes around the pipeline.
-resource "aws_cloudwatch_metric_alarm" "compactor_stranded_files" {
-  alarm_name          = "${local.name}-compactor-stranded-files"
-  alarm_description   = "The compactor found files stranded in events/ of compacted partitions (metric StrandedFiles in namespace eventlake) and handed them over; find what writes there without the Glue catalog (docs/operate.md)."
+# The failed-partitions alarm was a resource of its own before the stranded-files one joined it.
+moved {
+  from = aws_cloudwatch_metric_alarm.compactor_partitions_failed
+  to   = aws_cloudwatch_metric_alarm.compactor["partitions-failed"]
+}
+
+resource "aws_cloudwatch_metric_alarm" "compactor" {
+  for_each            = local.compactor_alarms
+  alarm_name          = "${local.name}-compactor-${each.key}"
+  alarm_description   = each.value.what
   namespace           = "eventlake"
-  metric_name         = "StrandedFiles"
+  metric_name         = each.value.metric
   dimensions          = { FunctionName = aws_lambda_function.compactor.function_name }
   statistic           = "Sum"
   period              = 3600

@@ -111,14 +111,21 @@ impl S3Store {
     /// Every object key (relative to the bucket) that starts with `prefix`
     /// (relative to the bucket too), at any depth, in key order.
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let objects = self.list_prefix(prefix).await?;
+        Ok(objects.iter().filter_map(|object| object.key().map(str::to_owned)).collect())
+    }
+
+    /// Every object whose key (relative to the bucket) starts with `prefix`, at
+    /// any depth, in key order: one listing, however many pages.
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<aws_sdk_s3::types::Object>, StorageError> {
         let mut pages =
             self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
-        let mut keys = Vec::new();
+        let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
-            keys.extend(page.contents().iter().filter_map(|object| object.key().map(str::to_owned)));
+            objects.extend(page.contents.unwrap_or_default());
         }
-        Ok(keys)
+        Ok(objects)
     }
 
     /// Sets the tag `name=value` on an object (`key` relative to the bucket),
@@ -203,9 +210,7 @@ impl S3Store {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error) if aws_sdk_s3::error::ProvideErrorMetadata::code(&error) == Some("NoSuchKey") => {
-                Ok(false)
-            }
+            Err(error) if no_such_key(&error) => Ok(false),
             Err(error) => Err(self.error("CopyObject", &to, error)),
         }
     }
@@ -237,11 +242,7 @@ impl S3Store {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
             for object in page.contents() {
-                level.files.extend(name(&parent, object.key()).map(|name| ListedObject {
-                    name: name.to_owned(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    last_modified_millis: object.last_modified().and_then(|t| t.to_millis().ok()),
-                }));
+                level.files.extend(name(&parent, object.key()).map(|name| listed(name, object)));
             }
             for common in page.common_prefixes() {
                 level
@@ -258,20 +259,11 @@ impl S3Store {
     pub async fn list_tree(&self, dir: &str) -> Result<Vec<ListedObject>, StorageError> {
         validate_key(dir)?;
         let parent = format!("{}/", self.full_key(dir));
-        let mut pages =
-            self.client.list_objects_v2().bucket(&self.bucket).prefix(&parent).into_paginator().send();
-        let mut found = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", &parent, e))?;
-            found.extend(page.contents().iter().filter_map(|object| {
-                Some(ListedObject {
-                    name: object.key()?.strip_prefix(&parent)?.to_owned(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    last_modified_millis: object.last_modified().and_then(|t| t.to_millis().ok()),
-                })
-            }));
-        }
-        Ok(found)
+        let objects = self.list_prefix(&parent).await?;
+        Ok(objects
+            .iter()
+            .filter_map(|object| Some(listed(object.key()?.strip_prefix(&parent)?, object)))
+            .collect())
     }
 
     /// Writes `bytes` at `key` (relative to the store's prefix) only if the object
@@ -326,9 +318,7 @@ impl S3Store {
         let result = self.client.get_object().bucket(&self.bucket).key(&full).send().await;
         let object = match result {
             Ok(object) => object,
-            Err(error) if aws_sdk_s3::error::ProvideErrorMetadata::code(&error) == Some("NoSuchKey") => {
-                return Ok(None)
-            }
+            Err(error) if no_such_key(&error) => return Ok(None),
             Err(error) => return Err(self.error("GetObject", &full, error)),
         };
         let etag = object.e_tag().unwrap_or_default().trim_matches('"').to_owned();
@@ -418,6 +408,20 @@ impl S3Store {
     }
 }
 
+/// `object` of a listing, named `name`.
+fn listed(name: &str, object: &aws_sdk_s3::types::Object) -> ListedObject {
+    ListedObject {
+        name: name.to_owned(),
+        size: object.size().unwrap_or(0).max(0) as u64,
+        last_modified_millis: object.last_modified().and_then(|t| t.to_millis().ok()),
+    }
+}
+
+/// Whether S3 answered that there is no object at the key.
+fn no_such_key(error: &impl aws_sdk_s3::error::ProvideErrorMetadata) -> bool {
+    aws_sdk_s3::error::ProvideErrorMetadata::code(error) == Some("NoSuchKey")
+}
+
 /// Whether S3 refused a conditional request because its condition did not hold
 /// (412 Precondition Failed; 409 ConditionalRequestConflict when two conditional
 /// writes race; NoSuchKey for an `If-Match` on an object that is gone).
@@ -426,9 +430,10 @@ fn condition_failed<E: aws_sdk_s3::error::ProvideErrorMetadata>(
 ) -> bool {
     let status = error.raw_response().map(|response| response.status().as_u16());
     matches!(status, Some(412 | 409))
+        || no_such_key(error)
         || matches!(
             aws_sdk_s3::error::ProvideErrorMetadata::code(error),
-            Some("PreconditionFailed" | "ConditionalRequestConflict" | "NoSuchKey")
+            Some("PreconditionFailed" | "ConditionalRequestConflict")
         )
 }
 

@@ -145,11 +145,16 @@ pub fn location_dir(lake_url: &str, location: &str, partition: &Partition) -> Re
     let stem = relative
         .strip_prefix(&format!("{COMPACTED_DIR}/{partition}/"))
         .ok_or_else(|| refuse("neither the partition's directory nor a compaction of it"))?;
-    let digest = stem.strip_prefix(COMPACTED_PREFIX).unwrap_or_default();
-    if digest.len() != 32 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_compaction_dir_name(stem) {
         return Err(refuse("not a compaction's directory name"));
     }
     Ok(relative.to_owned())
+}
+
+/// Whether `name` is a compaction's directory name: `compacted-<32 hex digits>`.
+fn is_compaction_dir_name(name: &str) -> bool {
+    let digest = name.strip_prefix(COMPACTED_PREFIX).unwrap_or_default();
+    digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn dir_url(store: &S3Store, dir: &str) -> String {
@@ -639,12 +644,10 @@ pub fn newest_compactions(listing: &[ListedObject]) -> BTreeMap<Partition, Strin
     for object in listing {
         let Some((partition, rest)) = in_partition_path(&object.name) else { continue };
         let Some((stem, MANIFEST)) = rest.split_once('/') else { continue };
-        let dir = format!("{COMPACTED_DIR}/{partition}/{stem}");
-        let url = format!("s3://lake/{dir}/");
-        if location_dir("s3://lake", &url, &partition).is_err() {
+        if !is_compaction_dir_name(stem) {
             continue;
         }
-        let candidate = (object.last_modified_millis, dir);
+        let candidate = (object.last_modified_millis, format!("{COMPACTED_DIR}/{partition}/{stem}"));
         match newest.get(&partition) {
             Some(current) if *current >= candidate => {}
             _ => {

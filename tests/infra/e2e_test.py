@@ -715,6 +715,13 @@ class Pipeline:
     def send(self, records, pack_kib=None):
         send(self.eventlake, self.endpoint, self.deployed.stream, records, self.work, pack_kib)
 
+    def assert_queues_empty(self):
+        """The staged queue and its DLQ hold no message, visible or in flight."""
+        for url in (self.deployed.queue_url, self.deployed.dlq_url):
+            attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            waiting = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            assert waiting == 0, f"{url} still holds {waiting} messages"
+
     def compact(self, **settings):
         """One scheduled run of the deployed compactor (the writer's zip in its
         compactor mode, its deployed settings but no wait and no look-back limit,
@@ -761,10 +768,7 @@ class Pipeline:
 
     def check(self, what):
         figures = check_lake(self.endpoint, self.deployed, self.ledger, self.firehose, self.work)
-        for url in (self.deployed.queue_url, self.deployed.dlq_url):
-            attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-            waiting = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-            assert waiting == 0, f"{url} still holds {waiting} messages"
+        self.assert_queues_empty()
         copies = figures["rows"] - figures["events"]
         print(f"e2e {what}: all {figures['events']} valid events in the lake ({figures['rows']} rows: {copies} "
               f"copies that reached separate staged objects, for events_unique to merge), "
@@ -957,14 +961,9 @@ def late_into_compacted(pipeline):
         f"{len(new)} new rows for {len(valid)} new events after settling")
     settled = {(row[6], row[7]) for row in new} & compacted
     assert settled, "the late events belong to compacted partitions"
-    events_prefix = f"{deployed.lake_prefix}events/"
-    left = {tuple(part.split("=", 1)[1] for part in k[len(events_prefix):].split("/")[:2])
-            for k in list_keys(s3, deployed.bucket, events_prefix)}
+    left = partitions_in_events(pipeline)
     assert not left & compacted, f"files left unsettled in events/: {sorted(left & compacted)[:3]}"
-    for url in (deployed.queue_url, deployed.dlq_url):
-        attributes = pipeline.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        waiting = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-        assert waiting == 0, f"{url} still holds {waiting} messages"
+    pipeline.assert_queues_empty()
     print(f"e2e late events into compacted partitions: {len(new)} events settled into {len(settled)} compacted "
           f"locations, each read once, nothing left in events/")
 
@@ -993,8 +992,7 @@ def compaction(pipeline):
 
     response, _, _, _ = pipeline.compact(COMPACT_GRACE_SECONDS="0")
     assert response == {"compacted": 0, "failed": 0, "deferred": 0}, response
-    left = {tuple(part.split("=", 1)[1] for part in k[len(events_prefix):].split("/")[:2])
-            for k in list_keys(s3, deployed.bucket, events_prefix)}
+    left = partitions_in_events(pipeline)
     assert not left & merged, f"superseded files of compacted partitions left in events/: {sorted(left & merged)[:3]}"
     rows_after_grace, _ = athena_rows(pipeline)
     assert sorted(rows_after_grace) == sorted(after), "deleting superseded files changed what Athena reads"
@@ -1007,6 +1005,14 @@ def compaction(pipeline):
           f"{len(files)} files ({len(merged)} partitions compacted, the rest one file already) "
           f"in {seconds:.1f} s; each event once, the first received copy; superseded files kept for the grace "
           f"period, then deleted by the next run without changing what Athena reads")
+
+
+def partitions_in_events(pipeline):
+    """The partitions (event_type, created_date) with any object under events/."""
+    deployed = pipeline.deployed
+    events_prefix = f"{deployed.lake_prefix}events/"
+    return {tuple(part.split("=", 1)[1] for part in k[len(events_prefix):].split("/")[:2])
+            for k in list_keys(pipeline.s3, deployed.bucket, events_prefix)}
 
 
 def first_copies(rows):
@@ -1085,9 +1091,7 @@ def compaction_outside_the_look_back(pipeline):
     assert runs[-1][0] == 0, f"still compacting after {len(runs)} runs: {runs}"
     after, _ = athena_rows(pipeline)
     assert_first_copies_once(after, first)
-    events_prefix = f"{deployed.lake_prefix}events/"
-    left = {tuple(part.split("=", 1)[1] for part in k[len(events_prefix):].split("/")[:2])
-            for k in list_keys(s3, deployed.bucket, events_prefix)}
+    left = partitions_in_events(pipeline)
     assert not left & compacted, f"files left in events/ of compacted partitions: {sorted(left & compacted)[:3]}"
     marks = list_keys(s3, deployed.bucket, f"{deployed.lake_prefix}_settled/")
     assert not marks, f"marks left: {marks[:3]}"

@@ -210,17 +210,7 @@ async fn an_s3_lake_is_compacted_by_switching_glue_partitions_and_readers_never_
     // A run after the grace period (here 0 s), even one whose window leaves every
     // partition out (as a scheduled run's look-back does days later): the old
     // files go, the records too, and nothing Athena reads changes.
-    let store = eventlake::aws::s3::S3Store::new(s3.clone(), BUCKET, "lake");
-    let catalog = Catalog::new(glue.clone(), DATABASE, "events");
-    let options = eventlake::compactor::Options {
-        older_than: Duration::ZERO,
-        target_bytes: 128 << 20,
-        dry_run: false,
-        now_millis: eventlake::telemetry::now_millis(),
-        created_since: eventlake::core::timestamp::CreatedDate::parse("2099-01-01"),
-        grace: Duration::ZERO,
-    };
-    let run = eventlake::compactor::compact_lake(&store, &catalog, options, None, || true).await.unwrap();
+    let run = run_outside_the_window(&lake, eventlake::telemetry::now_millis()).await;
     assert!(run.outcomes.is_empty(), "{run:?}");
     assert_eq!(superseded_records(&glue).await, Vec::<Vec<String>>::new());
     assert!(lake.objects("lake/events/").await.is_empty(), "the superseded files are deleted");
@@ -308,6 +298,25 @@ fn terraform_names_the_tag_and_the_prefix_the_code_uses() {
         local("lease_key"),
         format!("${{local.lake_prefix}}{}", eventlake::compactor::lease::LEASE_KEY)
     );
+}
+
+/// A file in `events/` of a compacted partition counts as stranded only once no
+/// writer can still be settling it: `STRANDED_AFTER` is at least the longest
+/// timeout `terraform/variables.tf` lets the writer have (Lambda's 900 s).
+#[test]
+fn files_count_as_stranded_only_after_the_writers_longest_run() {
+    let variables =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/terraform/variables.tf")).unwrap();
+    let block = variables.split("variable \"writer_timeout_seconds\" {").nth(1).unwrap();
+    let condition = block.lines().find(|line| line.trim_start().starts_with("condition")).unwrap();
+    let most: u64 = condition
+        .split("var.writer_timeout_seconds <= ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no upper bound in {condition}"));
+    assert_eq!(most, 900, "Lambda's limit");
+    assert!(eventlake::compactor::STRANDED_AFTER.as_secs() >= most);
 }
 
 /// A file moved into a compacted partition is a new, live object: its copy
