@@ -24,6 +24,8 @@
 //!   the Glue partition switched to it), and how writers follow a switch.
 //! - [`lambda`]: the `parquet-writer`'s handling of S3 notifications, and the
 //!   metrics both Lambdas publish.
+//! - [`views`]: typed views per event type: the type ladder, names, schema
+//!   files and the views' Athena SQL.
 //! - [`query`]: SQL over a local lake with Athena's functions (feature `query`).
 //! - [`cli`]: the `eventlake` command line (feature `cli`; the Lambdas are built
 //!   without it).
@@ -43,3 +45,4 @@ pub mod producer;
 #[cfg(feature = "query")]
 pub mod query;
 pub mod telemetry;
+pub mod views;

@@ -12,10 +12,10 @@ use anyhow::Context as _;
 
 use crate::compactor::lease::Lease;
 use crate::compactor::{self, Outcome, Tally};
-use crate::core::partition::{Partition, EVENTS_DIR};
-use crate::lake::compact;
+use crate::core::partition::Partition;
 use crate::lake::scratch;
 use crate::lake::storage::{LocalDir, Location, Storage};
+use crate::lake::{compact, listing};
 
 use super::summary::{self, bytes, count};
 
@@ -93,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Location::S3 { bucket, prefix } => return run_s3(&args, bucket, prefix),
     };
-    let found = partitions(&root)?;
+    let found = listing::partitions(&root)?;
     // One compaction at a time: a second would find the first's half-made files.
     let _lock = scratch::lock_lake(&root, COMPACTION_LOCK, false)
         .with_context(|| format!("locking {}", root.display()))?
@@ -106,10 +106,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut outcomes = Vec::new();
     let mut work = Vec::new();
     for (partition, dir) in found {
-        let files = parquet_files(&dir)?;
-        let newest = files.iter().map(|(_, _, modified)| *modified).max().unwrap_or(now);
-        let (count, size) = (files.len(), files.iter().map(|(_, size, _)| size).sum());
-        let outcome = if compact::is_compact(files.iter().map(|(name, _, _)| name.as_str())) {
+        let files = listing::parquet_files(&dir)?;
+        let newest = files.iter().map(|file| file.modified).max().unwrap_or(now);
+        let (count, size) = (files.len(), files.iter().map(|file| file.bytes).sum());
+        let outcome = if compact::is_compact(files.iter().map(|file| file.name.as_str())) {
             Outcome::AlreadyCompact
         } else if now.duration_since(newest).unwrap_or_default() < args.older_than {
             Outcome::TooRecent
@@ -242,45 +242,6 @@ fn compact_all(
             .collect::<anyhow::Result<Vec<_>>>()
     })?;
     Ok(results.into_iter().flatten().collect())
-}
-
-/// The partitions under `events/`, by directory; other directories are ignored.
-fn partitions(root: &Path) -> anyhow::Result<Vec<(Partition, PathBuf)>> {
-    let events = root.join(EVENTS_DIR);
-    let mut found = Vec::new();
-    let read = |dir: &Path| std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()));
-    for type_dir in read(&events)? {
-        let type_dir = type_dir?;
-        if !type_dir.file_type()?.is_dir() {
-            continue;
-        }
-        for date_dir in read(&type_dir.path())? {
-            let date_dir = date_dir?;
-            let names = (type_dir.file_name(), date_dir.file_name());
-            match Partition::from_directories(&names.0.to_string_lossy(), &names.1.to_string_lossy()) {
-                Some(partition) if date_dir.file_type()?.is_dir() => found.push((partition, date_dir.path())),
-                _ => {
-                    tracing::warn!(directory = %date_dir.path().display(), "not a partition the writer makes; ignored")
-                }
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// The Parquet files of a partition: name, size, last modified.
-fn parquet_files(dir: &Path) -> anyhow::Result<Vec<(String, u64, SystemTime)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".parquet") {
-            let metadata = entry.metadata()?;
-            files.push((name, metadata.len(), metadata.modified()?));
-        }
-    }
-    Ok(files)
 }
 
 /// The summary table of a run.

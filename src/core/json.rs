@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 
 use memchr::{memchr, memchr2, memchr3};
+use serde_json::value::RawValue;
 
 /// Appends `raw` (one valid JSON value) to `out` without insignificant whitespace.
 pub fn write_compact(raw: &str, out: &mut Vec<u8>) {
@@ -201,6 +202,54 @@ pub fn string_literal(quoted: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
 }
 
+/// The members of the JSON object `text` in the order written: (the name as
+/// its string literal, quotes included; the value's text). Scanned, not parsed:
+/// on text that is not an object, or once the scan meets something it cannot
+/// read, it stops. Never recursive.
+pub fn members(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let bytes = text.as_bytes();
+    let start = skip_whitespace(bytes, 0);
+    let mut at = (bytes.get(start) == Some(&b'{')).then(|| skip_whitespace(bytes, start + 1));
+    std::iter::from_fn(move || {
+        let from = at.take()?;
+        if *bytes.get(from)? != b'"' {
+            return None;
+        }
+        let close = end_of_string(bytes, from + 1)?;
+        let colon = skip_whitespace(bytes, close + 1);
+        if *bytes.get(colon)? != b':' {
+            return None;
+        }
+        let value = skip_whitespace(bytes, colon + 1);
+        let end = end_of_value(bytes, value)?;
+        let next = skip_whitespace(bytes, end);
+        if bytes.get(next) == Some(&b',') {
+            at = Some(skip_whitespace(bytes, next + 1));
+        }
+        Some((text.get(from..=close)?, text.get(value..end)?))
+    })
+}
+
+/// The elements of the JSON array `text`, each as its text, scanned as
+/// [`members`] scans an object.
+pub fn elements(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let start = skip_whitespace(bytes, 0);
+    let mut at = (bytes.get(start) == Some(&b'[')).then(|| skip_whitespace(bytes, start + 1));
+    std::iter::from_fn(move || {
+        let from = at.take()?;
+        if matches!(bytes.get(from), None | Some(b']')) {
+            return None;
+        }
+        let end = end_of_value(bytes, from)?;
+        let next = skip_whitespace(bytes, end);
+        if bytes.get(next) == Some(&b',') {
+            at = Some(skip_whitespace(bytes, next + 1));
+        }
+        text.get(from..end)
+    })
+}
+
 /// Where element `index` starts, for the array at `at`.
 fn element(bytes: &[u8], at: usize, index: usize) -> Option<usize> {
     if bytes.get(at) != Some(&b'[') {
@@ -272,6 +321,120 @@ pub fn write_string(text: &str, out: &mut Vec<u8>) {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
+    }
+}
+
+/// Appends the JSON value `raw` as Athena's `json_extract` and `json_format`
+/// give it back (Trino re-serializes the value with Jackson): no whitespace,
+/// strings re-escaped (only `"`, `\\` and control characters; `\\b \\t \\n
+/// \\f \\r` short, others as uppercase `\\u00XX`; everything else as UTF-8),
+/// integers in their plain decimal digits (`-0` is `0`), other numbers as
+/// Java's `Double.toString` prints them (`1.50` is `1.5`, `1e5` is `100000.0`,
+/// `1e21` is `1.0E21`). `None` when `raw` is not valid JSON (or nests deeper
+/// than serde_json's 128 levels). Then a pass over the tokens.
+pub fn write_like_athena(raw: &str, out: &mut String) -> Option<()> {
+    serde_json::from_str::<&RawValue>(raw).ok()?;
+    let bytes = raw.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b if is_whitespace(b) => at += 1,
+            b'{' | b'}' | b'[' | b']' | b',' | b':' => {
+                out.push(char::from(bytes[at]));
+                at += 1;
+            }
+            b'"' => {
+                let close = end_of_string(bytes, at + 1)?;
+                write_jackson_string(&string_literal(raw.get(at..=close)?)?, out);
+                at = close + 1;
+            }
+            _ => {
+                let end = end_of_value(bytes, at)?;
+                let token = raw.get(at..end)?;
+                match token {
+                    "true" | "false" | "null" => out.push_str(token),
+                    number => write_jackson_number(number, out)?,
+                }
+                at = end;
+            }
+        }
+    }
+    Some(())
+}
+
+fn write_jackson_string(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[(c as usize) >> 4]));
+                out.push(char::from(HEX[(c as usize) & 15]));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A JSON number as Jackson copies it: an integer as its digits, anything with
+/// a fraction or an exponent through a double.
+fn write_jackson_number(number: &str, out: &mut String) -> Option<()> {
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    let valid_integer = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    if valid_integer {
+        out.push_str(if digits == "0" { "0" } else { number });
+        return Some(());
+    }
+    serde_json::from_str::<&RawValue>(number).ok()?;
+    let value: f64 = number.parse().ok()?;
+    out.push_str(&java_double(value));
+    Some(())
+}
+
+/// `Double.toString` (Java 19 and later, the shortest digits that read back as
+/// the same double): plain decimals from 10^-3 up to 10^7, at least one digit
+/// after the point; otherwise `d.dddE±n`. Jackson writes a value too large for
+/// a double as the string `"Infinity"`.
+pub fn java_double(value: f64) -> String {
+    if value.is_infinite() {
+        return if value > 0.0 { "\"Infinity\"".into() } else { "\"-Infinity\"".into() };
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+    }
+    let sign = if value < 0.0 { "-" } else { "" };
+    let scientific = format!("{:e}", value.abs());
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let magnitude = value.abs();
+    if (1e-3..1e7).contains(&magnitude) {
+        let point = exponent + 1; // digits before the decimal point
+        let text = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+        } else {
+            let point = point as usize;
+            if digits.len() <= point {
+                format!("{digits}{}.0", "0".repeat(point - digits.len()))
+            } else {
+                format!("{}.{}", &digits[..point], &digits[point..])
+            }
+        };
+        format!("{sign}{text}")
+    } else {
+        let fraction = if digits.len() > 1 { &digits[1..] } else { "0" };
+        format!("{sign}{}.{fraction}E{exponent}", &digits[..1])
     }
 }
 
@@ -370,6 +533,49 @@ mod tests {
         };
         assert_eq!(written("plain é 😀"), "\"plain é 😀\"");
         assert_eq!(written("q\"b\\c\nd\u{1}"), r#""q\"b\\c\nd\u0001""#);
+    }
+
+    #[test]
+    fn members_and_elements_are_scanned_in_order_and_stop_at_broken_text() {
+        let object = r#"{ "a" : 1 , "b\"c":{"x":[1,2]}, "a":"again","e":[] }"#;
+        let found: Vec<_> = members(object).collect();
+        assert_eq!(
+            found,
+            [("\"a\"", "1"), ("\"b\\\"c\"", r#"{"x":[1,2]}"#), ("\"a\"", "\"again\""), ("\"e\"", "[]")]
+        );
+        assert_eq!(members("{}").count(), 0);
+        assert_eq!(members("[1]").count(), 0);
+        assert_eq!(members(r#"{"a":1,"b""#).collect::<Vec<_>>(), [("\"a\"", "1")]);
+        assert_eq!(
+            elements(r#"[ 1, "x,]", [2,3] ,null]"#).collect::<Vec<_>>(),
+            ["1", "\"x,]\"", "[2,3]", "null"]
+        );
+        assert_eq!(elements("[]").count(), 0);
+        assert_eq!(elements("{}").count(), 0);
+    }
+
+    fn athena(raw: &str) -> Option<String> {
+        let mut out = String::new();
+        write_like_athena(raw, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn values_are_written_back_as_athena_reserializes_them() {
+        assert_eq!(
+            athena(r#"{ "a" : [1, -0, 1.50, 1e5, 2E-4, 1e21, 123456789012345678901234] }"#).unwrap(),
+            r#"{"a":[1,0,1.5,100000.0,2.0E-4,1.0E21,123456789012345678901234]}"#
+        );
+        assert_eq!(athena(r#""\u00e9\/\u0001\n\"""#).unwrap(), "\"é/\\u0001\\n\\\"\"");
+        assert_eq!(
+            athena("[true,false,null,0.001,9999999.0,10000000.0,-3.25]").unwrap(),
+            "[true,false,null,0.001,9999999.0,1.0E7,-3.25]"
+        );
+        assert_eq!(athena("1e400").unwrap(), "\"Infinity\"");
+        assert_eq!(athena("-0.0").unwrap(), "-0.0");
+        assert_eq!(athena("0.1").unwrap(), "0.1");
+        assert_eq!(athena("123.456e2").unwrap(), "12345.6");
+        assert_eq!(athena("[01]"), None);
+        assert_eq!(athena(r#""open"#), None);
     }
 
     #[test]

@@ -127,6 +127,37 @@ pub fn merge(
     stem: &str,
     target_bytes: usize,
 ) -> Result<Merged, CompactError> {
+    merge_into(files, &mut Output::new(out_dir, stem, target_bytes))
+}
+
+/// Reads the rows a compaction of `files` would keep (one per dedupe key, the
+/// contract's first copy), in the order it would write them (creation time,
+/// then key), and hands them to `visit` a chunk at a time; nothing is written.
+/// Memory as [`merge`]'s: a batch per input, the rows of one millisecond.
+pub fn read_first_copies(
+    files: &[(String, PathBuf)],
+    visit: impl FnMut(&RecordBatch),
+) -> Result<Merged, CompactError> {
+    struct Visit<F>(F);
+    impl<F: FnMut(&RecordBatch)> Sink for Visit<F> {
+        fn write(&mut self, chunk: &RecordBatch, _merged: &mut Merged) -> Result<(), CompactError> {
+            (self.0)(chunk);
+            Ok(())
+        }
+        fn finish(&mut self, _merged: &mut Merged) -> Result<(), CompactError> {
+            Ok(())
+        }
+    }
+    merge_into(files, &mut Visit(visit))
+}
+
+/// Where a merge's rows go, a chunk at a time.
+trait Sink {
+    fn write(&mut self, chunk: &RecordBatch, merged: &mut Merged) -> Result<(), CompactError>;
+    fn finish(&mut self, merged: &mut Merged) -> Result<(), CompactError>;
+}
+
+fn merge_into(files: &[(String, PathBuf)], output: &mut dyn Sink) -> Result<Merged, CompactError> {
     let mut pool: Vec<RecordBatch> = Vec::new();
     let mut inputs = Vec::with_capacity(files.len());
     let batch_rows = (BATCH_ROWS_IN_ALL / files.len().max(1)).clamp(MIN_BATCH_ROWS, BATCH_ROWS);
@@ -160,7 +191,6 @@ pub fn merge(
         });
     }
     let mut merged = Merged::default();
-    let mut output = Output::new(out_dir, stem, target_bytes);
     for input in &mut inputs {
         load_next(input, &mut pool)?;
     }
@@ -218,10 +248,10 @@ pub fn merge(
         // Batches stay in the pool until a flush: flush often enough that the
         // pool holds about one batch per input, duplicates or not.
         if pending.len() >= CHUNK_ROWS || pool.len() > 2 * inputs.len() + 8 {
-            flush(&mut pending, &mut pool, &mut inputs, &mut output, &mut merged)?;
+            flush(&mut pending, &mut pool, &mut inputs, output, &mut merged)?;
         }
     }
-    flush(&mut pending, &mut pool, &mut inputs, &mut output, &mut merged)?;
+    flush(&mut pending, &mut pool, &mut inputs, output, &mut merged)?;
     output.finish(&mut merged)?;
     Ok(merged)
 }
@@ -555,7 +585,7 @@ fn flush(
     pending: &mut Vec<(usize, usize)>,
     pool: &mut Vec<RecordBatch>,
     inputs: &mut [Input],
-    output: &mut Output,
+    output: &mut dyn Sink,
     merged: &mut Merged,
 ) -> Result<(), CompactError> {
     if !pending.is_empty() {
@@ -587,7 +617,9 @@ impl Output {
     fn new(dir: &Path, stem: &str, target_bytes: usize) -> Self {
         Output { dir: dir.to_owned(), stem: stem.to_owned(), target_bytes, current: None }
     }
+}
 
+impl Sink for Output {
     fn write(&mut self, chunk: &RecordBatch, merged: &mut Merged) -> Result<(), CompactError> {
         if self.current.is_none() {
             let path = self.dir.join(format!("{}-{:05}.parquet", self.stem, merged.files.len()));

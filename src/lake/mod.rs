@@ -3,6 +3,7 @@
 
 pub mod compact;
 pub mod encoder;
+pub mod listing;
 pub mod ndjson;
 pub mod replay;
 pub mod rows;

@@ -30,6 +30,9 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(Function::new(Kind::JsonExtractScalar)),
         ScalarUDF::from(Function::new(Kind::JsonExtract)),
         ScalarUDF::from(Function::new(Kind::FromIso8601Timestamp)),
+        ScalarUDF::from(Function::new(Kind::TryFromIso8601Timestamp)),
+        ScalarUDF::from(Function::new(Kind::JsonFormat)),
+        ScalarUDF::from(super::json_array::CastJsonArray::new()),
         ScalarUDF::from(Function::new(Kind::FromUnixtime)),
         ScalarUDF::from(Function::new(Kind::ToUnixtime)),
         ScalarUDF::from(Function::new(Kind::DateFormat)),
@@ -254,6 +257,9 @@ fn range_steps(arity: usize, value: &dyn Fn(usize, usize) -> Option<ScalarValue>
     }
 }
 
+/// The name `athena_sql` gives `from_iso8601_timestamp` inside `try(...)`.
+pub const TRY_FROM_ISO8601_TIMESTAMP: &str = "__try_from_iso8601_timestamp";
+
 /// The zone-aware millisecond timestamp type the functions use.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
@@ -263,7 +269,12 @@ pub fn timestamp_type() -> DataType {
 enum Kind {
     JsonExtractScalar,
     JsonExtract,
+    /// Athena's `json_format(json)`: locally a JSON value is its text already.
+    JsonFormat,
     FromIso8601Timestamp,
+    /// `from_iso8601_timestamp` inside Athena's `try(...)`: NULL where the
+    /// value is not ISO 8601 instead of an error (`athena_sql` calls it).
+    TryFromIso8601Timestamp,
     FromUnixtime,
     ToUnixtime,
     DateFormat,
@@ -284,7 +295,9 @@ impl Function {
     fn parameters(&self) -> Vec<DataType> {
         match self.kind {
             Kind::JsonExtractScalar | Kind::JsonExtract => vec![DataType::Utf8, DataType::Utf8],
-            Kind::FromIso8601Timestamp => vec![DataType::Utf8],
+            Kind::JsonFormat | Kind::FromIso8601Timestamp | Kind::TryFromIso8601Timestamp => {
+                vec![DataType::Utf8]
+            }
             Kind::FromUnixtime => vec![DataType::Float64],
             Kind::ToUnixtime => vec![timestamp_type()],
             Kind::DateFormat => vec![timestamp_type(), DataType::Utf8],
@@ -297,7 +310,9 @@ impl ScalarUDFImpl for Function {
         match self.kind {
             Kind::JsonExtractScalar => "json_extract_scalar",
             Kind::JsonExtract => "json_extract",
+            Kind::JsonFormat => "json_format",
             Kind::FromIso8601Timestamp => "from_iso8601_timestamp",
+            Kind::TryFromIso8601Timestamp => TRY_FROM_ISO8601_TIMESTAMP,
             Kind::FromUnixtime => "from_unixtime",
             Kind::ToUnixtime => "to_unixtime",
             Kind::DateFormat => "date_format",
@@ -327,7 +342,7 @@ impl ScalarUDFImpl for Function {
         // comes: a cast of Utf8View to Utf8 would copy every payload.
         let reads_any_layout = |position| match self.kind {
             Kind::JsonExtractScalar | Kind::JsonExtract => true,
-            Kind::FromIso8601Timestamp => position == 0,
+            Kind::FromIso8601Timestamp | Kind::TryFromIso8601Timestamp | Kind::JsonFormat => position == 0,
             _ => false,
         };
         Ok(arg_types
@@ -346,8 +361,12 @@ impl ScalarUDFImpl for Function {
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(match self.kind {
-            Kind::JsonExtractScalar | Kind::JsonExtract | Kind::DateFormat => DataType::Utf8,
-            Kind::FromIso8601Timestamp | Kind::FromUnixtime => timestamp_type(),
+            Kind::JsonExtractScalar | Kind::JsonExtract | Kind::JsonFormat | Kind::DateFormat => {
+                DataType::Utf8
+            }
+            Kind::FromIso8601Timestamp | Kind::TryFromIso8601Timestamp | Kind::FromUnixtime => {
+                timestamp_type()
+            }
             Kind::ToUnixtime => DataType::Float64,
         })
     }
@@ -357,7 +376,9 @@ impl ScalarUDFImpl for Function {
         let result: ArrayRef = match self.kind {
             Kind::JsonExtractScalar => json_extract(&args.args, args.number_rows, Extract::Scalar)?,
             Kind::JsonExtract => json_extract(&args.args, args.number_rows, Extract::Json)?,
-            Kind::FromIso8601Timestamp => Arc::new(from_iso8601(&arrays()?[0])?),
+            Kind::JsonFormat => cast(&arrays()?[0], &DataType::Utf8)?,
+            Kind::FromIso8601Timestamp => Arc::new(from_iso8601(&arrays()?[0], Invalid::Error)?),
+            Kind::TryFromIso8601Timestamp => Arc::new(from_iso8601(&arrays()?[0], Invalid::Null)?),
             Kind::FromUnixtime => Arc::new(from_unixtime(&arrays()?[0])),
             Kind::ToUnixtime => Arc::new(to_unixtime(&arrays()?[0])),
             Kind::DateFormat => Arc::new(date_format(&arrays()?)?),
@@ -388,7 +409,8 @@ enum Extract {
     /// `json_extract_scalar`: a string's text, a number's or boolean's JSON text;
     /// NULL for objects, arrays and `null`.
     Scalar,
-    /// `json_extract`: the value as JSON text.
+    /// `json_extract`: the value as JSON text, written as Athena writes it back
+    /// (`core::json::write_like_athena`).
     Json,
 }
 
@@ -408,11 +430,25 @@ fn parse_path(path: &str) -> Result<Vec<PathStep>> {
             steps.push(PathStep::Key(after[..end].to_owned()));
             rest = &after[end..];
         } else if let Some(after) = rest.strip_prefix("[\"") {
-            let Some(end) = after.find("\"]") else {
+            // As Athena reads it: `\"` and `\\` stand for `"` and `\`.
+            let (mut key, mut escaped, mut close) = (String::new(), false, None);
+            for (at, c) in after.char_indices() {
+                match (escaped, c) {
+                    (true, '"' | '\\') => (key.push(c), escaped = false).1,
+                    (true, _) => return exec_err!("invalid JSON path {path:?}: \\{c} in a quoted key"),
+                    (false, '\\') => escaped = true,
+                    (false, '"') => {
+                        close = Some(at);
+                        break;
+                    }
+                    (false, c) => key.push(c),
+                }
+            }
+            let Some(close) = close.filter(|&at| after[at + 1..].starts_with(']')) else {
                 return exec_err!("invalid JSON path {path:?}: unterminated [\"");
             };
-            steps.push(PathStep::Key(after[..end].to_owned()));
-            rest = &after[end + 2..];
+            steps.push(PathStep::Key(key));
+            rest = &after[close + 2..];
         } else if let Some(after) = rest.strip_prefix('[') {
             let end = after.find(']').unwrap_or(after.len());
             let Ok(index) = after[..end].trim().parse() else {
@@ -435,7 +471,11 @@ fn extract<'a>(json: &'a str, steps: &[PathStep], how: Extract) -> Option<Cow<'a
     match (how, text.as_bytes()[0]) {
         (Extract::Scalar, b'"') => string_literal(text),
         (Extract::Scalar, b'{' | b'[' | b'n') => None,
-        _ => serde_json::from_str::<&RawValue>(text).ok().map(|_| Cow::Borrowed(text)),
+        (Extract::Scalar, _) => serde_json::from_str::<&RawValue>(text).ok().map(|_| Cow::Borrowed(text)),
+        (Extract::Json, _) => {
+            let mut athena = String::with_capacity(text.len());
+            crate::core::json::write_like_athena(text, &mut athena).map(|()| Cow::Owned(athena))
+        }
     }
 }
 
@@ -510,7 +550,14 @@ fn parse_iso8601(text: &str) -> Option<DateTime<Utc>> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
-fn from_iso8601(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
+/// What `from_iso8601_timestamp` does with a value that is not ISO 8601.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Invalid {
+    Error,
+    Null,
+}
+
+fn from_iso8601(array: &ArrayRef, invalid_is: Invalid) -> Result<TimestampMillisecondArray> {
     let mut out = TimestampMillisecondBuilder::with_capacity(array.len());
     let mut invalid = None;
     string_values(array, |_, text| match text {
@@ -526,7 +573,7 @@ fn from_iso8601(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
             }
         }
     });
-    if let Some(text) = invalid {
+    if let Some(text) = invalid.filter(|_| invalid_is == Invalid::Error) {
         return exec_err!("from_iso8601_timestamp: invalid ISO 8601 value {text:?}");
     }
     Ok(out.finish().with_timezone("UTC"))
@@ -633,7 +680,7 @@ mod tests {
         for path in ["$.n", "$.o", "$.o.a", "$.missing", "$.o.a[9]", "$.user_id.x"] {
             assert_eq!(scalar(path), None, "{path}");
         }
-        assert_eq!(extract_path(json, "$.o.a", Extract::Json).as_deref(), Some(r#"[1,{"b":"x\u00e9"}]"#));
+        assert_eq!(extract_path(json, "$.o.a", Extract::Json).as_deref(), Some("[1,{\"b\":\"x\u{e9}\"}]"));
         assert_eq!(extract_path("not json", "$.a", Extract::Scalar), None);
         // The value found is parsed: broken values are NULL, escapes are decoded.
         for broken in

@@ -3,7 +3,9 @@
 //! defined by the same file Athena uses, and Athena's functions, so the files in
 //! `athena/queries/` run unchanged on a laptop.
 
+pub mod athena_sql;
 mod functions;
+mod json_array;
 mod unique_view;
 
 use std::io::Write;
