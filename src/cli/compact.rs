@@ -125,7 +125,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let staging = store.scratch_dir()?;
         outcomes.extend(compact_all(&work, staging, (args.target_mib as usize) << 20)?);
     }
-    Ok(report(compactor::Run { outcomes, files_stranded: 0 }, started.elapsed(), args.dry_run))
+    let code = report(compactor::Run { outcomes, files_stranded: 0 }, started.elapsed(), args.dry_run);
+    if !args.dry_run {
+        println!("typed views        {}", super::views::keep_current(&root, None)?);
+    }
+    Ok(code)
 }
 
 /// Compacts an S3 lake through its Glue table ([`crate::compactor`]).

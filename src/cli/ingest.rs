@@ -123,13 +123,20 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         ..Limits::default()
     };
     let mut catalogued = None;
+    let mut views = None;
     let (summary, fed, total_bytes, elapsed) = match &location {
         Location::Local(dir) => {
             anyhow::ensure!(
                 args.database.is_none(),
                 "--database needs an s3:// lake: Glue partitions point at S3"
             );
-            ingest(LocalDir::new(dir), limits, &args).await?
+            let limits = Limits { count_fields: true, ..limits };
+            let ingested = ingest(LocalDir::new(dir), limits, &args).await?;
+            // A run that forgot keys (its dedupe set restarted) may have written
+            // a key twice: its counts are not the first copies'; read back instead.
+            let counted = (ingested.0.dedupe_resets == 0).then_some(&ingested.0.counted);
+            views = Some(super::views::keep_current(dir, counted)?);
+            ingested
         }
         Location::S3 { bucket, prefix } => {
             let config = aws::load_config().await;
@@ -146,7 +153,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             ingested
         }
     };
-    print!("{}", report(&summary, fed, total_bytes, elapsed, &args.lake, catalogued));
+    print!("{}", report(&summary, fed, total_bytes, elapsed, &args.lake, catalogued, views));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -315,6 +322,7 @@ fn report(
     elapsed: Duration,
     lake: &str,
     catalogued: Option<(String, usize, usize)>,
+    views: Option<String>,
 ) -> String {
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let mut rows: Vec<(String, String)> = vec![
@@ -342,6 +350,9 @@ fn report(
         ),
         ("lake".into(), lake.to_owned()),
     ]);
+    if let Some(views) = views {
+        rows.push(("typed views".into(), views));
+    }
     if let Some((table, registered, moved)) = catalogued {
         rows.push((format!("registered in {table}"), count(registered as u64)));
         rows.push(("moved to compacted partitions".into(), count(moved as u64)));

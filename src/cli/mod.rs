@@ -16,6 +16,7 @@ mod schema;
 mod send;
 mod summary;
 mod transform;
+mod views;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -45,6 +46,7 @@ enum Command {
     Cost(cost::Args),
     Replay(replay::Args),
     Compact(compact::Args),
+    Views(views::Args),
 }
 
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
@@ -63,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Cost(args) => cost::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Compact(args) => compact::run(args),
+        Command::Views(args) => views::run(args),
     };
     match result {
         Ok(code) => code,

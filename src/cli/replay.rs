@@ -88,7 +88,13 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| {
                     anyhow::anyhow!("another replay is running on {}: wait for it to finish", dir.display())
                 })?;
-            replay_into(LocalDir::new(dir), Target::Directories, &args, window, config.as_ref()).await?
+            let report =
+                replay_into(LocalDir::new(dir), Target::Directories, &args, window, config.as_ref()).await?;
+            if args.dry_run {
+                report
+            } else {
+                format!("{report}typed views: {}\n", super::views::keep_current(dir, None)?)
+            }
         }
         Location::S3 { bucket, prefix } => {
             let config = config.as_ref().expect("loaded above for an s3:// lake");

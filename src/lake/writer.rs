@@ -40,6 +40,7 @@ use crate::lake::encoder::{self, EncodeError, Row};
 use crate::lake::rows::TextRow;
 use crate::lake::rows::{Buffer, Spill};
 use crate::lake::storage::{unless_panicked, Storage, StorageError};
+use crate::views::stats::{PartitionStats, WrittenCounts};
 
 /// Buffer sizes and record rules of a writer.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +65,9 @@ pub struct Limits {
     /// Threads that check records or encode files at once (the writer itself
     /// runs on the caller's): the output is the same for any number.
     pub workers: usize,
+    /// Count the payload fields of the rows written, per partition, for the
+    /// typed views ([`Summary::counted`]).
+    pub count_fields: bool,
 }
 
 impl Limits {
@@ -83,6 +87,7 @@ impl Default for Limits {
             window: TimeWindow::default(),
             delete_stale_files: true,
             workers: Limits::all_cores(),
+            count_fields: false,
         }
     }
 }
@@ -230,6 +235,10 @@ pub struct Summary {
     /// Partitions that received at least one file.
     #[serde(skip)]
     pub touched: Vec<Partition>,
+    /// With [`Limits::count_fields`]: per partition, the files written and the
+    /// counts of their rows' payload fields.
+    #[serde(skip)]
+    pub counted: BTreeMap<Partition, WrittenCounts>,
 }
 
 impl Summary {
@@ -342,7 +351,7 @@ struct EncodingPart {
     key: String,
     rows: usize,
     bytes: usize,
-    task: tokio::task::JoinHandle<Result<Vec<u8>, EncodeError>>,
+    task: tokio::task::JoinHandle<Result<(Vec<u8>, Option<PartitionStats>), EncodeError>>,
 }
 
 /// Writes one run's records into the lake.
@@ -627,10 +636,13 @@ impl<S: Storage> LakeWriter<S> {
         let key = part_key(partition, &self.source, *part);
         *part += 1;
         let ingested_at_millis = self.ingested_at_millis;
+        let count_fields = self.limits.count_fields;
         let permit = self.worker_permit().await;
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            encoder::encode(&mut buffer.rows(), ingested_at_millis)
+            let mut rows = buffer.rows();
+            let encoded = encoder::encode(&mut rows, ingested_at_millis)?;
+            Ok((encoded, count_fields.then(|| count_rows(&rows))))
         });
         self.encoding.parts.push_back(EncodingPart { partition: partition.clone(), key, rows, bytes, task });
         Ok(())
@@ -648,14 +660,19 @@ impl<S: Storage> LakeWriter<S> {
                 self.encoding.parts.push_front(part);
                 break;
             }
-            let encoded = joined(part.task.await)??;
-            ready.push((part.partition, part.key, part.rows, encoded.len(), encoded));
+            let (encoded, counts) = joined(part.task.await)??;
+            ready.push((part.partition, part.key, part.rows, encoded.len(), encoded, counts));
         }
         let puts =
-            ready.iter_mut().map(|(_, key, _, _, encoded)| self.storage.put(key, std::mem::take(encoded)));
+            ready.iter_mut().map(|(_, key, _, _, encoded, _)| self.storage.put(key, std::mem::take(encoded)));
         // Every put ends before an error is returned: none lands after the run.
         futures::future::join_all(puts).await.into_iter().collect::<Result<Vec<()>, _>>()?;
-        for (partition, key, rows, bytes, _) in ready {
+        for (partition, key, rows, bytes, _, counts) in ready {
+            if let Some(counts) = counts {
+                let written = self.summary.counted.entry(partition.clone()).or_default();
+                written.files.push(key.rsplit('/').next().unwrap_or(&key).to_owned());
+                written.stats.absorb(counts);
+            }
             self.summary.written += rows as u64;
             self.summary.bytes_out += bytes as u64;
             self.summary.files += 1;
@@ -749,6 +766,17 @@ impl<S: Storage> LakeWriter<S> {
         self.spilled.clear();
         Ok(())
     }
+}
+
+/// The payload fields of `rows` counted for the typed views.
+fn count_rows(rows: &[encoder::Row<'_>]) -> PartitionStats {
+    let mut stats = PartitionStats::default();
+    let mut uuid = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+    for row in rows {
+        let text = row.uuid.hyphenated().encode_lower(&mut uuid);
+        stats.observe(row.time.millis(), text, row.payload);
+    }
+    stats
 }
 
 #[cfg(test)]

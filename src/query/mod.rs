@@ -59,6 +59,9 @@ pub enum QueryError {
     /// The statement is deeper than the engine's stack holds.
     #[error("the statement has {operators} operators and parentheses {deepest} deep; at most {limit} of each: a deeper expression would overflow the engine's stack (write a long list of ORs as IN (...), or put the values in a table)")]
     TooDeep { operators: usize, deepest: usize, limit: usize },
+    /// The lake's schema files could not be read.
+    #[error("typed views: {0}")]
+    Views(#[from] crate::views::local::ViewsError),
     /// Writing the result failed.
     #[error("writing the result")]
     Output(#[from] datafusion::arrow::error::ArrowError),
@@ -127,8 +130,9 @@ pub enum Format {
     Json,
 }
 
-/// A session over the lake at `root`, with `events`, `events_unique` and the
-/// Athena functions registered.
+/// A session over the lake at `root`, with `events`, `events_unique`, the
+/// typed views of its schema files (`_schemas/`) and the Athena functions
+/// registered.
 pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, QueryError> {
     let events_dir = root.join(crate::core::partition::EVENTS_DIR);
     if !events_dir.is_dir() {
@@ -161,7 +165,23 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(scan_schema());
     ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
     ctx.sql(&EVENTS_UNIQUE_FOR_DATAFUSION).await?.collect().await?;
+    for schema in crate::views::local::read_schemas(root)? {
+        create_view(&ctx, &crate::views::sql::create_view(&schema)).await?;
+    }
     Ok(ctx)
+}
+
+/// Runs a `CREATE VIEW` written in Athena's SQL (a typed view's text) through
+/// [`athena_sql`]'s rewrites.
+pub async fn create_view(ctx: &SessionContext, athena_sql: &str) -> Result<(), QueryError> {
+    let statements =
+        athena_sql::statements(athena_sql).map_err(|error| QueryError::Sql(DataFusionError::SQL(Box::new(error), None)))?;
+    for statement in statements {
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        ctx.execute_logical_plan(plan).await?.collect().await?;
+    }
+    Ok(())
 }
 
 /// The lake's schema as the engine reads it: strings as views into the decoded

@@ -11,7 +11,8 @@ use arrow::datatypes::TimestampMillisecondType;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{self, Change, Declared, TypeSchema};
-use super::stats::PartitionStats;
+use super::stats::{PartitionStats, WrittenCounts};
+use crate::core::partition::Partition;
 use super::{declared_file, schema_file, COUNTS_DIR, SCHEMAS_DIR};
 use crate::lake::{compact, listing, scratch};
 
@@ -57,17 +58,22 @@ const VIEWS_LOCK: &str = "views";
 
 /// Brings the views of the lake at `root` up to date: reads what changed,
 /// writes `_schemas/`, and returns each type's schema and changes, by type.
-pub fn refresh(root: &Path) -> Result<Vec<TypeReport>, ViewsError> {
+///
+/// `written`: what a run that just wrote into the lake counted of its rows
+/// (`Summary::counted`, from a run that held every key of the run at once). A
+/// partition that held nothing before that run and holds exactly its files
+/// takes those counts instead of being read back.
+pub fn refresh(
+    root: &Path,
+    written: Option<&BTreeMap<Partition, WrittenCounts>>,
+) -> Result<Vec<TypeReport>, ViewsError> {
     let _lock = scratch::lock_lake(root, VIEWS_LOCK, true).map_err(io_at(root))?;
     let schemas = root.join(SCHEMAS_DIR);
     let counts_dir = schemas.join(COUNTS_DIR);
     std::fs::create_dir_all(&counts_dir).map_err(io_at(&counts_dir))?;
-    let mut by_type: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
+    let mut by_type: BTreeMap<String, Vec<(Partition, PathBuf)>> = BTreeMap::new();
     for (partition, dir) in listing::partitions(root).map_err(io_at(root))? {
-        by_type
-            .entry(partition.event_type.clone())
-            .or_default()
-            .push((partition.created_date.to_string(), dir));
+        by_type.entry(partition.event_type.clone()).or_default().push((partition, dir));
     }
     // Counts first, for every type: the view names depend on every type's first event.
     let mut counted: BTreeMap<String, (Counts, usize)> = BTreeMap::new();
@@ -76,24 +82,30 @@ pub fn refresh(root: &Path) -> Result<Vec<TypeReport>, ViewsError> {
         let mut counts: Counts = read_json(&path).unwrap_or_default();
         let mut read = 0;
         let mut kept = BTreeMap::new();
-        for (date, dir) in partitions {
+        for (partition, dir) in partitions {
+            let date = partition.created_date.to_string();
             let files: Vec<(String, u64)> = listing::parquet_files(dir)
                 .map_err(io_at(dir))?
                 .into_iter()
                 .map(|file| (file.name, file.bytes))
                 .collect();
-            let partition = match counts.partitions.remove(date) {
-                Some(known) if known.files == files => known,
+            let known = counts.partitions.remove(&date);
+            let from_run = written.and_then(|written| written.get(partition)).filter(|run| {
+                let mut names: Vec<&str> = run.files.iter().map(String::as_str).collect();
+                names.sort_unstable();
+                known.is_none() && names.iter().copied().eq(files.iter().map(|(name, _)| name.as_str()))
+            });
+            let counted = match (known, from_run) {
+                (Some(known), _) if known.files == files => known,
+                (_, Some(run)) => CountedPartition { files, stats: run.stats.clone() },
                 _ => {
                     read += 1;
-                    let stats = count_partition(dir, &files).map_err(|source| ViewsError::Read {
-                        partition: dir.display().to_string(),
-                        source,
-                    })?;
+                    let stats = count_partition(dir, &files)
+                        .map_err(|source| ViewsError::Read { partition: dir.display().to_string(), source })?;
                     CountedPartition { files, stats }
                 }
             };
-            kept.insert(date.clone(), partition);
+            kept.insert(date, counted);
         }
         let counts = Counts { partitions: kept };
         if read > 0 || !counts_match_file(&path, &counts) {
@@ -138,13 +150,14 @@ fn count_partition(dir: &Path, files: &[(String, u64)]) -> Result<PartitionStats
     Ok(stats)
 }
 
-/// Counts a chunk of lake rows (the lake's schema: `payload` is column 5,
-/// `created_ts` column 6).
+/// Counts a chunk of lake rows (the lake's schema: `event_uuid` is column 0,
+/// `payload` column 5, `created_ts` column 6).
 pub fn observe_chunk(stats: &mut PartitionStats, chunk: &RecordBatch) {
+    let uuids = chunk.column(0).as_string::<i32>();
     let payloads = chunk.column(5).as_string::<i32>();
     let created = chunk.column(6).as_primitive::<TimestampMillisecondType>();
     for row in 0..chunk.num_rows() {
-        stats.observe(created.value(row), payloads.value(row));
+        stats.observe(created.value(row), uuids.value(row), payloads.value(row));
     }
 }
 
@@ -152,7 +165,7 @@ pub fn observe_chunk(stats: &mut PartitionStats, chunk: &RecordBatch) {
 fn remove_gone_types(
     schemas: &Path,
     counts_dir: &Path,
-    types: &BTreeMap<String, Vec<(String, PathBuf)>>,
+    types: &BTreeMap<String, Vec<(Partition, PathBuf)>>,
 ) -> Result<(), ViewsError> {
     for dir in [schemas, counts_dir] {
         for entry in std::fs::read_dir(dir).map_err(io_at(dir))? {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ladder::{ColumnType, Seen};
 use super::naming::{self, LEADING_COLUMNS, RESCUED_COLUMN};
-use super::stats::PartitionStats;
+use super::stats::{PartitionStats, SeenName};
 
 /// The most payload columns a view has; the most frequent fields get them.
 pub const MAX_COLUMNS: usize = 500;
@@ -116,13 +116,17 @@ pub fn fold(
             field.seen = before.widen(stats.seen.0);
             let changed = field.seen.column_type() != before.column_type() || before == Seen::Nothing;
             if field.seen != Seen::Nothing && changed {
-                let needed = stats.examples.iter().find(|(state, _)| {
-                    state.0 != Seen::Nothing && (before == Seen::Nothing || before.widen(state.0) != before)
+                // A value of the type reached, else one that needed the widening.
+                let needed = stats.examples.get(&SeenName(field.seen)).or_else(|| {
+                    let widens = |state: &SeenName| {
+                        state.0 != Seen::Nothing && (before == Seen::Nothing || before.widen(state.0) != before)
+                    };
+                    stats.examples.iter().find(|(state, _)| widens(state)).map(|(_, example)| example)
                 });
                 field.history.push(Rung {
                     column_type: field.seen.column_type(),
                     date: date.clone(),
-                    example: needed.map(|(_, example)| example.clone()).unwrap_or_default(),
+                    example: needed.map(|example| example.value.clone()).unwrap_or_default(),
                 });
             }
         }
@@ -256,7 +260,7 @@ mod tests {
     fn partition(rows: &[(i64, &str)]) -> PartitionStats {
         let mut stats = PartitionStats::default();
         for (millis, payload) in rows {
-            stats.observe(*millis, payload);
+            stats.observe(*millis, &format!("{millis:08}"), payload);
         }
         stats
     }

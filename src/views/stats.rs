@@ -15,8 +15,16 @@ pub const MAX_FIELDS_PER_PARTITION: usize = 10_000;
 /// Examples are cut to this many characters.
 const EXAMPLE_CHARS: usize = 120;
 
+/// The files a writer wrote into one partition and the counts of their rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WrittenCounts {
+    /// File names, in the partition's directory.
+    pub files: Vec<String>,
+    pub stats: PartitionStats,
+}
+
 /// One partition's first copies.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionStats {
     /// Rows (one per dedupe key).
     pub rows: u64,
@@ -34,15 +42,25 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// One field in one partition.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldStats {
     /// Rows where the field is present and not `null`.
     pub count: u64,
     /// What its values need.
     pub seen: SeenName,
     /// Per state a value needs alone (`bigint`, `array(double)`, ...): the
-    /// first such value in the partition's order (created time, then key).
-    pub examples: BTreeMap<SeenName, String>,
+    /// first such value in the partition's order (created time, then key),
+    /// whatever order the rows were counted in.
+    pub examples: BTreeMap<SeenName, Example>,
+}
+
+/// A value of a field, with the row it came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Example {
+    pub created_millis: i64,
+    pub event_uuid: String,
+    /// Its JSON text, cut to a few dozen characters.
+    pub value: String,
 }
 
 /// A [`Seen`] as schema files write it.
@@ -97,7 +115,7 @@ impl PartitionStats {
     /// Counts one row: its created time and its payload (a JSON object, as the
     /// lake's `payload` column holds it). A field written twice in one payload
     /// counts once, by its first value, as Athena's `json_extract` reads it.
-    pub fn observe(&mut self, created_millis: i64, payload: &str) {
+    pub fn observe(&mut self, created_millis: i64, event_uuid: &str, payload: &str) {
         self.rows += 1;
         self.first_event_millis =
             Some(self.first_event_millis.map_or(created_millis, |m| m.min(created_millis)));
@@ -117,7 +135,49 @@ impl PartitionStats {
                 field.count += 1;
             }
             field.seen = SeenName(field.seen.0.widen(seen));
-            field.examples.entry(SeenName(seen)).or_insert_with(|| example(value));
+            let earlier = |known: &Example| (created_millis, event_uuid) < (known.created_millis, known.event_uuid.as_str());
+            match field.examples.get_mut(&SeenName(seen)) {
+                Some(known) if !earlier(known) => {}
+                slot => {
+                    let example =
+                        Example { created_millis, event_uuid: event_uuid.to_owned(), value: example(value) };
+                    match slot {
+                        Some(known) => *known = example,
+                        None => {
+                            field.examples.insert(SeenName(seen), example);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the counts of rows `other` counted (rows with other keys than
+    /// this one's).
+    pub fn absorb(&mut self, other: PartitionStats) {
+        self.rows += other.rows;
+        self.untracked += other.untracked;
+        self.first_event_millis = match (self.first_event_millis, other.first_event_millis) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for (name, theirs) in other.fields {
+            if !self.fields.contains_key(&name) && self.fields.len() >= MAX_FIELDS_PER_PARTITION {
+                self.untracked += theirs.count;
+                continue;
+            }
+            let ours = self.fields.entry(name).or_default();
+            ours.count += theirs.count;
+            ours.seen = SeenName(ours.seen.0.widen(theirs.seen.0));
+            for (state, example) in theirs.examples {
+                match ours.examples.get_mut(&state) {
+                    Some(known) if *known <= example => {}
+                    Some(known) => *known = example,
+                    None => {
+                        ours.examples.insert(state, example);
+                    }
+                }
+            }
         }
     }
 }
@@ -139,18 +199,38 @@ mod tests {
     #[test]
     fn a_partition_counts_non_null_values_and_keeps_the_first_example_of_each_state() {
         let mut stats = PartitionStats::default();
-        stats.observe(2_000, r#"{"a":1,"b":null,"c":"x"}"#);
-        stats.observe(1_000, r#"{"a":2.5,"a":"ignored","c":"2024-03-17T15:34:56Z"}"#);
-        stats.observe(3_000, r#"{"a":3}"#);
-        assert_eq!(stats.rows, 3);
+        stats.observe(2_000, "b", r#"{"a":1,"b":null,"c":"x"}"#);
+        stats.observe(1_000, "c", r#"{"a":2.5,"a":"ignored","c":"2024-03-17T15:34:56Z"}"#);
+        stats.observe(3_000, "a", r#"{"a":3}"#);
+        stats.observe(2_000, "a", r#"{"a":4}"#);
+        assert_eq!(stats.rows, 4);
         assert_eq!(stats.first_event_millis, Some(1_000));
         let a = &stats.fields["a"];
-        assert_eq!((a.count, a.seen.0), (3, Seen::Scalar(Scalar::Double)));
-        assert_eq!(a.examples[&SeenName(Seen::Scalar(Scalar::Bigint))], "1");
-        assert_eq!(a.examples[&SeenName(Seen::Scalar(Scalar::Double))], "2.5");
+        assert_eq!((a.count, a.seen.0), (4, Seen::Scalar(Scalar::Double)));
+        assert_eq!(a.examples[&SeenName(Seen::Scalar(Scalar::Bigint))].value, "4", "created first, then key");
+        assert_eq!(a.examples[&SeenName(Seen::Scalar(Scalar::Double))].value, "2.5");
         assert_eq!((stats.fields["b"].count, stats.fields["b"].seen.0), (0, Seen::Nothing));
         assert_eq!(stats.fields["c"].seen.0, Seen::Scalar(Scalar::Varchar));
         let text = serde_json::to_string(&stats).unwrap();
         assert_eq!(serde_json::from_str::<PartitionStats>(&text).unwrap(), stats);
+    }
+
+    #[test]
+    fn counts_of_two_sets_of_rows_add_up_to_the_counts_of_both() {
+        let rows = [
+            (5, "e", r#"{"a":1,"t":"2024-03-17T15:34:56Z"}"#),
+            (1, "d", r#"{"a":"x","n":null}"#),
+            (5, "a", r#"{"a":[1,2],"t":"later"}"#),
+            (3, "b", r#"{"a":2}"#),
+        ];
+        let mut all = PartitionStats::default();
+        rows.iter().for_each(|(m, u, p)| all.observe(*m, u, p));
+        for split in 0..=rows.len() {
+            let (mut first, mut second) = (PartitionStats::default(), PartitionStats::default());
+            rows[..split].iter().for_each(|(m, u, p)| first.observe(*m, u, p));
+            rows[split..].iter().rev().for_each(|(m, u, p)| second.observe(*m, u, p));
+            first.absorb(second);
+            assert_eq!(first, all, "split at {split}");
+        }
     }
 }
