@@ -127,7 +127,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let code = report(compactor::Run { outcomes, files_stranded: 0 }, started.elapsed(), args.dry_run);
     if !args.dry_run {
-        println!("typed views        {}", super::views::keep_current(&root, None)?);
+        let (views, changes) = super::views::keep_current(&root, None)?;
+        print!("typed views        {views}\n{changes}");
     }
     Ok(code)
 }

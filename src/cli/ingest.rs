@@ -153,7 +153,9 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             ingested
         }
     };
+    let (views, changes) = views.unzip();
     print!("{}", report(&summary, fed, total_bytes, elapsed, &args.lake, catalogued, views));
+    print!("{}", changes.unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -93,7 +93,8 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             if args.dry_run {
                 report
             } else {
-                format!("{report}typed views: {}\n", super::views::keep_current(dir, None)?)
+                let (views, changes) = super::views::keep_current(dir, None)?;
+                format!("{report}typed views: {views}\n{changes}")
             }
         }
         Location::S3 { bucket, prefix } => {

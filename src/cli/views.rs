@@ -19,6 +19,10 @@ pub struct Args {
     /// Print only the views that changed.
     #[arg(long)]
     changes_only: bool,
+    /// Print each view's Athena SQL (`CREATE OR REPLACE VIEW ...;`) instead of
+    /// its columns: what to run in Athena by hand, or read.
+    #[arg(long)]
+    sql: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -29,13 +33,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              `eventlake views` runs on a local lake"
         ),
     };
-    let reports = local::refresh(&root, None)?;
+    let mut reports = local::refresh(&root, None)?;
+    reports.sort_by(|a, b| a.schema.view.cmp(&b.schema.view));
     let mut out = String::new();
     for report in &reports {
         if args.changes_only && report.changes.is_empty() {
             continue;
         }
-        out.push_str(&render(report));
+        if args.sql {
+            out.push_str(&crate::views::sql::create_view(&report.schema));
+            out.push_str(";\n\n");
+        } else {
+            out.push_str(&render(report));
+        }
+    }
+    if args.sql {
+        print!("{out}");
+        return Ok(ExitCode::SUCCESS);
     }
     let changed = reports.iter().filter(|r| !r.changes.is_empty()).count();
     let read: usize = reports.iter().map(|r| r.partitions_read).sum();
@@ -50,19 +64,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Brings a local lake's views up to date after a command wrote into it
-/// (`written`: what the writer counted, see [`local::refresh`]); the line to
-/// print.
+/// (`written`: what the writer counted, see [`local::refresh`]): the summary
+/// line, and the changes, a view at a time, to print after it.
 pub fn keep_current(
     root: &std::path::Path,
-    written: Option<&std::collections::BTreeMap<crate::core::partition::Partition, crate::views::stats::WrittenCounts>>,
-) -> anyhow::Result<String> {
+    written: Option<
+        &std::collections::BTreeMap<crate::core::partition::Partition, crate::views::stats::WrittenCounts>,
+    >,
+) -> anyhow::Result<(String, String)> {
     let reports = local::refresh(root, written)?;
-    let changed = reports.iter().filter(|r| !r.changes.is_empty()).count();
-    Ok(format!(
-        "{} up to date, {changed} changed{}",
-        reports.len(),
-        if changed > 0 { " (eventlake views shows what changed)" } else { "" }
-    ))
+    let changed: Vec<&TypeReport> = reports.iter().filter(|r| !r.changes.is_empty()).collect();
+    let line = format!("{} up to date, {} changed", reports.len(), changed.len());
+    let changes =
+        changed.iter().map(|report| format!("{}:\n{}", report.schema.view, change_lines(report))).collect();
+    Ok((line, changes))
 }
 
 /// One view: its name, rows, columns with types, and its changes.
@@ -72,7 +87,11 @@ pub fn render(report: &TypeReport) -> String {
     for field in &schema.fields {
         let Some(column) = &field.column else { continue };
         let declared = if field.declared { " (declared)" } else { "" };
-        out.push_str(&format!("  {column:<32} {:<18} {:>12} values{declared}\n", field.column_type.athena(), field.count));
+        out.push_str(&format!(
+            "  {column:<32} {:<18} {:>12} values{declared}\n",
+            shown(field.column_type),
+            field.count
+        ));
     }
     if schema.rescued {
         out.push_str("  _rescued                         varchar            (declared fields whose value did not fit)\n");
@@ -81,11 +100,19 @@ pub fn render(report: &TypeReport) -> String {
     if payload_only > 0 {
         out.push_str(&format!("  {payload_only} fields in payload only (listed in the schema file)\n"));
     }
+    out.push_str(&change_lines(report));
+    out
+}
+
+/// A view's changes, one line each.
+fn change_lines(report: &TypeReport) -> String {
+    let schema = &report.schema;
+    let mut out = String::new();
     for change in &report.changes {
         out.push_str(&match change {
             Change::NewField { name, column, column_type, count, example } => format!(
                 "  + new field {name:?} as {column} {} ({count} values, e.g. {example})\n",
-                column_type.athena()
+                shown(*column_type)
             ),
             Change::Widened { name, from, to, count, example } => format!(
                 "  ~ {name:?} widened from {} to {} ({count} values, e.g. {example}); declare its type in _schemas/{}.declared.json to keep {}\n",
@@ -97,4 +124,13 @@ pub fn render(report: &TypeReport) -> String {
         });
     }
     out
+}
+
+/// A column's type as printed: Athena's, with `json` named (Athena shows it
+/// as `varchar`).
+fn shown(column_type: crate::views::ladder::ColumnType) -> String {
+    match column_type {
+        crate::views::ladder::ColumnType::Json => "json".to_owned(),
+        other => other.athena(),
+    }
 }

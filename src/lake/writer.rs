@@ -351,8 +351,11 @@ struct EncodingPart {
     key: String,
     rows: usize,
     bytes: usize,
-    task: tokio::task::JoinHandle<Result<(Vec<u8>, Option<PartitionStats>), EncodeError>>,
+    task: tokio::task::JoinHandle<Result<EncodedPart, EncodeError>>,
 }
+
+/// A part's Parquet bytes and, with [`Limits::count_fields`], its rows' counts.
+type EncodedPart = (Vec<u8>, Option<PartitionStats>);
 
 /// Writes one run's records into the lake.
 pub struct LakeWriter<S> {

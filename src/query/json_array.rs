@@ -37,7 +37,7 @@ impl CastJsonArray {
 /// The element type named by the function's second argument.
 fn element_of(args: &[Option<&ScalarValue>]) -> Result<Scalar> {
     let name = args.get(1).copied().flatten().and_then(|value| value.try_as_str().flatten());
-    match name.and_then(|name| crate::views::ladder::ColumnType::parse(name)) {
+    match name.and_then(crate::views::ladder::ColumnType::parse) {
         Some(crate::views::ladder::ColumnType::Scalar(scalar)) if scalar != Scalar::Timestamp => Ok(scalar),
         _ => plan_err!("{NAME}: the second argument must be 'boolean', 'bigint', 'double' or 'varchar'"),
     }

@@ -174,8 +174,8 @@ pub async fn session(root: &Path, bounds: Bounds) -> Result<SessionContext, Quer
 /// Runs a `CREATE VIEW` written in Athena's SQL (a typed view's text) through
 /// [`athena_sql`]'s rewrites.
 pub async fn create_view(ctx: &SessionContext, athena_sql: &str) -> Result<(), QueryError> {
-    let statements =
-        athena_sql::statements(athena_sql).map_err(|error| QueryError::Sql(DataFusionError::SQL(Box::new(error), None)))?;
+    let statements = athena_sql::statements(athena_sql)
+        .map_err(|error| QueryError::Sql(DataFusionError::SQL(Box::new(error), None)))?;
     for statement in statements {
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
         let plan = ctx.state().statement_to_plan(statement).await?;

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{self, Change, Declared, TypeSchema};
 use super::stats::{PartitionStats, WrittenCounts};
-use crate::core::partition::Partition;
 use super::{declared_file, schema_file, COUNTS_DIR, SCHEMAS_DIR};
+use crate::core::partition::Partition;
 use crate::lake::{compact, listing, scratch};
 
 /// Why the views could not be brought up to date.
@@ -100,8 +100,10 @@ pub fn refresh(
                 (_, Some(run)) => CountedPartition { files, stats: run.stats.clone() },
                 _ => {
                     read += 1;
-                    let stats = count_partition(dir, &files)
-                        .map_err(|source| ViewsError::Read { partition: dir.display().to_string(), source })?;
+                    let stats = count_partition(dir, &files).map_err(|source| ViewsError::Read {
+                        partition: dir.display().to_string(),
+                        source,
+                    })?;
                     CountedPartition { files, stats }
                 }
             };

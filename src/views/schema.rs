@@ -119,7 +119,8 @@ pub fn fold(
                 // A value of the type reached, else one that needed the widening.
                 let needed = stats.examples.get(&SeenName(field.seen)).or_else(|| {
                     let widens = |state: &SeenName| {
-                        state.0 != Seen::Nothing && (before == Seen::Nothing || before.widen(state.0) != before)
+                        state.0 != Seen::Nothing
+                            && (before == Seen::Nothing || before.widen(state.0) != before)
                     };
                     stats.examples.iter().find(|(state, _)| widens(state)).map(|(_, example)| example)
                 });

@@ -69,9 +69,19 @@ fn value_of(column_type: ColumnType, path: &str) -> String {
     }
 }
 
-/// An RFC 3339 text as a UTC timestamp with milliseconds; NULL if it is not one.
+/// The RFC 3339 instants the ladder calls timestamps, as a regular expression
+/// Java's and Rust's engines read alike (`ladder::rfc3339_millis` also checks
+/// the calendar; `try` turns a day that does not exist into NULL).
+pub const RFC3339_PATTERN: &str =
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+
+/// An RFC 3339 text as a UTC timestamp with milliseconds; NULL if it is not
+/// one. Athena's `from_iso8601_timestamp` reads more ISO 8601 forms than
+/// DataFusion's (`2024`, `2024-03-17T15`): only the ladder's form is read.
 fn timestamp_of(text: &str) -> String {
-    format!("try(CAST(from_iso8601_timestamp({text}) AT TIME ZONE 'UTC' AS TIMESTAMP(3)))")
+    format!(
+        "CASE WHEN regexp_like({text}, '{RFC3339_PATTERN}') THEN try(CAST(from_iso8601_timestamp({text}) AT TIME ZONE 'UTC' AS TIMESTAMP(3))) END"
+    )
 }
 
 /// The JSON path of a top-level field, in the bracket form both engines read:

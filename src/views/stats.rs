@@ -135,7 +135,9 @@ impl PartitionStats {
                 field.count += 1;
             }
             field.seen = SeenName(field.seen.0.widen(seen));
-            let earlier = |known: &Example| (created_millis, event_uuid) < (known.created_millis, known.event_uuid.as_str());
+            let earlier = |known: &Example| {
+                (created_millis, event_uuid) < (known.created_millis, known.event_uuid.as_str())
+            };
             match field.examples.get_mut(&SeenName(seen)) {
                 Some(known) if !earlier(known) => {}
                 slot => {

@@ -19,3 +19,4 @@ mod response_size;
 mod send_kinesis;
 mod support;
 mod transform_cli;
+mod views;
