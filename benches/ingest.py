@@ -9,6 +9,8 @@ and write a ZSTD Parquet dataset partitioned by event_type and created_date:
 - pyarrow: read_json + write_dataset. It does less still: only the contract
   columns (no payload column), neither validates nor dedupes.
 Each runs in its own process; the figures are wall time, CPU time and peak RSS.
+eventlake runs twice: as it is, and with --no-views (no typed views kept
+current), the difference being what the views cost ingest (goal: 10% at most).
 With --flat, eventlake ingest runs instead on the input and on ten times as much
 (no comparison), to show its peak memory does not grow with it.
 Usage: ingest.py EVENTLAKE_BINARY [MEGABYTES] [--flat]
@@ -104,6 +106,11 @@ def main():
         ours = measure([eventlake, "ingest", "--quiet", "--lake", os.path.join(work, "lake"), events])
         report("eventlake ingest", ours, size)
         if "--flat" not in sys.argv:
+            shutil.rmtree(os.path.join(work, "lake"))
+            bare = measure([eventlake, "ingest", "--quiet", "--no-views", "--lake", os.path.join(work, "lake"), events])
+            report("eventlake ingest --no-views", bare, size)
+            print(f"keeping the typed views current costs ingest {100 * (ours[0] / bare[0] - 1):+.1f}% wall time, "
+                  f"{100 * (ours[1] / bare[1] - 1):+.1f}% CPU time")
             duck = measure([sys.executable, "-c", DUCKDB, events, os.path.join(work, "duckdb")])
             arrow = measure([sys.executable, "-c", PYARROW, events, os.path.join(work, "pyarrow")])
             report("DuckDB COPY ... PARTITION_BY", duck, size)

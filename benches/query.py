@@ -11,6 +11,12 @@ Each is run REPEAT times and the fastest run counts (the files are in the page
 cache for both). Row counts are printed side by side as a sanity check; equality
 of results is the tests' job (tests/it/queries.rs against its oracle).
 
+Then the typed views (benches/typed/): each question written on a typed view
+(`<name>.typed.sql`) and by hand with json_extract_scalar over events_unique
+(`<name>.sql`): eventlake on the typed view, eventlake on the hand-written
+query, and DuckDB on the hand-written query (DuckDB has no typed views; that is
+the work they save). The goal: the typed view within 1.2x of DuckDB.
+
 Usage: query.py EVENTLAKE_BINARY [--events N] [--repeat R] [--lake DIR]
 With --lake DIR, the lake there is used if it exists and written there if not.
 """
@@ -106,6 +112,24 @@ def main():
             name = os.path.basename(path)[:-4]
             print(f"{name:26} {ours:9.3f}s {theirs:9.3f}s {ours / theirs:6.2f}x {len(output):>5}/{len(rows):<5}")
         print(f"{'total':26} {total_ours:9.3f}s {total_theirs:9.3f}s {total_ours / total_theirs:6.2f}x")
+        subprocess.run([eventlake, "views", "--lake", lake], check=True, stdout=subprocess.DEVNULL)
+        print()
+        print(f"{'typed view':26} {'view':>10} {'by hand':>10} {'DuckDB':>10} {'view/DuckDB':>12} {'rows':>11}")
+        for path in sorted(glob.glob(os.path.join(REPO, "benches/typed/*.typed.sql"))):
+            name = os.path.basename(path)[: -len(".typed.sql")]
+            typed = open(path).read()
+            by_hand = open(path.replace(".typed.sql", ".sql")).read()
+
+            def ours_on(sql):
+                return lambda: subprocess.run([eventlake, "query", "--lake", lake, "--format", "csv", sql],
+                                              check=True, capture_output=True).stdout.decode().splitlines()[1:]
+
+            view, view_rows = fastest(args.repeat, ours_on(typed))
+            hand, _ = fastest(args.repeat, ours_on(by_hand))
+            translated = for_duckdb(by_hand)
+            theirs, rows = fastest(args.repeat, lambda: connection.sql(translated).fetchall())
+            print(f"{name:26} {view:9.3f}s {hand:9.3f}s {theirs:9.3f}s {view / theirs:11.2f}x "
+                  f"{len(view_rows):>5}/{len(rows):<5}")
     finally:
         if work:
             shutil.rmtree(work, ignore_errors=True)

@@ -56,6 +56,10 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Leave the typed views as they are (a local lake): `eventlake views`
+    /// brings them up to date later, reading the partitions this run wrote.
+    #[arg(long)]
+    no_views: bool,
     /// The most bytes, in GiB, kept of inputs that are not regular files (`-`, a
     /// pipe, a FIFO): each is read once into a spool file in the run's scratch
     /// directory, never past the disk's last GiB either.
@@ -130,12 +134,14 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 args.database.is_none(),
                 "--database needs an s3:// lake: Glue partitions point at S3"
             );
-            let limits = Limits { count_fields: true, ..limits };
+            let limits = Limits { count_fields: !args.no_views, ..limits };
             let ingested = ingest(LocalDir::new(dir), limits, &args).await?;
-            // A run that forgot keys (its dedupe set restarted) may have written
-            // a key twice: its counts are not the first copies'; read back instead.
-            let counted = (ingested.0.dedupe_resets == 0).then_some(&ingested.0.counted);
-            views = Some(super::views::keep_current(dir, counted)?);
+            if !args.no_views {
+                // A run that forgot keys (its dedupe set restarted) may have written
+                // a key twice: its counts are not the first copies'; read back instead.
+                let counted = (ingested.0.dedupe_resets == 0).then_some(&ingested.0.counted);
+                views = Some(super::views::keep_current(dir, counted)?);
+            }
             ingested
         }
         Location::S3 { bucket, prefix } => {

@@ -23,6 +23,9 @@ pub enum ViewsError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a declared-type file ({source}); write {{\"fields\": {{\"<field>\": \"<type>\"}}}} with types boolean, bigint, double, timestamp, varchar, json or array(<scalar>)")]
     Declared { path: PathBuf, source: serde_json::Error },
+    /// The lake's partitions could not be listed (the message names the directory).
+    #[error(transparent)]
+    Listing(std::io::Error),
     #[error("reading partition {partition}: {source}")]
     Read { partition: String, source: compact::CompactError },
 }
@@ -67,12 +70,20 @@ pub fn refresh(
     root: &Path,
     written: Option<&BTreeMap<Partition, WrittenCounts>>,
 ) -> Result<Vec<TypeReport>, ViewsError> {
-    let _lock = scratch::lock_lake(root, VIEWS_LOCK, true).map_err(io_at(root))?;
+    let partitions = match listing::partitions(root) {
+        // Nothing written yet (every record rejected): no views.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        listed => listed.map_err(ViewsError::Listing)?,
+    };
     let schemas = root.join(SCHEMAS_DIR);
+    if partitions.is_empty() && !schemas.is_dir() {
+        return Ok(Vec::new());
+    }
+    let _lock = scratch::lock_lake(root, VIEWS_LOCK, true).map_err(io_at(root))?;
     let counts_dir = schemas.join(COUNTS_DIR);
     std::fs::create_dir_all(&counts_dir).map_err(io_at(&counts_dir))?;
     let mut by_type: BTreeMap<String, Vec<(Partition, PathBuf)>> = BTreeMap::new();
-    for (partition, dir) in listing::partitions(root).map_err(io_at(root))? {
+    for (partition, dir) in partitions {
         by_type.entry(partition.event_type.clone()).or_default().push((partition, dir));
     }
     // Counts first, for every type: the view names depend on every type's first event.

@@ -163,12 +163,15 @@ fn a_killed_run_leaves_nothing_a_reader_sees_and_the_next_run_cleans_up() {
         files.iter().all(|f| !f.starts_with("_tmp/run-")),
         "the killed run's directory is still there: {files:?}"
     );
-    // Besides the lake's files: its record of the input's first ingestion, and the
-    // lock file spellings are claimed under (the lock goes with the process).
+    // Besides the lake's files: its record of the input's first ingestion, the
+    // typed views' schema files, and the lock files spellings are claimed and
+    // the views written under (the locks go with the process).
     assert!(
         files.iter().all(|f| f.ends_with(".parquet")
             || (f.starts_with("_sources/") && f.ends_with(".json"))
-            || f == "_tmp/spellings.lock"),
+            || (f.starts_with("_schemas/") && f.ends_with(".json"))
+            || f == "_tmp/spellings.lock"
+            || f == "_tmp/views.lock"),
         "{files:?}"
     );
     assert_eq!(duckdb_count_all_files(&lake), 1);
