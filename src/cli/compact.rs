@@ -125,9 +125,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let staging = store.scratch_dir()?;
         outcomes.extend(compact_all(&work, staging, (args.target_mib as usize) << 20)?);
     }
+    // What the merges counted of each partition they rewrote: the views need not
+    // read those partitions again.
+    let counted: std::collections::BTreeMap<_, _> = outcomes
+        .iter()
+        .filter_map(|(partition, outcome)| match outcome {
+            Outcome::Compacted { merged, .. } => Some((
+                partition.clone(),
+                crate::views::stats::WrittenCounts {
+                    files: merged
+                        .files
+                        .iter()
+                        .filter_map(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
+                        .collect(),
+                    stats: merged.counts.clone(),
+                    whole_partition: true,
+                },
+            )),
+            _ => None,
+        })
+        .collect();
     let code = report(compactor::Run { outcomes, files_stranded: 0 }, started.elapsed(), args.dry_run);
     if !args.dry_run {
-        let (views, changes) = super::views::keep_current(&root, None)?;
+        let (views, changes) = super::views::keep_current(&root, Some(&counted))?;
         print!("typed views        {views}\n{changes}");
     }
     Ok(code)

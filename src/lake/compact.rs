@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::core::timestamp::EventTime;
 use crate::lake::{encoder, schema};
+use crate::views::stats::PartitionStats;
 
 /// Rows read from an input at a time: fewer when there are many inputs, so that
 /// the batches held at once stay near `BATCH_ROWS_IN_ALL` rows whatever the count.
@@ -65,6 +66,9 @@ pub struct Merged {
     /// The files written, in order.
     pub files: Vec<PathBuf>,
     pub bytes_out: u64,
+    /// The payload fields of the rows written, counted for the typed views (the
+    /// partition's first copies: what `eventlake views` would count).
+    pub counts: PartitionStats,
 }
 
 /// A file at most this large is read whole when the merge starts, while the
@@ -127,7 +131,7 @@ pub fn merge(
     stem: &str,
     target_bytes: usize,
 ) -> Result<Merged, CompactError> {
-    merge_into(files, &mut Output::new(out_dir, stem, target_bytes))
+    merge_into(files, &mut Output::new(out_dir, stem, target_bytes, true))
 }
 
 /// Reads the rows a compaction of `files` would keep (one per dedupe key, the
@@ -406,8 +410,10 @@ fn merge_in_passes(
         let mut next = Vec::new();
         let mut read = 0;
         for (group, range) in groups.into_iter().enumerate() {
-            // One file per group, whatever its size: each pass leaves fewer files.
-            let merged = merge(&current[range], &dir, &format!("{stem}-pass{pass}-{group:05}"), usize::MAX)?;
+            // One file per group, whatever its size: each pass leaves fewer files;
+            // their fields are counted by the last pass only.
+            let name = format!("{stem}-pass{pass}-{group:05}");
+            let merged = merge_into(&current[range], &mut Output::new(&dir, &name, usize::MAX, false))?;
             read += merged.rows_in;
             duplicates += merged.duplicates;
             for path in merged.files {
@@ -611,16 +617,21 @@ struct Output {
     stem: String,
     target_bytes: usize,
     current: Option<(PathBuf, ArrowWriter<File>)>,
+    /// Count the fields of the rows written ([`Merged::counts`]).
+    count_fields: bool,
 }
 
 impl Output {
-    fn new(dir: &Path, stem: &str, target_bytes: usize) -> Self {
-        Output { dir: dir.to_owned(), stem: stem.to_owned(), target_bytes, current: None }
+    fn new(dir: &Path, stem: &str, target_bytes: usize, count_fields: bool) -> Self {
+        Output { dir: dir.to_owned(), stem: stem.to_owned(), target_bytes, current: None, count_fields }
     }
 }
 
 impl Sink for Output {
     fn write(&mut self, chunk: &RecordBatch, merged: &mut Merged) -> Result<(), CompactError> {
+        if self.count_fields {
+            crate::views::stats::observe_chunk(&mut merged.counts, chunk);
+        }
         if self.current.is_none() {
             let path = self.dir.join(format!("{}-{:05}.parquet", self.stem, merged.files.len()));
             let io = |source| CompactError::Write { path: path.clone(), source };

@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::TimestampMillisecondType;
+use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{self, Change, Declared, TypeSchema};
-use super::stats::{PartitionStats, WrittenCounts};
+use super::stats::{self, PartitionStats, WrittenCounts};
 use super::{declared_file, schema_file, COUNTS_DIR, SCHEMAS_DIR};
 use crate::core::partition::Partition;
 use crate::lake::{compact, listing, scratch};
@@ -62,10 +61,11 @@ const VIEWS_LOCK: &str = "views";
 /// Brings the views of the lake at `root` up to date: reads what changed,
 /// writes `_schemas/`, and returns each type's schema and changes, by type.
 ///
-/// `written`: what a run that just wrote into the lake counted of its rows
-/// (`Summary::counted`, from a run that held every key of the run at once). A
-/// partition that held nothing before that run and holds exactly its files
-/// takes those counts instead of being read back.
+/// `written`: what a run that just wrote into the lake counted of its rows: a
+/// writer's (`Summary::counted`, from a run that held every key of the run at
+/// once), for the partitions that held nothing before it; a compaction's, for
+/// the partitions it rewrote whole. A partition that holds exactly the files
+/// counted takes those counts instead of being read back.
 pub fn refresh(
     root: &Path,
     written: Option<&BTreeMap<Partition, WrittenCounts>>,
@@ -104,7 +104,8 @@ pub fn refresh(
             let from_run = written.and_then(|written| written.get(partition)).filter(|run| {
                 let mut names: Vec<&str> = run.files.iter().map(String::as_str).collect();
                 names.sort_unstable();
-                known.is_none() && names.iter().copied().eq(files.iter().map(|(name, _)| name.as_str()))
+                (run.whole_partition || known.is_none())
+                    && names.iter().copied().eq(files.iter().map(|(name, _)| name.as_str()))
             });
             let counted = match (known, from_run) {
                 (Some(known), _) if known.files == files => known,
@@ -159,19 +160,8 @@ fn count_partition(dir: &Path, files: &[(String, u64)]) -> Result<PartitionStats
     let inputs: Vec<(String, PathBuf)> =
         files.iter().map(|(name, _)| (name.clone(), dir.join(name))).collect();
     let mut stats = PartitionStats::default();
-    compact::read_first_copies(&inputs, |chunk: &RecordBatch| observe_chunk(&mut stats, chunk))?;
+    compact::read_first_copies(&inputs, |chunk: &RecordBatch| stats::observe_chunk(&mut stats, chunk))?;
     Ok(stats)
-}
-
-/// Counts a chunk of lake rows (the lake's schema: `event_uuid` is column 0,
-/// `payload` column 5, `created_ts` column 6).
-pub fn observe_chunk(stats: &mut PartitionStats, chunk: &RecordBatch) {
-    let uuids = chunk.column(0).as_string::<i32>();
-    let payloads = chunk.column(5).as_string::<i32>();
-    let created = chunk.column(6).as_primitive::<TimestampMillisecondType>();
-    for row in 0..chunk.num_rows() {
-        stats.observe(created.value(row), uuids.value(row), payloads.value(row));
-    }
 }
 
 /// Schema and count files of types the lake no longer holds are removed.

@@ -15,12 +15,15 @@ pub const MAX_FIELDS_PER_PARTITION: usize = 10_000;
 /// Examples are cut to this many characters.
 const EXAMPLE_CHARS: usize = 120;
 
-/// The files a writer wrote into one partition and the counts of their rows.
+/// The files a run wrote into one partition and the counts of their rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WrittenCounts {
     /// File names, in the partition's directory.
     pub files: Vec<String>,
     pub stats: PartitionStats,
+    /// The files are the whole partition (a compaction's outputs), not files
+    /// added beside others (a writer's).
+    pub whole_partition: bool,
 }
 
 /// One partition's first copies.
@@ -181,6 +184,18 @@ impl PartitionStats {
                 }
             }
         }
+    }
+}
+
+/// Counts a chunk of lake rows (the lake's schema: `event_uuid` is column 0,
+/// `payload` column 5, `created_ts` column 6).
+pub fn observe_chunk(stats: &mut PartitionStats, chunk: &arrow::array::RecordBatch) {
+    use arrow::array::AsArray;
+    let uuids = chunk.column(0).as_string::<i32>();
+    let payloads = chunk.column(5).as_string::<i32>();
+    let created = chunk.column(6).as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+    for row in 0..chunk.num_rows() {
+        stats.observe(created.value(row), uuids.value(row), payloads.value(row));
     }
 }
 
