@@ -62,6 +62,25 @@ pub enum CatalogError {
     Refused { table: String, count: usize, first: String },
 }
 
+/// A view to create in the catalog ([`Catalog::put_view`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub name: String,
+    pub description: String,
+    /// Its SELECT, in Athena's SQL.
+    pub select_sql: String,
+    pub columns: Vec<ViewColumn>,
+}
+
+/// A view's column: its name, its type as Athena (Trino) names it in the view
+/// definition, and as Glue (Hive) names it in the table's columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewColumn {
+    pub name: String,
+    pub trino_type: String,
+    pub hive_type: String,
+}
+
 /// The Glue client of `config` (see [`crate::aws::load_config`]).
 pub fn glue_client(config: &crate::aws::SdkConfig) -> GlueClient {
     GlueClient::new(config)
@@ -112,6 +131,57 @@ impl Catalog {
 
     fn error(&self, operation: &'static str, error: impl std::error::Error) -> CatalogError {
         CatalogError::Glue { operation, table: self.name(), message: DisplayErrorContext(error).to_string() }
+    }
+
+    /// Creates the view `view` in the table's database, or replaces it: a Glue
+    /// `VIRTUAL_VIEW` as Athena stores a view it creates (its Trino definition,
+    /// base64 JSON, in the original text; its columns with Hive types).
+    pub async fn put_view(&self, view: &View) -> Result<(), CatalogError> {
+        use aws_sdk_glue::types::{Column, SerDeInfo, TableInput};
+        let definition = serde_json::json!({
+            "originalSql": view.select_sql,
+            "catalog": "awsdatacatalog",
+            "schema": self.database,
+            "columns": view.columns.iter().map(|c| serde_json::json!({"name": c.name, "type": c.trino_type})).collect::<Vec<_>>(),
+        });
+        let encoded = base64_simd::STANDARD.encode_to_string(definition.to_string());
+        let columns = view
+            .columns
+            .iter()
+            .map(|c| Column::builder().name(&c.name).r#type(&c.hive_type).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error("CreateTable", e))?;
+        let descriptor = StorageDescriptor::builder()
+            .set_columns(Some(columns))
+            .serde_info(SerDeInfo::builder().name("-").serialization_library("-").build())
+            .build();
+        let input = TableInput::builder()
+            .name(&view.name)
+            .description(&view.description)
+            .table_type("VIRTUAL_VIEW")
+            .view_original_text(format!("/* Presto View: {encoded} */"))
+            .view_expanded_text("/* Presto View */")
+            .parameters("presto_view", "true")
+            .parameters("comment", "Presto View")
+            .storage_descriptor(descriptor)
+            .build()
+            .map_err(|e| self.error("CreateTable", e))?;
+        let created =
+            self.client.create_table().database_name(&self.database).table_input(input.clone()).send().await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_already_exists_exception()) => {
+                self.client
+                    .update_table()
+                    .database_name(&self.database)
+                    .table_input(input)
+                    .send()
+                    .await
+                    .map_err(|e| self.error("UpdateTable", e))?;
+                Ok(())
+            }
+            Err(error) => Err(self.error("CreateTable", error)),
+        }
     }
 
     /// Registers `partitions` (those this process has not registered before).

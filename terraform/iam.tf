@@ -99,6 +99,14 @@ locals {
     aws_glue_catalog_database.lake.arn,
     aws_glue_catalog_table.events.arn,
   ]
+  # The typed views (events_<type>) the compactor and operators create or
+  # replace; never events_unique, which Terraform owns.
+  typed_view_arns = [
+    "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",
+    aws_glue_catalog_database.lake.arn,
+    "arn:${local.partition}:glue:${local.region}:${local.account_id}:table/${aws_glue_catalog_database.lake.name}/events_*",
+  ]
+  events_unique_arn = "arn:${local.partition}:glue:${local.region}:${local.account_id}:table/${aws_glue_catalog_database.lake.name}/events_unique"
 }
 
 # --- parquet-writer ----------------------------------------------------------
@@ -148,6 +156,12 @@ data "aws_iam_policy_document" "writer" {
     sid       = "MarkSettledPartitions"
     actions   = ["s3:PutObject"]
     resources = ["${aws_s3_bucket.lake.arn}/${local.settled_prefix}*"]
+  }
+  # What the rows it wrote hold, for the typed views (src/views/publish.rs).
+  statement {
+    sid       = "ObserveFields"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.observed_prefix}*"]
   }
   statement {
     sid       = "ReadCompactedManifests"
@@ -221,6 +235,7 @@ data "aws_iam_policy_document" "operator" {
       values = [
         "${local.events_prefix}*", "${local.compacted_prefix}*", "${local.settled_prefix}*",
         "${local.rejected_prefix}*", "${local.sources_prefix}*", "${local.errors_prefix}*",
+        "${local.schemas_prefix}*",
       ]
     }
   }
@@ -233,6 +248,9 @@ data "aws_iam_policy_document" "operator" {
       "${aws_s3_bucket.lake.arn}/${local.settled_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.rejected_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.sources_prefix}*",
+      # The typed views: what ingest and replay count, and what eventlake views
+      # and compact fold into the schema files (src/views/publish.rs).
+      "${aws_s3_bucket.lake.arn}/${local.schemas_prefix}*",
       "${aws_s3_bucket.lake.arn}/${local.lease_key}",
     ]
   }
@@ -240,6 +258,17 @@ data "aws_iam_policy_document" "operator" {
     sid       = "ReadReplaySources"
     actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.lake.arn}/${local.errors_prefix}*"]
+  }
+  statement {
+    sid       = "PublishViews"
+    actions   = ["glue:CreateTable", "glue:UpdateTable"]
+    resources = local.typed_view_arns
+  }
+  statement {
+    sid       = "NotTheDedupeView"
+    effect    = "Deny"
+    actions   = ["glue:CreateTable", "glue:UpdateTable", "glue:DeleteTable"]
+    resources = [local.events_unique_arn]
   }
   statement {
     sid = "CatalogPartitions"
@@ -270,7 +299,7 @@ data "aws_iam_policy_document" "compactor" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.events_prefix}*", "${local.compacted_prefix}*", "${local.settled_prefix}*"]
+      values   = ["${local.events_prefix}*", "${local.compacted_prefix}*", "${local.settled_prefix}*", "${local.schemas_prefix}*"]
     }
   }
   # A marked partition is merged again; its marks go once it is. A stranded file
@@ -302,6 +331,24 @@ data "aws_iam_policy_document" "compactor" {
   }
   # BatchGetPartition: where a partition is now, after a compaction that did
   # not switch (changed meanwhile, out of time) and before deleting its output.
+  # The typed views: observations folded into counts and schema files, the
+  # views created or replaced in the lake's database (events_<type> only).
+  statement {
+    sid       = "KeepSchemas"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.schemas_prefix}*"]
+  }
+  statement {
+    sid       = "PublishViews"
+    actions   = ["glue:CreateTable", "glue:UpdateTable"]
+    resources = local.typed_view_arns
+  }
+  statement {
+    sid       = "NotTheDedupeView"
+    effect    = "Deny"
+    actions   = ["glue:CreateTable", "glue:UpdateTable", "glue:DeleteTable"]
+    resources = [local.events_unique_arn]
+  }
   statement {
     sid       = "SwitchPartitions"
     actions   = ["glue:GetPartitions", "glue:GetPartition", "glue:BatchGetPartition", "glue:UpdatePartition"]

@@ -27,9 +27,13 @@ locals {
   settled_prefix = "${local.lake_prefix}_settled/"
   # When eventlake ingest first read each input (src/lake/writer.rs SOURCES_DIR).
   sources_prefix = "${local.lake_prefix}_sources/"
-  lease_key      = "${local.lake_prefix}_leases/compaction.json"
-  errors_prefix  = "errors/"
-  athena_prefix  = "athena-results/"
+  # The typed views' schema files and counts (src/views/), and the writers'
+  # observations the compactor folds into them.
+  schemas_prefix  = "${local.lake_prefix}_schemas/"
+  observed_prefix = "${local.lake_prefix}_schemas/_observed/"
+  lease_key       = "${local.lake_prefix}_leases/compaction.json"
+  errors_prefix   = "errors/"
+  athena_prefix   = "athena-results/"
 
   # The tag the parquet-writer puts on a staged object once it is in the lake
   # (src/lambda/parquet_writer.rs WRITTEN_TAG); the staging lifecycle rule expires only these.

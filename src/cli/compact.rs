@@ -16,6 +16,7 @@ use crate::core::partition::Partition;
 use crate::lake::scratch;
 use crate::lake::storage::{LocalDir, Location, Storage};
 use crate::lake::{compact, listing};
+use crate::views::publish::{compacted_in, publish};
 
 use super::summary::{self, bytes, count};
 
@@ -183,15 +184,30 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
             grace: args.grace,
         };
         if args.dry_run {
-            return compactor::compact_lake(&store, &catalog, options, None, || true).await;
+            return Ok((compactor::compact_lake(&store, &catalog, options, None, || true).await?, None));
         }
         let holder = format!("eventlake compact on {}, process {}", host_name(), std::process::id());
         let lease = Lease::acquire(&store, &holder, LEASE_TTL, options.now_millis).await?;
         let run = compactor::compact_lake(&store, &catalog, options, Some(&lease), || true).await;
+        // The typed views, as the deployed compactor keeps them after its runs.
+        let views = match &run {
+            Ok(run) => Some(publish(&store, Some(&catalog), &compacted_in(run)).await),
+            Err(_) => None,
+        };
         lease.release().await?;
-        run
+        Ok::<_, anyhow::Error>((run?, views))
     })?;
-    Ok(report(run, started.elapsed(), args.dry_run))
+    let (run, views) = run;
+    let mut code = report(run, started.elapsed(), args.dry_run);
+    match views {
+        Some(Ok(published)) => print!("typed views        {}", super::views::published_line(&published)),
+        Some(Err(error)) => {
+            eprintln!("eventlake: typed views not published: {:#}", anyhow::Error::from(error));
+            code = ExitCode::FAILURE;
+        }
+        None => {}
+    }
+    Ok(code)
 }
 
 /// Prints the partitions a dry run would compact, the failures on stderr, then
@@ -249,7 +265,9 @@ fn compact_all(
                         // A partition that cannot be merged (a damaged file) is
                         // reported; the others go on.
                         let outcome = match compact::compact_directory(dir, staging, target_bytes) {
-                            Ok(Some(merged)) => Outcome::Compacted { files: *files, bytes: *size, merged },
+                            Ok(Some(merged)) => {
+                                Outcome::Compacted { files: *files, bytes: *size, merged, holds: Vec::new() }
+                            }
                             Ok(None) => Outcome::AlreadyCompact,
                             Err(error) => Outcome::Failed {
                                 reason: "merge",

@@ -124,6 +124,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         total_bytes: (args.buffer_mib as usize) << 20,
         window: args.window.at(telemetry::now_millis()),
         workers: args.threads.map_or_else(Limits::all_cores, usize::from),
+        count_fields: !args.no_views,
         ..Limits::default()
     };
     let mut catalogued = None;
@@ -134,7 +135,6 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 args.database.is_none(),
                 "--database needs an s3:// lake: Glue partitions point at S3"
             );
-            let limits = Limits { count_fields: !args.no_views, ..limits };
             let ingested = ingest(LocalDir::new(dir), limits, &args).await?;
             if !args.no_views {
                 // A run that forgot keys (its dedupe set restarted) may have written
@@ -149,6 +149,10 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             let store = S3Store::new(aws::s3::s3_client(&config), bucket, prefix);
             super::ensure_catalog_for_compacted(&store, args.database.as_deref()).await?;
             let ingested = ingest(store.clone(), limits, &args).await?;
+            if !args.no_views {
+                // For the typed views the deployed compactor keeps.
+                crate::views::publish::observe(&store, &ingested.0).await?;
+            }
             if let Some(database) = &args.database {
                 let catalog = Catalog::new(catalog::glue_client(&config), database, &args.table);
                 let registered = catalog.register(&ingested.0.touched).await?.created;

@@ -89,7 +89,8 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                     anyhow::anyhow!("another replay is running on {}: wait for it to finish", dir.display())
                 })?;
             let report =
-                replay_into(LocalDir::new(dir), Target::Directories, &args, window, config.as_ref()).await?;
+                replay_into(LocalDir::new(dir), Target::Directories, &args, window, config.as_ref(), None)
+                    .await?;
             if args.dry_run {
                 report
             } else {
@@ -111,7 +112,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 Some(catalog) => Target::Glue { store: &store, catalog },
                 None => Target::Directories,
             };
-            replay_into(store.clone(), target, &args, window, Some(config)).await?
+            replay_into(store.clone(), target, &args, window, Some(config), Some(&store)).await?
         }
     };
     print!("{report}");
@@ -185,6 +186,7 @@ async fn replay_into<S: Storage>(
     args: &Args,
     window: TimeWindow,
     config: Option<&aws::SdkConfig>,
+    observe_into: Option<&S3Store>,
 ) -> anyhow::Result<String> {
     let spool_file =
         scratch::new_file_in(storage.scratch_dir()?).context("creating the replay's spool file")?;
@@ -225,7 +227,12 @@ async fn replay_into<S: Storage>(
         }
         return Ok(out + &report_rejected(&found));
     }
-    let limits = Limits { window, delete_stale_files: false, ..Limits::default() };
+    let limits = Limits {
+        window,
+        delete_stale_files: false,
+        count_fields: observe_into.is_some(),
+        ..Limits::default()
+    };
     let mut writer = LakeWriter::new(storage, SourceId::from_digest(digest.finish()), limits);
     let mut spooled = SpoolReader::open(&spool_file)?;
     while let Some((index, line, event)) = spooled.next_event()? {
@@ -234,6 +241,10 @@ async fn replay_into<S: Storage>(
         }
     }
     let summary = writer.finish().await?;
+    if let Some(store) = observe_into {
+        // For the typed views the deployed compactor keeps.
+        crate::views::publish::observe(store, &summary).await?;
+    }
     let (registered, moved) = match &target {
         Target::Glue { store, catalog } => (
             catalog.register(&summary.touched).await?.created,

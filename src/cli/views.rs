@@ -13,9 +13,14 @@ use crate::views::schema::Change;
 /// its columns and what changed since the last run.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The lake directory.
-    #[arg(long, value_name = "DIR")]
+    /// The lake: a directory, or `s3://bucket/prefix` (whose writers and
+    /// compactions counted its fields; see docs/query.md).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     lake: String,
+    /// The Glue database of an S3 lake: the views that changed are created or
+    /// replaced there, for Athena.
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
     /// Print only the views that changed.
     #[arg(long)]
     changes_only: bool,
@@ -27,11 +32,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let root = match Location::parse(&args.lake).map_err(anyhow::Error::msg)? {
-        Location::Local(root) => root,
-        Location::S3 { .. } => anyhow::bail!(
-            "views of an s3:// lake are kept by the deployed stack (the compactor publishes them to Glue); \
-             `eventlake views` runs on a local lake"
-        ),
+        Location::Local(root) => {
+            anyhow::ensure!(args.database.is_none(), "--database needs an s3:// lake: Glue views read S3");
+            root
+        }
+        Location::S3 { bucket, prefix } => return run_s3(&args, bucket, prefix),
     };
     let mut reports = local::refresh(&root, None)?;
     reports.sort_by(|a, b| a.schema.view.cmp(&b.schema.view));
@@ -61,6 +66,61 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     ));
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// An S3 lake's views: the writers' observations folded, the schema files
+/// written, the changed views published to `--database`; under the lake's
+/// compaction lease, as the deployed compactor does it.
+fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCode> {
+    use crate::compactor::lease::Lease;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let published = runtime.block_on(async {
+        let config = crate::aws::load_config().await;
+        let store = crate::aws::s3::S3Store::new(crate::aws::s3::s3_client(&config), bucket, prefix);
+        let catalog = args.database.as_ref().map(|database| {
+            crate::catalog::Catalog::new(crate::catalog::glue_client(&config), database, "events")
+        });
+        let holder = format!("eventlake views, process {}", std::process::id());
+        let now = crate::telemetry::now_millis();
+        let lease = Lease::acquire(&store, &holder, std::time::Duration::from_secs(15 * 60), now).await?;
+        let published = crate::views::publish::publish(&store, catalog.as_ref(), &[]).await;
+        lease.release().await?;
+        Ok::<_, anyhow::Error>(published?)
+    })?;
+    let mut out = String::new();
+    let mut types: Vec<_> = published.types.iter().collect();
+    types.sort_by(|a, b| a.0.view.cmp(&b.0.view));
+    for (schema, changes) in types {
+        if args.changes_only && changes.is_empty() {
+            continue;
+        }
+        let report = TypeReport {
+            schema: schema.clone(),
+            changes: changes.clone(),
+            partitions_read: 0,
+            partitions: 0,
+        };
+        out.push_str(&if args.sql {
+            format!("{};\n\n", crate::views::sql::create_view(schema))
+        } else {
+            render(&report)
+        });
+    }
+    out.push_str(&published_line(&published));
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The summary of a run on an S3 lake.
+pub fn published_line(published: &crate::views::publish::Published) -> String {
+    format!(
+        "{} views, {} changes ({} widenings), {} published to Glue; {} observations folded\n",
+        published.types.len(),
+        published.schema_changes(),
+        published.fields_widened(),
+        published.views_published,
+        published.observations_read
+    )
 }
 
 /// Brings a local lake's views up to date after a command wrote into it

@@ -182,8 +182,9 @@ pub struct Options {
 /// What became of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Merged and switched: its input files and bytes, and the merge.
-    Compacted { files: usize, bytes: u64, merged: Merged },
+    /// Merged and switched: its input files and bytes, the merge, and the
+    /// writers' files the new location holds.
+    Compacted { files: usize, bytes: u64, merged: Merged, holds: Vec<String> },
     /// `dry_run`: would be compacted.
     Planned { files: usize, bytes: u64 },
     /// Only compaction outputs, or one file.
@@ -223,6 +224,12 @@ pub struct Tally {
     /// Files found in `events/` of a partition located elsewhere, older than
     /// [`STRANDED_AFTER`], and handed over to the location.
     pub files_stranded: u64,
+    /// The typed views after the run ([`crate::views::publish`]): new fields
+    /// and widenings, widenings alone, and types with fields left out of their
+    /// view for want of columns.
+    pub schema_changes: u64,
+    pub fields_widened: u64,
+    pub types_at_column_budget: u64,
 }
 
 impl Tally {
@@ -241,7 +248,7 @@ impl Tally {
 
     pub fn add(&mut self, outcome: &Outcome) {
         match outcome {
-            Outcome::Compacted { files, bytes, merged } => {
+            Outcome::Compacted { files, bytes, merged, .. } => {
                 self.add(&Outcome::Planned { files: *files, bytes: *bytes });
                 self.files_out += merged.files.len() as u64;
                 self.bytes_out += merged.bytes_out;
@@ -558,6 +565,7 @@ async fn compact_partition(
         holds.extend(read_manifest(store, &dir).await?.holds);
     }
     let manifest = Manifest { from: found.location.clone(), holds: holds.into_iter().collect() };
+    let holds = manifest.holds.clone();
     store.put(&format!("{new_dir}/{MANIFEST}"), serde_json::to_vec(&manifest).unwrap_or_default()).await?;
     let merged = prepared.merged.clone();
     drop(work);
@@ -592,7 +600,7 @@ async fn compact_partition(
         let switched_at = crate::telemetry::now_millis();
         catalog.switch_location(partition, &found.location, &new_location, switched_at).await?;
         hand_over(store, partition, &dir, &new_dir).await?;
-        return Ok(Outcome::Compacted { files, bytes, merged });
+        return Ok(Outcome::Compacted { files, bytes, merged, holds });
     };
     // Abandoned: the new location goes, unless a run at the same time made it
     // the partition's location.

@@ -141,8 +141,8 @@ impl Default for Deployment {
             compaction_memory_mb: 2048.0,
             compaction_lookback_days: 3.0,
             compaction_grace_days: 1.0,
-            compactor_metrics: 12.0,
-            alarms: 17.0,
+            compactor_metrics: 15.0,
+            alarms: 18.0,
             dashboards: 1.0,
             custom_metrics: 17.0,
         }

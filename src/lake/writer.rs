@@ -239,6 +239,9 @@ pub struct Summary {
     /// counts of their rows' payload fields.
     #[serde(skip)]
     pub counted: BTreeMap<Partition, WrittenCounts>,
+    /// The run's source id, the stem of its files' names.
+    #[serde(skip)]
+    pub source: String,
 }
 
 impl Summary {
@@ -751,6 +754,7 @@ impl<S: Storage> LakeWriter<S> {
             self.delete_stale_files().await?;
         }
         self.summary.partitions = self.summary.touched.len();
+        self.summary.source = self.source.as_str().to_owned();
         Ok(self.summary)
     }
 

@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::compactor::lease::{Lease, LeaseError};
 use crate::compactor::{self, CompactorError, Options, Tally};
 use crate::core::timestamp::EventTime;
+use crate::views::publish::{compacted_in, publish};
 
 /// A setting the function cannot run without, or one it cannot read.
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +145,15 @@ impl Handler {
         let keep_going = || remaining() >= self.config.seconds_per_partition;
         let run =
             compactor::compact_lake(&self.store, &self.catalog, options, Some(&lease), keep_going).await;
+        let mut report = run.as_ref().map(Tally::of).unwrap_or_default();
+        if let Ok(run) = &run {
+            // Under the lease still: one run at a time folds the counts.
+            if lease.renew(crate::telemetry::now_millis()).await.is_ok() {
+                self.publish_views(run, &mut report).await;
+            }
+        }
         lease.release().await?;
-        let report = Tally::of(&run?);
+        run?;
         tracing::info!(
             compacted = report.partitions_compacted,
             already_compact = report.partitions_already_compact,
@@ -156,9 +164,35 @@ impl Handler {
             files_out = report.files_out,
             duplicates_removed = report.duplicates_removed,
             files_stranded = report.files_stranded,
+            schema_changes = report.schema_changes,
+            fields_widened = report.fields_widened,
+            types_at_column_budget = report.types_at_column_budget,
             "compaction run"
         );
         Ok(report)
+    }
+
+    /// Folds what the writers and this run's compactions counted into the typed
+    /// views and publishes the changed ones to Glue; a failure is logged and
+    /// counted as a failed partition (reason `views`), never fails the run.
+    async fn publish_views(&self, run: &compactor::Run, report: &mut Tally) {
+        match publish(&self.store, Some(&self.catalog), &compacted_in(run)).await {
+            Ok(published) => {
+                report.schema_changes = published.schema_changes();
+                report.fields_widened = published.fields_widened();
+                report.types_at_column_budget = published.types_at_column_budget();
+                tracing::info!(
+                    views = published.types.len(),
+                    views_published = published.views_published,
+                    observations = published.observations_read,
+                    "typed views"
+                );
+            }
+            Err(error) => {
+                tracing::error!(error = %crate::telemetry::error_chain(&error), "typed views not published; the next run tries again");
+                *report.partitions_failed.entry("views").or_default() += 1;
+            }
+        }
     }
 }
 

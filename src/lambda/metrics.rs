@@ -74,6 +74,9 @@ pub fn compactor_documents(
         ("BytesOut", report.bytes_out, "Bytes"),
         ("RowsDuplicate", report.duplicates_removed, "Count"),
         ("StrandedFiles", report.files_stranded, "Count"),
+        ("SchemaChanges", report.schema_changes, "Count"),
+        ("FieldsWidened", report.fields_widened, "Count"),
+        ("TypesAtColumnBudget", report.types_at_column_budget, "Count"),
         ("Duration", duration_millis, "Milliseconds"),
     ];
     let failed = report.partitions_failed.iter().map(|(&reason, &n)| (reason, n));

@@ -340,12 +340,15 @@ impl Handler {
         let identity = format!("s3://{}/{}@{}", object.bucket, object.key, staged.etag);
         // ingested_at: when Firehose delivered the object, so a retry writes the same rows.
         let delivered = staged.last_modified_millis.unwrap_or_else(telemetry::now_millis);
-        let writer =
-            LakeWriter::new(lake.clone(), SourceId::from_identity(identity.as_bytes()), self.config.limits)
-                .ingested_at(delivered);
+        let source = SourceId::from_identity(identity.as_bytes());
+        // Counting the fields is not optional: the typed views need every file's.
+        let limits = Limits { count_fields: true, ..self.config.limits };
+        let writer = LakeWriter::new(lake.clone(), source, limits).ingested_at(delivered);
         let body = staged.body;
         let source_name = format!("s3://{}/{}", object.bucket, object.key);
         let (summary, _) = ndjson::load(writer, [(source_name.clone(), Ok(body))], || ()).await?;
+        // What the typed views need of the rows written (the compactor folds it).
+        crate::views::publish::observe(&lake, &summary).await?;
         let (registration, settled) = match &self.catalog {
             Some(catalog) => {
                 let registration = catalog.register(&summary.touched).await?;

@@ -61,7 +61,7 @@ pub enum QueryError {
     TooDeep { operators: usize, deepest: usize, limit: usize },
     /// The lake's schema files could not be read.
     #[error("typed views: {0}")]
-    Views(#[from] crate::views::local::ViewsError),
+    Views(#[from] crate::views::ViewsError),
     /// Writing the result failed.
     #[error("writing the result")]
     Output(#[from] datafusion::arrow::error::ArrowError),

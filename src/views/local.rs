@@ -11,23 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{self, Change, Declared, TypeSchema};
 use super::stats::{self, PartitionStats, WrittenCounts};
-use super::{declared_file, schema_file, COUNTS_DIR, SCHEMAS_DIR};
+use super::{declared_file, schema_file, ViewsError, COUNTS_DIR, SCHEMAS_DIR};
 use crate::core::partition::Partition;
 use crate::lake::{compact, listing, scratch};
-
-/// Why the views could not be brought up to date.
-#[derive(Debug, thiserror::Error)]
-pub enum ViewsError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not a declared-type file ({source}); write {{\"fields\": {{\"<field>\": \"<type>\"}}}} with types boolean, bigint, double, timestamp, varchar, json or array(<scalar>)")]
-    Declared { path: PathBuf, source: serde_json::Error },
-    /// The lake's partitions could not be listed (the message names the directory).
-    #[error(transparent)]
-    Listing(std::io::Error),
-    #[error("reading partition {partition}: {source}")]
-    Read { partition: String, source: compact::CompactError },
-}
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ViewsError + '_ {
     move |source| ViewsError::Io { path: path.to_owned(), source }

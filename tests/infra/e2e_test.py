@@ -652,7 +652,9 @@ def check_lake(endpoint, deployed, ledger, firehose, work):
     staged = [k for k in everything if k.startswith(deployed.staging_prefix)]
     untagged = [k for k in staged if tags(s3, deployed.bucket, k) != dict([WRITTEN_TAG])]
     assert not untagged, f"staged objects not marked written: {untagged[:3]}"
-    known = (deployed.staging_prefix, f"{deployed.lake_prefix}events/", deployed.error_prefix.split("!{")[0])
+    # The typed views' observations, counts and schema files (src/views/publish.rs).
+    known = (deployed.staging_prefix, f"{deployed.lake_prefix}events/", deployed.error_prefix.split("!{")[0],
+             f"{deployed.lake_prefix}_schemas/")
     strangers = [k for k in everything if not k.startswith(known)]
     assert not strangers, f"unexpected objects in the bucket: {strangers[:5]}"
     return {"events": len(counts), "rows": len(rows), "rejected": sum(expected_errors.values()),
@@ -996,6 +998,7 @@ def compaction(pipeline):
     assert not left & merged, f"superseded files of compacted partitions left in events/: {sorted(left & merged)[:3]}"
     rows_after_grace, _ = athena_rows(pipeline)
     assert sorted(rows_after_grace) == sorted(after), "deleting superseded files changed what Athena reads"
+    views = check_typed_views(pipeline, locations)
     glue = client(pipeline.endpoint, "glue")
     records = [p["Values"] for page in glue.get_paginator("get_partitions").paginate(
         DatabaseName=deployed.glue_database, TableName=deployed.glue_table)
@@ -1004,7 +1007,78 @@ def compaction(pipeline):
     print(f"e2e compaction: {len(before)} rows in {len(locations)} partitions became {len(after)} rows in "
           f"{len(files)} files ({len(merged)} partitions compacted, the rest one file already) "
           f"in {seconds:.1f} s; each event once, the first received copy; superseded files kept for the grace "
-          f"period, then deleted by the next run without changing what Athena reads")
+          f"period, then deleted by the next run without changing what Athena reads; {views}")
+
+
+TRINO = {"boolean": "boolean", "bigint": "bigint", "double": "double", "timestamp": "timestamp(3)",
+         "varchar": "varchar", "json": "varchar"}
+HIVE = {"boolean": "boolean", "bigint": "bigint", "double": "double", "timestamp": "timestamp",
+        "varchar": "string", "json": "string"}
+LEADING = [("event_uuid", "varchar", "string"), ("event_name", "varchar", "string"),
+           ("event_subtype", "varchar", "string"), ("created_at", "bigint", "bigint"),
+           ("created_datetime", "varchar", "string"), ("created_ts", "timestamp(3)", "timestamp"),
+           ("ingested_at", "timestamp(3)", "timestamp"), ("created_date", "varchar", "string")]
+
+
+def view_types(name):
+    """A schema file's column type as the view definition (Trino) and Glue (Hive) name it."""
+    if name.startswith("array("):
+        inner = name[len("array("):-1]
+        return f"array({TRINO[inner]})", f"array<{HIVE[inner]}>"
+    return TRINO[name], HIVE[name]
+
+
+def check_typed_views(pipeline, locations):
+    """After a compaction run: every type of the lake has its schema file in
+    _schemas/ and its view in Glue as Athena stores one (the Trino definition
+    with the view's SELECT and columns, the Hive columns); the writers'
+    observations are folded (none left); and the schema files are the ones
+    `eventlake views` writes from scratch on a copy of the partitions' current
+    files (every partition is compacted or one file, so the counts are exact)."""
+    deployed, s3 = pipeline.deployed, pipeline.s3
+    glue = client(pipeline.endpoint, "glue")
+    schemas_prefix = f"{deployed.lake_prefix}_schemas/"
+    keys = list_keys(s3, deployed.bucket, schemas_prefix)
+    assert not [k for k in keys if k.startswith(f"{schemas_prefix}_observed/")], "observations not folded"
+    schema_keys = [k for k in keys if "/" not in k[len(schemas_prefix):] and not k.endswith(".declared.json")]
+    types = {values[0] for values in locations}
+    schemas = {}
+    for key in schema_keys:
+        schema = json.loads(s3.get_object(Bucket=deployed.bucket, Key=key)["Body"].read())
+        schemas[schema["event_type"]] = (key, schema)
+    assert set(schemas) == types, (sorted(schemas), sorted(types))
+    for event_type, (_, schema) in schemas.items():
+        view = glue.get_table(DatabaseName=deployed.glue_database, Name=schema["view"])["Table"]
+        assert view["TableType"] == "VIRTUAL_VIEW" and view["Parameters"]["presto_view"] == "true", view
+        text = view["ViewOriginalText"]
+        definition = json.loads(base64.b64decode(text[len("/* Presto View: "):-len(" */")]))
+        assert definition["catalog"] == "awsdatacatalog" and definition["schema"] == deployed.glue_database
+        assert definition["originalSql"].startswith("SELECT event_uuid,"), definition["originalSql"][:80]
+        assert definition["originalSql"].endswith(f"FROM events_unique\nWHERE event_type = '{event_type}'")
+        fields = [f for f in schema["fields"] if f["column"] is not None]
+        expected = LEADING + [(f["column"], *view_types(f["type"])) for f in fields]
+        assert [(c["name"], c["type"]) for c in definition["columns"]] == [(n, t) for n, t, _ in expected]
+        glue_columns = [(c["Name"], c["Type"]) for c in view["StorageDescriptor"]["Columns"]]
+        assert glue_columns == [(n, h) for n, _, h in expected], glue_columns
+    # From scratch: the partitions' current files, as a local lake.
+    root = tempfile.mkdtemp(prefix="views-", dir=pipeline.work)
+    for (event_type, created_date), location in locations.items():
+        prefix = location[len(f"s3://{deployed.bucket}/"):].rstrip("/") + "/"
+        for key in list_keys(s3, deployed.bucket, prefix):
+            if key.endswith(".parquet") and "/" not in key[len(prefix):]:
+                path = os.path.join(root, "events", f"event_type={event_type}", f"created_date={created_date}",
+                                    key[len(prefix):])
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                s3.download_file(deployed.bucket, key, path)
+    subprocess.run([pipeline.eventlake, "views", "--lake", root], check=True, stdout=subprocess.DEVNULL)
+    for event_type, (key, _) in schemas.items():
+        with open(os.path.join(root, "_schemas", f"{event_type}.json"), "rb") as f:
+            local = f.read()
+        deployed_bytes = s3.get_object(Bucket=deployed.bucket, Key=key)["Body"].read()
+        assert deployed_bytes == local, f"{key} differs from a run from scratch:\n{deployed_bytes[:400]}\n{local[:400]}"
+    shutil.rmtree(root)
+    return (f"{len(schemas)} typed views in Glue, their schema files the same as a run of eventlake views "
+            f"from scratch on the partitions' files")
 
 
 def partitions_in_events(pipeline):

@@ -260,6 +260,9 @@ CALLS = {
     "get_partitions": ({"glue:GetPartitions"}, {"compactor", "operator"}),
     "update_partition": ({"glue:UpdatePartition"}, {"compactor", "operator"}),
     "put_records": ({"kinesis:PutRecords"}, {"producer"}),
+    # The typed views (src/views/publish.rs via Catalog::put_view).
+    "create_table": ({"glue:CreateTable"}, {"compactor", "operator"}),
+    "update_table": ({"glue:UpdateTable"}, {"compactor", "operator"}),
 }
 # The policies CALLS names, by resource address in the applied state.
 CALLERS = {"writer": "aws_iam_role_policy.writer", "compactor": "aws_iam_role_policy.compactor",

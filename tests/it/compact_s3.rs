@@ -694,3 +694,125 @@ async fn catalog_repair_finds_compacted_partitions_where_they_are() {
     );
     assert_eq!(athena_counts(&s3, &glue).await, compacted);
 }
+
+/// Every object under `prefix` in the test bucket: key → bytes.
+async fn objects_under(s3: &aws_sdk_s3::Client, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    let listing = s3.list_objects_v2().bucket(BUCKET).prefix(prefix).send().await.unwrap();
+    let mut found = BTreeMap::new();
+    for object in listing.contents() {
+        let key = object.key().unwrap().to_owned();
+        let body = s3.get_object().bucket(BUCKET).key(&key).send().await.unwrap();
+        found.insert(key, body.body.collect().await.unwrap().into_bytes().to_vec());
+    }
+    found
+}
+
+fn views_command(moto: &Moto) -> std::process::Command {
+    let mut command = eventlake();
+    moto.env(&mut command);
+    command.args(["views", "--lake", &format!("s3://{BUCKET}/lake"), "--database", DATABASE]);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_views_of_an_s3_lake_come_from_its_writers_and_compactions_and_match_a_run_from_scratch() {
+    let lake = lake_of_small_files().await;
+    let (s3, glue) = (lake.moto.s3(), lake.moto.glue());
+    let observed = objects_under(&s3, "lake/_schemas/_observed/").await;
+    assert_eq!(
+        observed.len(),
+        8 * 3 * 2,
+        "one observation per staged object and partition: {:?}",
+        observed.keys()
+    );
+
+    // Before compaction: the writers' counts, each copy of a key counted.
+    let output = crate::support::success(&mut views_command(&lake.moto));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        printed.contains("3 views,") && printed.contains("3 published to Glue; 48 observations folded"),
+        "{printed}"
+    );
+    assert!(objects_under(&s3, "lake/_schemas/_observed/").await.is_empty(), "observations are folded once");
+    let counts = athena_counts(&s3, &glue).await;
+    let schema_rows = |schemas: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, u64> {
+        schemas
+            .iter()
+            .filter(|(key, _)| key.matches('/').count() == 2)
+            .map(|(_, bytes)| {
+                let schema: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+                (schema["event_type"].as_str().unwrap().to_owned(), schema["rows"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let by_type = |pick: fn(&(usize, usize)) -> usize| -> BTreeMap<String, u64> {
+        let mut totals = BTreeMap::new();
+        for ((event_type, _), counted) in &counts {
+            *totals.entry(event_type.clone()).or_default() += pick(counted) as u64;
+        }
+        totals
+    };
+    let (rows, keys) = (by_type(|c| c.0), by_type(|c| c.1));
+    assert_ne!(rows, keys, "the staged objects repeat keys");
+    assert_eq!(
+        schema_rows(&objects_under(&s3, "lake/_schemas/").await),
+        rows,
+        "before compaction: every copy"
+    );
+
+    // After compaction (its counts, its views published): one row per key.
+    let output = crate::support::success(&mut compact_command(&lake.moto));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(printed.contains("typed views"), "{printed}");
+    let schemas = objects_under(&s3, "lake/_schemas/").await;
+    assert_eq!(schema_rows(&schemas), keys, "after compaction: the first copies");
+
+    // A run from scratch on a local copy of every partition's files writes the same schema files.
+    let dir = tempfile::tempdir().unwrap();
+    for (values, location) in locations(&glue).await {
+        let prefix =
+            location.strip_prefix(&format!("s3://{BUCKET}/")).unwrap().trim_end_matches('/').to_owned() + "/";
+        for (key, bytes) in objects_under(&s3, &prefix).await {
+            let name = &key[prefix.len()..];
+            if name.ends_with(".parquet") && !name.contains('/') {
+                let path = dir
+                    .path()
+                    .join(format!("events/event_type={}/created_date={}/{name}", values[0], values[1]));
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+        }
+    }
+    crate::support::success(eventlake().args(["views", "--lake"]).arg(dir.path()));
+    for (key, bytes) in schemas.iter().filter(|(key, _)| key.matches('/').count() == 2) {
+        let name = key.rsplit('/').next().unwrap();
+        let local = std::fs::read(dir.path().join("_schemas").join(name)).unwrap();
+        assert_eq!(String::from_utf8_lossy(bytes), String::from_utf8_lossy(&local), "{key}");
+    }
+
+    // The Glue views, as Athena stores them: their SELECT and columns are the schema's.
+    for (_, bytes) in schemas.iter().filter(|(key, _)| key.matches('/').count() == 2) {
+        let schema: eventlake::views::schema::TypeSchema = serde_json::from_slice(bytes).unwrap();
+        let table = glue.get_table().database_name(DATABASE).name(&schema.view).send().await.unwrap();
+        let table = table.table().unwrap();
+        assert_eq!(table.table_type(), Some("VIRTUAL_VIEW"));
+        let text = table.view_original_text().unwrap();
+        let encoded = text.strip_prefix("/* Presto View: ").unwrap().strip_suffix(" */").unwrap();
+        let definition: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(definition["originalSql"], eventlake::views::sql::select(&schema));
+        let columns: Vec<&str> =
+            definition["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let expected: Vec<&str> = eventlake::views::naming::LEADING_COLUMNS
+            .iter()
+            .copied()
+            .chain(schema.fields.iter().filter_map(|f| f.column.as_deref()))
+            .collect();
+        assert_eq!(columns, expected);
+        let glue_columns: Vec<&str> =
+            table.storage_descriptor().unwrap().columns().iter().map(|c| c.name()).collect();
+        assert_eq!(glue_columns, expected);
+    }
+}
