@@ -77,7 +77,9 @@ resource "aws_lambda_function" "writer" {
       GLUE_DATABASE      = aws_glue_catalog_database.lake.name
       GLUE_TABLE         = aws_glue_catalog_table.events.name
       SECONDS_PER_OBJECT = tostring(var.writer_seconds_per_object)
-      RUST_LOG           = "info"
+      # The typed views' observations: the compactor folds them, so only with it.
+      OBSERVE_FIELDS = tostring(var.compaction_enabled)
+      RUST_LOG       = "info"
     }
   }
 

@@ -300,7 +300,7 @@ pub fn monthly(load: &Load, deployment: &Deployment, prices: &Prices) -> Estimat
         firehose(&month, prices),
         transform_lambda(&month, deployment, prices),
         writer_lambda(&month, deployment, prices),
-        s3_requests(&month, prices),
+        s3_requests(&month, deployment, prices),
         s3_storage(&month, deployment, prices),
         sqs(&month, prices),
         cloudwatch(&month, deployment, prices),
@@ -466,7 +466,9 @@ fn writer_lambda(month: &Month, deployment: &Deployment, prices: &Prices) -> Lin
 
 /// The scheduled compactor: its runs, and its S3 requests (a LIST per partition
 /// looked at, a GET per file merged and a free DELETE, the merged file and its
-/// manifest per partition-day) and the days superseded files stay.
+/// manifest per partition-day; for the typed views a GET and a free DELETE per
+/// writer's observation and each type's counts written a run) and the days
+/// superseded files stay.
 fn compactor(load: &Load, month: &Month, deployment: &Deployment, prices: &Prices) -> Line {
     let types = f64::from(load.types);
     let listed = deployment.compaction_runs_per_month * types * (deployment.compaction_lookback_days + 1.0);
@@ -477,13 +479,14 @@ fn compactor(load: &Load, month: &Month, deployment: &Deployment, prices: &Price
         + listed * COMPACTOR_SECONDS_PER_LISTED_PARTITION;
     let runs = deployment.compaction_runs_per_month;
     let gb_s = gb_seconds(runs, seconds / runs, deployment.compaction_memory_mb);
-    let puts = listed + 2.0 * partition_days;
-    let gets = month.objects + partition_days;
+    // The typed views: each type's counts rewritten a run, each observation read.
+    let puts = listed + 2.0 * partition_days + runs * types;
+    let gets = 2.0 * month.objects + partition_days;
     let superseded_gib = parquet_gib_per_month(month) * deployment.compaction_grace_days / DAYS_PER_MONTH;
     Line {
         item: "Compactor".into(),
         counted: format!(
-            "{} runs, {} GB-s at {} MB × ${}; {} LISTs ({} types × {} days a run) and merged files: {} PUT-class × ${}/1000; {} GETs × ${}/1000 (DELETEs are free); superseded Parquet kept {} day: {} GiB × ${}",
+            "{} runs, {} GB-s at {} MB × ${}; {} LISTs ({} types × {} days a run), merged files and the typed views' counts: {} PUT-class × ${}/1000; {} GETs × ${}/1000 (DELETEs are free); superseded Parquet kept {} day: {} GiB × ${}",
             count(deployment.compaction_runs_per_month),
             count(gb_s),
             deployment.compaction_memory_mb,
@@ -507,15 +510,19 @@ fn compactor(load: &Load, month: &Month, deployment: &Deployment, prices: &Price
     }
 }
 
-fn s3_requests(month: &Month, prices: &Prices) -> Line {
-    // Per staged object: Firehose's PUT, the writer's GET, its Parquet PUT and the
-    // tag that lets the object expire.
-    let puts = 3.0 * month.objects;
+fn s3_requests(month: &Month, deployment: &Deployment, prices: &Prices) -> Line {
+    // Per staged object: Firehose's PUT, the writer's GET, its Parquet PUT, the
+    // fields it counted for the typed views (while the compactor runs to fold
+    // them) and the tag that lets the object expire.
+    let per_object = if deployment.compaction_runs_per_month > 0.0 { 4.0 } else { 3.0 };
+    let puts = per_object * month.objects;
     Line {
         item: "S3 requests".into(),
         counted: format!(
-            "{} PUT-class (Firehose's object, the Parquet file, the tag: 3 per staged object) × ${}/1000; {} GETs × ${}/1000",
+            "{} PUT-class (Firehose's object, the Parquet file, {}the tag: {} per staged object) × ${}/1000; {} GETs × ${}/1000",
             count(puts),
+            if per_object > 3.0 { "the fields counted for the typed views, " } else { "" },
+            per_object,
             prices.s3_thousand_puts,
             count(month.objects),
             prices.s3_thousand_gets,

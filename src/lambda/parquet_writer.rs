@@ -153,6 +153,10 @@ pub struct Config {
     /// The longest one object may take; an SQS batch stops taking objects when
     /// less than this remains before the function's timeout.
     pub seconds_per_object: Duration,
+    /// Store what the rows written hold for the typed views (an observation per
+    /// partition, [`crate::views::publish`]): on while the compactor runs, which
+    /// folds them.
+    pub observe_fields: bool,
 }
 
 /// Default of [`Config::seconds_per_object`].
@@ -176,7 +180,8 @@ const LAMBDA_MAX_VCPUS: usize = 6;
 impl Config {
     /// `LAKE_BUCKET` (required), `LAKE_PREFIX` (default empty), `STAGING_PREFIX`
     /// (default `staging/`), `GLUE_DATABASE` (default: no registration),
-    /// `GLUE_TABLE` (default `events`), `SECONDS_PER_OBJECT` (default 30).
+    /// `GLUE_TABLE` (default `events`), `SECONDS_PER_OBJECT` (default 30),
+    /// `OBSERVE_FIELDS` (`true` or `false`, default `true`).
     pub fn from_env() -> Result<Self, HandlerError> {
         let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
         let seconds_per_object = match var("SECONDS_PER_OBJECT") {
@@ -187,7 +192,19 @@ impl Config {
                 why: "must be a whole number of seconds above 0",
             })?,
         };
+        let observe_fields = match var("OBSERVE_FIELDS").as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(HandlerError::BadSetting {
+                    name: "OBSERVE_FIELDS",
+                    value: other.to_owned(),
+                    why: "must be true or false",
+                })
+            }
+        };
         Ok(Config {
+            observe_fields,
             seconds_per_object: Duration::from_secs(seconds_per_object),
             lake_bucket: var("LAKE_BUCKET").ok_or(HandlerError::MissingSetting("LAKE_BUCKET"))?,
             lake_prefix: var("LAKE_PREFIX").unwrap_or_default(),
@@ -341,14 +358,15 @@ impl Handler {
         // ingested_at: when Firehose delivered the object, so a retry writes the same rows.
         let delivered = staged.last_modified_millis.unwrap_or_else(telemetry::now_millis);
         let source = SourceId::from_identity(identity.as_bytes());
-        // Counting the fields is not optional: the typed views need every file's.
-        let limits = Limits { count_fields: true, ..self.config.limits };
+        let limits = Limits { count_fields: self.config.observe_fields, ..self.config.limits };
         let writer = LakeWriter::new(lake.clone(), source, limits).ingested_at(delivered);
         let body = staged.body;
         let source_name = format!("s3://{}/{}", object.bucket, object.key);
         let (summary, _) = ndjson::load(writer, [(source_name.clone(), Ok(body))], || ()).await?;
         // What the typed views need of the rows written (the compactor folds it).
-        crate::views::publish::observe(&lake, &summary).await?;
+        if self.config.observe_fields {
+            crate::views::publish::observe(&lake, &summary).await?;
+        }
         let (registration, settled) = match &self.catalog {
             Some(catalog) => {
                 let registration = catalog.register(&summary.touched).await?;

@@ -105,6 +105,7 @@ impl Lake {
             glue_table: "events".into(),
             limits: Limits::default(),
             seconds_per_object: std::time::Duration::from_secs(30),
+            observe_fields: true,
         };
         let handler = Handler::new(client.clone(), config, catalog(&moto));
         Lake { moto, client, handler }
