@@ -687,5 +687,26 @@ mod tests {
                 value_at(prefix, &steps);
             }
         }
+
+        #[test]
+        fn values_written_like_athena_are_the_same_json_and_odd_text_is_refused(
+            value in json_value(),
+            pretty in any::<bool>(),
+            text in any::<String>(),
+        ) {
+            let written =
+                if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+            let mut out = String::new();
+            prop_assert!(write_like_athena(&written.unwrap(), &mut out).is_some());
+            let read: serde_json::Value = serde_json::from_str(&out).unwrap();
+            prop_assert_eq!(read, value, "{}", out);
+            // Any text: an answer that is JSON, or none; never a panic.
+            let mut out = String::new();
+            if write_like_athena(&text, &mut out).is_some() {
+                prop_assert!(serde_json::from_str::<&RawValue>(&out).is_ok(), "{:?} from {:?}", out, text);
+            }
+            let mut stats = crate::views::stats::PartitionStats::default();
+            stats.observe(0, "u", &text);
+        }
     }
 }
