@@ -800,7 +800,11 @@ mod tests {
         let pipeline = Deployment { compaction_runs_per_month: 0.0, ..Deployment::default() };
         let without_compaction = monthly(&Load::new(1e6, 340.0), &pipeline, &prices);
         assert!(without_compaction.total <= 60.0, "{}", render(&Load::new(1e6, 340.0), &without_compaction));
-        assert!(packed.total - without_compaction.total < 13.0, "compaction and typed views: {}", packed.total);
+        assert!(
+            packed.total - without_compaction.total < 13.0,
+            "compaction and typed views: {}",
+            packed.total
+        );
         assert_eq!(line(&packed, "Kinesis").item, "Kinesis, provisioned (1 shard)");
     }
 

@@ -1,6 +1,10 @@
 //! Typed views (CONTRACT section 6): one view per event type that shows its
 //! payload as typed columns, the same SQL in Athena and in `eventlake query`.
 //!
+//! The first five are pure (the lake writer and compaction count fields with
+//! [`stats`]); [`local`] and [`publish`] (and the error they share) are the
+//! shells over a local lake and over S3 and Glue.
+//!
 //! - [`ladder`]: the type one value needs and the narrowest type holding two.
 //! - [`naming`]: view and column names.
 //! - [`stats`]: what one partition's first copies hold of each field.
@@ -12,6 +16,7 @@
 //! - [`publish`]: an S3 lake's views kept current from what its writers and
 //!   compactions counted, and published to Glue for Athena.
 
+mod error;
 pub mod ladder;
 pub mod local;
 pub mod naming;
@@ -20,30 +25,7 @@ pub mod schema;
 pub mod sql;
 pub mod stats;
 
-use std::path::PathBuf;
-
-/// Why the views could not be brought up to date.
-#[derive(Debug, thiserror::Error)]
-pub enum ViewsError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not a declared-type file ({source}); write {{\"fields\": {{\"<field>\": \"<type>\"}}}} with types boolean, bigint, double, timestamp, varchar, json or array(<scalar>)")]
-    Declared { path: PathBuf, source: serde_json::Error },
-    /// The lake's partitions could not be listed (the message names the directory).
-    #[error(transparent)]
-    Listing(std::io::Error),
-    #[error("reading partition {partition}: {source}")]
-    Read { partition: String, source: crate::lake::compact::CompactError },
-    /// The lake in S3 could not be read or written.
-    #[error(transparent)]
-    Storage(#[from] crate::lake::storage::StorageError),
-    /// The Glue catalog refused a view.
-    #[error(transparent)]
-    Catalog(#[from] crate::catalog::CatalogError),
-    /// A file of `_schemas/` in S3 is not what this module writes.
-    #[error("{key}: {source}")]
-    Damaged { key: String, source: serde_json::Error },
-}
+pub use error::ViewsError;
 
 /// The folder of schema files under the lake root.
 pub const SCHEMAS_DIR: &str = "_schemas";

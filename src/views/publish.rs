@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::ladder::{ColumnType, Scalar};
 use super::schema::{self, Change, Declared, TypeSchema};
 use super::stats::PartitionStats;
 use super::{declared_file, schema_file, sql, ViewsError, COUNTS_DIR, SCHEMAS_DIR};
@@ -194,6 +195,7 @@ pub async fn publish(
             // the partition while the writer was storing its parts): those rows are
             // counted; the others will be by the partition's next compaction.
             tracing::warn!(partition = %partition, "observation partly merged already; counted at the next compaction");
+            changed_types.insert(partition.event_type.clone());
         }
         counted.files.extend(observation.files);
     }
@@ -230,9 +232,9 @@ pub async fn publish(
             store.put(&key, to_json(&schema)).await?;
         }
         let definition_changed =
-            before.as_ref().is_none_or(|before| sql::catalog_view(before) != sql::catalog_view(&schema));
+            before.as_ref().is_none_or(|before| catalog_view(before) != catalog_view(&schema));
         if let (Some(catalog), true) = (catalog, definition_changed) {
-            catalog.put_view(&sql::catalog_view(&schema)).await?;
+            catalog.put_view(&catalog_view(&schema)).await?;
             published.views_published += 1;
         }
         if changed_types.contains(event_type) {
@@ -263,4 +265,90 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
     text.push(b'\n');
     text
+}
+
+/// The view as the Glue catalog stores it for Athena.
+pub fn catalog_view(schema: &TypeSchema) -> crate::catalog::View {
+    use crate::catalog::ViewColumn;
+    use crate::views::naming::{LEADING_COLUMNS, RESCUED_COLUMN};
+    let lake_columns: Vec<_> =
+        crate::lake::schema::columns().into_iter().chain(crate::lake::schema::partition_columns()).collect();
+    let mut columns: Vec<ViewColumn> = LEADING_COLUMNS
+        .iter()
+        .map(|name| {
+            let hive = lake_columns.iter().find(|c| c.name == *name).map_or("string", |c| c.athena_type);
+            ViewColumn {
+                name: (*name).to_owned(),
+                trino_type: trino_of_hive(hive),
+                hive_type: hive.to_owned(),
+            }
+        })
+        .collect();
+    for field in &schema.fields {
+        if let Some(column) = &field.column {
+            columns.push(ViewColumn {
+                name: column.clone(),
+                trino_type: trino_type(field.column_type),
+                hive_type: hive_type(field.column_type),
+            });
+        }
+    }
+    if schema.rescued {
+        columns.push(ViewColumn {
+            name: RESCUED_COLUMN.to_owned(),
+            trino_type: "varchar".to_owned(),
+            hive_type: "string".to_owned(),
+        });
+    }
+    crate::catalog::View {
+        name: schema.view.clone(),
+        description: format!(
+            "Events of type {} with their payload as typed columns (eventlake typed views; _schemas/{}.json)",
+            schema.event_type, schema.event_type
+        ),
+        select_sql: sql::select(schema),
+        columns,
+    }
+}
+
+/// A lake column's Trino type, from its Hive type (as Athena engine v3 stores them).
+fn trino_of_hive(hive: &str) -> String {
+    match hive {
+        "string" => "varchar",
+        "timestamp" => "timestamp(3)",
+        other => other,
+    }
+    .to_owned()
+}
+
+fn scalar_trino(scalar: Scalar) -> &'static str {
+    match scalar {
+        Scalar::Timestamp => "timestamp(3)",
+        other => other.sql(),
+    }
+}
+
+fn scalar_hive(scalar: Scalar) -> &'static str {
+    match scalar {
+        Scalar::Varchar => "string",
+        other => other.sql(),
+    }
+}
+
+/// A column's type in the view definition (Trino).
+pub fn trino_type(column_type: ColumnType) -> String {
+    match column_type {
+        ColumnType::Scalar(scalar) => scalar_trino(scalar).to_owned(),
+        ColumnType::Array(scalar) => format!("array({})", scalar_trino(scalar)),
+        ColumnType::Json => "varchar".to_owned(),
+    }
+}
+
+/// A column's type in the Glue table (Hive).
+pub fn hive_type(column_type: ColumnType) -> String {
+    match column_type {
+        ColumnType::Scalar(scalar) => scalar_hive(scalar).to_owned(),
+        ColumnType::Array(scalar) => format!("array<{}>", scalar_hive(scalar)),
+        ColumnType::Json => "string".to_owned(),
+    }
 }

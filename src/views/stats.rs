@@ -232,6 +232,13 @@ mod tests {
         assert_eq!(serde_json::from_str::<PartitionStats>(&text).unwrap(), stats);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_counted_without_a_panic(text in proptest::prelude::any::<String>()) {
+            PartitionStats::default().observe(0, "u", &text);
+        }
+    }
+
     #[test]
     fn counts_of_two_sets_of_rows_add_up_to_the_counts_of_both() {
         let rows = [
