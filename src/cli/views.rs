@@ -34,6 +34,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let root = match Location::parse(&args.lake).map_err(anyhow::Error::msg)? {
         Location::Local(root) => {
             anyhow::ensure!(args.database.is_none(), "--database needs an s3:// lake: Glue views read S3");
+            anyhow::ensure!(
+                root.join(crate::core::partition::EVENTS_DIR).is_dir(),
+                "{} holds no lake (no events/ directory); write one with `eventlake ingest --lake {} FILE`",
+                root.display(),
+                root.display()
+            );
             root
         }
         Location::S3 { bucket, prefix } => return run_s3(&args, bucket, prefix),

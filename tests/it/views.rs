@@ -175,3 +175,30 @@ print(json.dumps({"statements": len(statements), "views": len(views), "array_cas
     assert!(read["array_casts"].as_u64().unwrap() >= 4, "{read}");
     assert!(read["lambdas"].as_u64().unwrap() >= 1, "{read}");
 }
+
+#[test]
+fn a_missing_lake_and_a_malformed_declaration_are_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = eventlake().args(["views", "--lake"]).arg(dir.path().join("nowhere")).output().unwrap();
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("holds no lake"), "{none:?}");
+
+    let lake = dir.path().join("lake");
+    ingest_runs(&lake, &[fixture("views/run1.ndjson")]);
+    let declared = lake.join("_schemas/shop.declared.json");
+    for (text, says) in [
+        (r#"{"fields": {"amount": "int"}}"#, "\"int\" is not a column type"),
+        (r#"{"amount": "bigint"}"#, "unknown field `amount`"),
+        ("not json", "expected ident"),
+    ] {
+        std::fs::write(&declared, text).unwrap();
+        let refused = eventlake().args(["views", "--lake"]).arg(&lake).output().unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{text}");
+        assert!(stderr.contains("shop.declared.json") && stderr.contains(says), "{text}: {stderr}");
+    }
+    std::fs::write(&declared, r#"{"fields": {"amount": "double"}}"#).unwrap();
+    let shown = String::from_utf8(success(eventlake().args(["views", "--lake"]).arg(&lake)).stdout).unwrap();
+    assert!(shown.contains("amount_2                         double"), "{shown}");
+    assert!(shown.contains("_rescued"), "{shown}");
+}
