@@ -129,6 +129,10 @@ pub fn published_line(published: &crate::views::publish::Published) -> String {
     )
 }
 
+/// The most lines of changes a command that writes into a lake prints (a first
+/// ingest of 100 types brings hundreds of new fields).
+const MAX_CHANGE_LINES: usize = 24;
+
 /// Brings a local lake's views up to date after a command wrote into it
 /// (`written`: what the writer counted, see [`local::refresh`]): the summary
 /// line, and the changes, a view at a time, to print after it.
@@ -141,8 +145,21 @@ pub fn keep_current(
     let reports = local::refresh(root, written)?;
     let changed: Vec<&TypeReport> = reports.iter().filter(|r| !r.changes.is_empty()).collect();
     let line = format!("{} up to date, {} changed", reports.len(), changed.len());
-    let changes =
-        changed.iter().map(|report| format!("{}:\n{}", report.schema.view, change_lines(report))).collect();
+    let mut changes = String::new();
+    let mut shown = 0;
+    for report in &changed {
+        let lines = change_lines(report);
+        if shown + report.changes.len() > MAX_CHANGE_LINES {
+            let left: usize = changed.iter().map(|r| r.changes.len()).sum::<usize>() - shown;
+            changes.push_str(&format!(
+                "... and {left} more changes (`eventlake views --lake {}` lists every view's columns)\n",
+                root.display()
+            ));
+            break;
+        }
+        shown += report.changes.len();
+        changes.push_str(&format!("{}:\n{lines}", report.schema.view));
+    }
     Ok((line, changes))
 }
 
