@@ -16,12 +16,14 @@
 //! - [`cost`]: AWS's billing rules and the monthly cost model (`eventlake cost`).
 //! - [`lake`]: the lake's [`lake::schema`], the [`lake::writer`] (partition
 //!   buffers in [`lake::rows`], Parquet from [`lake::encoder`], part files,
-//!   rejected records), [`lake::ndjson`] input, [`lake::replay`] sources,
+//!   rejected records), [`lake::ndjson`] input,
 //!   [`lake::storage`] and [`lake::scratch`].
 //! - [`aws`]: the SDK configuration loaded once, and the lake in S3 ([`aws::s3`]).
 //! - [`catalog`]: partitions registered in the Glue table.
 //! - [`compactor`]: compaction of an S3 lake (merged files under a new location,
 //!   the Glue partition switched to it), and how writers follow a switch.
+//! - [`replay`]: records that did not reach the lake validated again and
+//!   written in, minus what the lake holds (`eventlake replay`).
 //! - [`lambda`]: the `parquet-writer`'s handling of S3 notifications, and the
 //!   metrics both Lambdas publish.
 //! - [`views`]: typed views per event type: the type ladder, names, schema
@@ -44,5 +46,6 @@ pub mod lambda;
 pub mod producer;
 #[cfg(feature = "query")]
 pub mod query;
+pub mod replay;
 pub mod telemetry;
 pub mod views;

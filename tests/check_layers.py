@@ -29,7 +29,8 @@ MAY_USE = {
     "views": {"core"},
     "views_shells": {"core", "telemetry", "lake", "aws", "catalog", "compactor", "views"},
     "query": {"core", "lake", "views"},
-    "cli": {"core", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compactor", "lambda", "query", "views"},
+    "replay": {"core", "telemetry", "lake", "aws", "catalog", "compactor", "views"},
+    "cli": {"core", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compactor", "lambda", "query", "views", "replay"},
 }
 # Crates and std modules the pure core must not touch.
 CORE_FORBIDDEN = re.compile(r"\b(arrow|parquet|datafusion|aws_[a-z_]+|tokio|lambda_runtime)::|\bstd::(fs|net|process)\b")

@@ -5,7 +5,6 @@ pub mod compact;
 pub mod encoder;
 pub mod listing;
 pub mod ndjson;
-pub mod replay;
 pub mod rows;
 pub mod schema;
 pub mod scratch;
