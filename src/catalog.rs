@@ -27,7 +27,7 @@ const BATCH_SIZE: usize = 100;
 const GET_BATCH_SIZE: usize = 1000;
 /// The partition parameters that name the location a compaction switched the
 /// partition away from, and when (Unix milliseconds), until that location's files
-/// are deleted after the grace period ([`crate::compactor`]).
+/// are deleted after the grace period ([`crate::compaction`]).
 pub const SUPERSEDED_PARAMETER: &str = "eventlake_superseded_location";
 pub const SUPERSEDED_AT_PARAMETER: &str = "eventlake_superseded_at";
 /// Attempts for partitions Glue refuses inside a successful call (the SDK already

@@ -20,7 +20,9 @@
 //!   [`lake::storage`] and [`lake::scratch`].
 //! - [`aws`]: the SDK configuration loaded once, and the lake in S3 ([`aws::s3`]).
 //! - [`catalog`]: partitions registered in the Glue table.
-//! - [`compactor`]: compaction of an S3 lake (merged files under a new location,
+//! - [`compaction`]: a partition's files merged, one row per key ([`compaction::merge`]);
+//!   a local lake's partitions compacted ([`compaction::local`]); compaction of an
+//!   S3 lake (merged files under a new location,
 //!   the Glue partition switched to it), and how writers follow a switch.
 //! - [`replay`]: records that did not reach the lake validated again and
 //!   written in, minus what the lake holds (`eventlake replay`).
@@ -36,7 +38,7 @@ pub mod aws;
 pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod cli;
-pub mod compactor;
+pub mod compaction;
 pub mod core;
 pub mod cost;
 pub mod firehose;

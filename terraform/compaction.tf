@@ -3,8 +3,8 @@
 # Each run compacts the partitions of the last var.compaction_lookback_days days
 # that received no file for var.compaction_older_than_seconds: their files merged
 # under compacted/, the Glue partition switched to them in one UpdatePartition
-# (src/compactor/mod.rs, docs/lake.md). One run at a time per lake: each run takes
-# the lease object local.lease_key (src/compactor/lease.rs), as `eventlake compact`
+# (src/compaction/s3.rs, docs/lake.md). One run at a time per lake: each run takes
+# the lease object local.lease_key (src/compaction/lease.rs), as `eventlake compact`
 # does; concurrency is 1 and the schedule does not retry (the next run does).
 
 resource "aws_cloudwatch_log_group" "compactor" {
@@ -13,7 +13,7 @@ resource "aws_cloudwatch_log_group" "compactor" {
 }
 
 # Compaction downloads a partition's files to /tmp, merges them (memory bounded
-# by the merge's 256 MiB budget, src/lake/compact.rs) and uploads the result:
+# by the merge's 256 MiB budget, src/compaction/merge.rs) and uploads the result:
 # 2048 MB gives more than one vCPU, and /tmp holds the inputs and the outputs.
 resource "aws_lambda_function" "compactor" {
   function_name                  = "${local.name}-compactor"
@@ -96,7 +96,7 @@ locals {
       what   = "The compactor failed partitions (metric PartitionsFailed, by Reason in namespace eventlake); the others went on and the next run tries again. Lambda's Errors stays 0 for these."
     }
     # Files found in events/ of a compacted partition, older than any writer's run
-    # (src/compactor/mod.rs STRANDED_AFTER): written without the catalog, or left by
+    # (src/compaction/s3.rs STRANDED_AFTER): written without the catalog, or left by
     # a writer message that expired in the DLQ. The run handed them over, so they
     # are read now; the alarm says that something writes around the pipeline.
     # A type has more payload fields than its typed view has columns (500): the

@@ -141,7 +141,7 @@ data "aws_iam_policy_document" "writer" {
     ]
   }
   # A file written to a compacted partition is copied to the partition's
-  # location under compacted/, then deleted from events/ (src/compactor/mod.rs settle).
+  # location under compacted/, then deleted from events/ (src/compaction/s3.rs settle).
   statement {
     sid       = "MoveIntoCompactedPartitions"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
@@ -287,7 +287,7 @@ resource "aws_iam_role" "compactor" {
   assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
 }
 
-# What src/compactor/mod.rs calls: it lists and reads a partition's location (under
+# What src/compaction/s3.rs calls: it lists and reads a partition's location (under
 # events/ or compacted/), writes the merged files and manifest under compacted/,
 # copies late files there, deletes the files it superseded once their grace
 # period is over, and reads and switches Glue partitions.

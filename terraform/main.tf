@@ -18,12 +18,12 @@ locals {
   staging_prefix = "staging/"
   lake_prefix    = ""
   events_prefix  = "${local.lake_prefix}events/"
-  # Compacted partitions (src/compactor/mod.rs COMPACTED_DIR), each Glue partition
+  # Compacted partitions (src/compaction/s3.rs COMPACTED_DIR), each Glue partition
   # switched to its own directory here.
   compacted_prefix = "${local.lake_prefix}compacted/"
   rejected_prefix  = "${local.lake_prefix}_rejected/"
-  # A writer marks each compacted partition it settles a file into (src/compactor/mod.rs
-  # SETTLED_DIR); one compaction at a time holds the lease (src/compactor/lease.rs LEASE_KEY).
+  # A writer marks each compacted partition it settles a file into (src/compaction/s3.rs
+  # SETTLED_DIR); one compaction at a time holds the lease (src/compaction/lease.rs LEASE_KEY).
   settled_prefix = "${local.lake_prefix}_settled/"
   # When eventlake ingest first read each input (src/lake/writer.rs SOURCES_DIR).
   sources_prefix = "${local.lake_prefix}_sources/"

@@ -175,7 +175,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
   }
 
   # A compaction deletes the files it superseded once its grace period is over
-  # (src/compactor/mod.rs); their versions go a week later, and the delete markers
+  # (src/compaction/s3.rs); their versions go a week later, and the delete markers
   # with nothing left behind them.
   rule {
     id     = "expire-replaced-compacted-parquet"

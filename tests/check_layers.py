@@ -21,16 +21,16 @@ MAY_USE = {
     "lake": {"core", "telemetry", "views"},
     "aws": {"core", "lake", "producer"},
     "catalog": {"core", "aws", "lake"},
-    "compactor": {"core", "telemetry", "lake", "aws", "catalog"},
-    "lambda": {"core", "telemetry", "firehose", "lake", "aws", "catalog", "compactor", "views"},
+    "compaction": {"core", "telemetry", "lake", "aws", "catalog", "views"},
+    "lambda": {"core", "telemetry", "firehose", "lake", "aws", "catalog", "compaction", "views"},
     # The typed views: their pure half (ladder, names, counts, schema files, SQL),
     # which the lake writer and compaction count fields with; and their shells
     # over a local lake and over S3 and Glue (views/local.rs, publish.rs, error.rs).
     "views": {"core"},
-    "views_shells": {"core", "telemetry", "lake", "aws", "catalog", "compactor", "views"},
+    "views_shells": {"core", "telemetry", "lake", "aws", "catalog", "compaction", "views"},
     "query": {"core", "lake", "views"},
-    "replay": {"core", "telemetry", "lake", "aws", "catalog", "compactor", "views"},
-    "cli": {"core", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compactor", "lambda", "query", "views", "replay"},
+    "replay": {"core", "telemetry", "lake", "aws", "catalog", "compaction", "views"},
+    "cli": {"core", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compaction", "lambda", "query", "views", "replay"},
 }
 # Crates and std modules the pure core must not touch.
 CORE_FORBIDDEN = re.compile(r"\b(arrow|parquet|datafusion|aws_[a-z_]+|tokio|lambda_runtime)::|\bstd::(fs|net|process)\b")

@@ -1,7 +1,7 @@
 //! `eventlake catalog repair`: registers in Glue every partition the S3 lake holds
 //! and the table lacks (what `MSCK REPAIR TABLE` does, without its time-outs), at
 //! its current location: a partition with a complete compaction under
-//! `compacted/` is located at its newest one ([`compactor::newest_compactions`]),
+//! `compacted/` is located at its newest one ([`compaction::newest_compactions`]),
 //! with `events/<partition>/` recorded as superseded, so that the compactor's next
 //! run hands over the files there that the compaction lacks and, after the grace
 //! period, deletes the rest. Partitions the table has are left alone.
@@ -12,7 +12,7 @@ use anyhow::Context as _;
 
 use crate::aws::{self, s3::S3Store};
 use crate::catalog::{self, Catalog};
-use crate::compactor;
+use crate::compaction;
 use crate::core::partition::{Partition, EVENTS_DIR};
 use crate::lake::storage::Location;
 
@@ -72,7 +72,7 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
     for name in &ignored {
         tracing::warn!(directory = %name, "not a partition the writer makes; ignored");
     }
-    let compactions = compactor::newest_compactions(&store.list_tree(compactor::COMPACTED_DIR).await?);
+    let compactions = compaction::newest_compactions(&store.list_tree(compaction::COMPACTED_DIR).await?);
     in_lake.extend(compactions.keys().cloned());
     in_lake.sort();
     in_lake.dedup();

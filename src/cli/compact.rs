@@ -1,21 +1,18 @@
 //! `eventlake compact`: the partitions of a lake that received no new file for a
 //! while, each merged into few large files with one row per dedupe key
-//! ([`crate::lake::compact`]), swapped in atomically for readers: by exchanging
-//! directories locally, by switching the Glue partition on S3
-//! ([`crate::compactor`]).
+//! ([`crate::compaction`]), swapped in atomically for readers: by exchanging
+//! directories locally, by switching the Glue partition on S3. The command
+//! parses, runs the library's compaction and renders its outcomes.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::compactor::lease::Lease;
-use crate::compactor::{self, Outcome, Tally};
-use crate::core::partition::Partition;
-use crate::lake::scratch;
-use crate::lake::storage::{LocalDir, Location, Storage};
-use crate::lake::{compact, listing};
+use crate::compaction::lease::Lease;
+use crate::compaction::local::{self, LocalOptions};
+use crate::compaction::{self, Outcome, Run, Tally};
+use crate::lake::storage::Location;
 use crate::views::publish::{compacted_in, publish};
 
 use super::summary::{self, bytes, count};
@@ -58,9 +55,6 @@ pub struct Args {
 /// default DML query timeout, the longest a query planned before a switch can
 /// go on reading the superseded files. (The deployed compactor's grace is whole
 /// days: `compaction_grace_days`, at least 1.)
-/// The lock a local lake's compaction holds (`_tmp/compaction.lock`).
-const COMPACTION_LOCK: &str = "compaction";
-
 const MIN_S3_GRACE: Duration = Duration::from_secs(30 * 60);
 
 /// `30s`, `15m`, `2h`, `7d`.
@@ -94,38 +88,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Location::S3 { bucket, prefix } => return run_s3(&args, bucket, prefix),
     };
-    let found = listing::partitions(&root)?;
-    // One compaction at a time: a second would find the first's half-made files.
-    let _lock = scratch::lock_lake(&root, COMPACTION_LOCK, false)
-        .with_context(|| format!("locking {}", root.display()))?
-        .ok_or_else(|| {
-            anyhow::anyhow!("another compaction is running on {}: wait for it to finish", root.display())
-        })?;
-    let now = SystemTime::now();
-    let store = LocalDir::new(&root);
     let started = Instant::now();
-    let mut outcomes = Vec::new();
-    let mut work = Vec::new();
-    for (partition, dir) in found {
-        let files = listing::parquet_files(&dir)?;
-        let newest = files.iter().map(|file| file.modified).max().unwrap_or(now);
-        let (count, size) = (files.len(), files.iter().map(|file| file.bytes).sum());
-        let outcome = if compact::is_compact(files.iter().map(|file| file.name.as_str())) {
-            Outcome::AlreadyCompact
-        } else if now.duration_since(newest).unwrap_or_default() < args.older_than {
-            Outcome::TooRecent
-        } else if args.dry_run {
-            Outcome::Planned { files: count, bytes: size }
-        } else {
-            work.push((partition, dir, count, size));
-            continue;
-        };
-        outcomes.push((partition, outcome));
-    }
-    if !work.is_empty() {
-        let staging = store.scratch_dir()?;
-        outcomes.extend(compact_all(&work, staging, (args.target_mib as usize) << 20)?);
-    }
+    let options = LocalOptions {
+        older_than: args.older_than,
+        target_bytes: (args.target_mib as usize) << 20,
+        dry_run: args.dry_run,
+    };
+    let Run { outcomes, .. } = local::compact_dir(&root, options)?;
     // What the merges counted of each partition they rewrote: the views need not
     // read those partitions again.
     let counted: std::collections::BTreeMap<_, _> = outcomes
@@ -146,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             _ => None,
         })
         .collect();
-    let code = report(compactor::Run { outcomes, files_stranded: 0 }, started.elapsed(), args.dry_run);
+    let code = report(compaction::Run { outcomes, files_stranded: 0 }, started.elapsed(), args.dry_run);
     if !args.dry_run {
         let (views, changes) = super::views::keep_current(&root, Some(&counted))?;
         print!("typed views        {views}\n{changes}");
@@ -154,7 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// Compacts an S3 lake through its Glue table ([`crate::compactor`]).
+/// Compacts an S3 lake through its Glue table ([`crate::compaction`]).
 fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCode> {
     let Some(database) = &args.database else {
         anyhow::bail!(
@@ -175,7 +144,7 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
         let store = crate::aws::s3::S3Store::new(crate::aws::s3::s3_client(&config), bucket, prefix);
         let catalog =
             crate::catalog::Catalog::new(crate::catalog::glue_client(&config), database, &args.table);
-        let options = compactor::Options {
+        let options = compaction::Options {
             older_than: args.older_than,
             target_bytes: (args.target_mib as usize) << 20,
             dry_run: args.dry_run,
@@ -184,11 +153,11 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
             grace: args.grace,
         };
         if args.dry_run {
-            return Ok((compactor::compact_lake(&store, &catalog, options, None, || true).await?, None));
+            return Ok((compaction::compact_lake(&store, &catalog, options, None, || true).await?, None));
         }
         let holder = format!("eventlake compact on {}, process {}", host_name(), std::process::id());
         let lease = Lease::acquire(&store, &holder, LEASE_TTL, options.now_millis).await?;
-        let run = compactor::compact_lake(&store, &catalog, options, Some(&lease), || true).await;
+        let run = compaction::compact_lake(&store, &catalog, options, Some(&lease), || true).await;
         // The typed views, as the deployed compactor keeps them after its runs.
         let views = match &run {
             Ok(run) => Some(publish(&store, Some(&catalog), &compacted_in(run)).await),
@@ -226,7 +195,7 @@ fn host_name() -> String {
         .unwrap_or_else(|| "an unnamed host".into())
 }
 
-fn report(run: compactor::Run, elapsed: Duration, dry_run: bool) -> ExitCode {
+fn report(run: compaction::Run, elapsed: Duration, dry_run: bool) -> ExitCode {
     let tally = Tally::of(&run);
     for (partition, outcome) in &run.outcomes {
         match outcome {
@@ -243,48 +212,6 @@ fn report(run: compactor::Run, elapsed: Duration, dry_run: bool) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// Compacts the partitions of `work` on every core, each partition by one thread:
-/// for each, its input file count and bytes and what the merge did.
-fn compact_all(
-    work: &[(Partition, PathBuf, usize, u64)],
-    staging: &Path,
-    target_bytes: usize,
-) -> anyhow::Result<Vec<(Partition, Outcome)>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(work.len());
-    let results = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Vec<(Partition, Outcome)>> {
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((partition, dir, files, size)) = work.get(index) else { return Ok(done) };
-                        // A partition that cannot be merged (a damaged file) is
-                        // reported; the others go on.
-                        let outcome = match compact::compact_directory(dir, staging, target_bytes) {
-                            Ok(Some(merged)) => {
-                                Outcome::Compacted { files: *files, bytes: *size, merged, holds: Vec::new() }
-                            }
-                            Ok(None) => Outcome::AlreadyCompact,
-                            Err(error) => Outcome::Failed {
-                                reason: "merge",
-                                message: crate::telemetry::error_chain(&error),
-                            },
-                        };
-                        done.push((partition.clone(), outcome));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| worker.join().map_err(|_| anyhow::anyhow!("a compaction thread panicked"))?)
-            .collect::<anyhow::Result<Vec<_>>>()
-    })?;
-    Ok(results.into_iter().flatten().collect())
 }
 
 /// The summary table of a run.

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::aws::{self, s3::S3Store};
 use crate::catalog::{self, Catalog};
-use crate::compactor;
+use crate::compaction;
 use crate::lake::ndjson::{self, ContentDigest, LineCounts};
 use crate::lake::storage::{LocalDir, Location, Storage};
 use crate::lake::writer::{first_ingestion, LakeWriter, Limits, SourceId, Summary};
@@ -157,7 +157,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 let catalog = Catalog::new(catalog::glue_client(&config), database, &args.table);
                 let registered = catalog.register(&ingested.0.touched).await?.created;
                 let moved =
-                    compactor::settle(&store, &catalog, &ingested.0.touched, &ingested.0.keys).await?;
+                    compaction::settle(&store, &catalog, &ingested.0.touched, &ingested.0.keys).await?;
                 catalogued = Some((catalog.name(), registered, moved));
             }
             ingested

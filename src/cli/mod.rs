@@ -127,14 +127,14 @@ async fn ensure_catalog_for_compacted(
     if database.is_some() {
         return Ok(());
     }
-    let compacted = store.list_directories(crate::compactor::COMPACTED_DIR).await?;
+    let compacted = store.list_directories(crate::compaction::COMPACTED_DIR).await?;
     anyhow::ensure!(
         compacted.is_empty(),
         "{} has compacted partitions (under {}): files written without the catalog would not be read until the \
          next compaction run hands them over. Pass --database NAME (the lake's Glue database) so they are \
          registered and settled into their partitions' locations",
         store.url(""),
-        store.url(crate::compactor::COMPACTED_DIR)
+        store.url(crate::compaction::COMPACTED_DIR)
     );
     Ok(())
 }

@@ -78,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// written, the changed views published to `--database`; under the lake's
 /// compaction lease, as the deployed compactor does it.
 fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCode> {
-    use crate::compactor::lease::Lease;
+    use crate::compaction::lease::Lease;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let published = runtime.block_on(async {
         let config = crate::aws::load_config().await;

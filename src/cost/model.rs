@@ -173,7 +173,7 @@ const WRITER_SECONDS_PER_OBJECT: f64 = 0.05;
 /// Compaction of tiny files (a day of 1M events in 28,800 files, 2 cores: 4.2 s
 /// for about 75 MiB of Parquet): MiB of input Parquet per vCPU-second, and the
 /// fixed cost of each file (its GET and, after the grace period, its DELETE, 50
-/// ms each with 8 requests in flight, src/compactor/mod.rs) and of each partition
+/// ms each with 8 requests in flight, src/compaction/s3.rs) and of each partition
 /// listed on a run.
 const COMPACTOR_MIB_PER_VCPU_SECOND: f64 = 9.0;
 const COMPACTOR_SECONDS_PER_FILE: f64 = 2.0 * 0.05 / 8.0;

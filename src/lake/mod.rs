@@ -1,7 +1,6 @@
 //! The lake: its one schema, the writer that turns validated events into
 //! partitioned Parquet files, and the storage it writes to.
 
-pub mod compact;
 pub mod encoder;
 pub mod listing;
 pub mod ndjson;

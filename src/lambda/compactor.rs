@@ -3,15 +3,15 @@
 //! its own function and role in `terraform/compaction.tf`), which compacts the
 //! partitions of the last few days that received no file for a while, and
 //! deletes the files earlier runs superseded once their grace period is over
-//! ([`crate::compactor`]). Partitions not started when the function's time runs
+//! ([`crate::compaction`]). Partitions not started when the function's time runs
 //! short are left for the next run; one that fails is counted and the others go on.
 
 use std::time::Duration;
 
 use crate::aws::s3::S3Store;
 use crate::catalog::Catalog;
-use crate::compactor::lease::{Lease, LeaseError};
-use crate::compactor::{self, CompactorError, Options, Tally};
+use crate::compaction::lease::{Lease, LeaseError};
+use crate::compaction::{self, CompactorError, Options, Tally};
 use crate::core::timestamp::EventTime;
 use crate::views::publish::{compacted_in, publish};
 
@@ -144,7 +144,7 @@ impl Handler {
         };
         let keep_going = || remaining() >= self.config.seconds_per_partition;
         let run =
-            compactor::compact_lake(&self.store, &self.catalog, options, Some(&lease), keep_going).await;
+            compaction::compact_lake(&self.store, &self.catalog, options, Some(&lease), keep_going).await;
         let mut report = run.as_ref().map(Tally::of).unwrap_or_default();
         if let Ok(run) = &run {
             // Under the lease still: one run at a time folds the counts.
@@ -175,7 +175,7 @@ impl Handler {
     /// Folds what the writers and this run's compactions counted into the typed
     /// views and publishes the changed ones to Glue; a failure is logged and
     /// counted as a failed partition (reason `views`), never fails the run.
-    async fn publish_views(&self, run: &compactor::Run, report: &mut Tally) {
+    async fn publish_views(&self, run: &compaction::Run, report: &mut Tally) {
         match publish(&self.store, Some(&self.catalog), &compacted_in(run)).await {
             Ok(published) => {
                 report.schema_changes = published.schema_changes();

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::compactor::Tally;
+use crate::compaction::Tally;
 use crate::firehose::Stats;
 use crate::lambda::parquet_writer::Report;
 

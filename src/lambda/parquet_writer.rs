@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::aws::s3::{S3Client, S3Store};
 use crate::catalog::{Catalog, CatalogError};
-use crate::compactor;
+use crate::compaction;
 use crate::core::event::MAX_ENRICHED_BYTES;
 use crate::lake::ndjson::{self, IngestError};
 use crate::lake::storage::StorageError;
@@ -67,7 +67,7 @@ pub enum ObjectError {
     #[error("files written, partitions not registered")]
     Catalog(#[from] CatalogError),
     #[error("files written, not yet moved to their compacted partition")]
-    Settle(#[from] compactor::CompactorError),
+    Settle(#[from] compaction::CompactorError),
 }
 
 impl ObjectError {
@@ -370,7 +370,7 @@ impl Handler {
         let (registration, settled) = match &self.catalog {
             Some(catalog) => {
                 let registration = catalog.register(&summary.touched).await?;
-                (registration, compactor::settle(&lake, catalog, &summary.touched, &summary.keys).await?)
+                (registration, compaction::settle(&lake, catalog, &summary.touched, &summary.keys).await?)
             }
             None => Default::default(),
         };

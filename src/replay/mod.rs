@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use crate::aws::{self, s3::S3Store};
 use crate::catalog::{Catalog, CatalogError};
-use crate::compactor::{self, CompactorError};
+use crate::compaction::{self, CompactorError};
 use crate::core::event::{DedupeKey, Event, TimeWindow};
 use crate::core::partition::Partition;
 use crate::lake::ndjson::ContentDigest;
@@ -100,7 +100,7 @@ pub enum Target<'a> {
     /// Where the Glue table locates each partition (a compacted one under
     /// `compacted/`): its keys are read there, new partitions are registered, and
     /// files written to a compacted partition are moved into its location
-    /// ([`compactor::settle`]).
+    /// ([`compaction::settle`]).
     Glue { store: &'a S3Store, catalog: &'a Catalog },
 }
 
@@ -116,7 +116,7 @@ impl Target<'_> {
         partitions
             .iter()
             .map(|partition| match locations.get(partition) {
-                Some(location) => Ok(compactor::location_dir(&lake_url, location, partition)?),
+                Some(location) => Ok(compaction::location_dir(&lake_url, location, partition)?),
                 None => Ok(partition.directory()),
             })
             .collect()
@@ -231,7 +231,7 @@ pub async fn replay<S: Storage>(
     let (registered, moved) = match target {
         Target::Glue { store, catalog } => (
             catalog.register(&summary.touched).await?.created,
-            compactor::settle(store, catalog, &summary.touched, &summary.keys).await?,
+            compaction::settle(store, catalog, &summary.touched, &summary.keys).await?,
         ),
         Target::Directories => (0, 0),
     };

@@ -14,7 +14,7 @@ pub enum ViewsError {
     #[error(transparent)]
     Listing(std::io::Error),
     #[error("reading partition {partition}: {source}")]
-    Read { partition: String, source: crate::lake::compact::CompactError },
+    Read { partition: String, source: crate::compaction::merge::CompactError },
     /// The lake in S3 could not be read or written.
     #[error(transparent)]
     Storage(#[from] crate::lake::storage::StorageError),

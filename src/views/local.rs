@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::schema::{self, Change, Declared, TypeSchema};
 use super::stats::{self, PartitionStats, WrittenCounts};
 use super::{declared_file, schema_file, ViewsError, COUNTS_DIR, SCHEMAS_DIR};
+use crate::compaction::merge;
 use crate::core::partition::Partition;
-use crate::lake::{compact, listing, scratch};
+use crate::lake::{listing, scratch};
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ViewsError + '_ {
     move |source| ViewsError::Io { path: path.to_owned(), source }
@@ -142,11 +143,11 @@ pub fn refresh(
 }
 
 /// A partition's counts: its first copies, read as compaction would keep them.
-fn count_partition(dir: &Path, files: &[(String, u64)]) -> Result<PartitionStats, compact::CompactError> {
+fn count_partition(dir: &Path, files: &[(String, u64)]) -> Result<PartitionStats, merge::CompactError> {
     let inputs: Vec<(String, PathBuf)> =
         files.iter().map(|(name, _)| (name.clone(), dir.join(name))).collect();
     let mut stats = PartitionStats::default();
-    compact::read_first_copies(&inputs, |chunk: &RecordBatch| stats::observe_chunk(&mut stats, chunk))?;
+    merge::read_first_copies(&inputs, |chunk: &RecordBatch| stats::observe_chunk(&mut stats, chunk))?;
     Ok(stats)
 }
 

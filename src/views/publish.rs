@@ -67,11 +67,11 @@ pub struct Compacted {
 }
 
 /// What the compactions of `run` counted (its partitions compacted).
-pub fn compacted_in(run: &crate::compactor::Run) -> Vec<Compacted> {
+pub fn compacted_in(run: &crate::compaction::Run) -> Vec<Compacted> {
     run.outcomes
         .iter()
         .filter_map(|(partition, outcome)| match outcome {
-            crate::compactor::Outcome::Compacted { merged, holds, .. } => Some(Compacted {
+            crate::compaction::Outcome::Compacted { merged, holds, .. } => Some(Compacted {
                 partition: partition.clone(),
                 holds: holds.clone(),
                 stats: merged.counts.clone(),

@@ -1,4 +1,4 @@
-//! Compaction of a local lake (`lake::compact`): many small files with copies of
+//! Compaction of a local lake (`compaction::merge`): many small files with copies of
 //! events across them become one file per partition with one row per key, the
 //! first-seen copy kept; running it again does nothing; a compaction that stopped
 //! before its exchange runs again to the same files; a file that arrives meanwhile
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use eventlake::lake::compact::{compact_directory, prepare, COMPACTED_PREFIX};
+use eventlake::compaction::merge::{compact_directory, prepare, COMPACTED_PREFIX};
 use serde_json::Value;
 
 use crate::support::{copy_six_column_lake, eventlake, files_under, generated_events, ingest_file, success};

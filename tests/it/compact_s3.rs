@@ -288,15 +288,15 @@ fn terraform_names_the_tag_and_the_prefix_the_code_uses() {
     );
     assert_eq!(
         local("compacted_prefix"),
-        format!("${{local.lake_prefix}}{}/", eventlake::compactor::COMPACTED_DIR)
+        format!("${{local.lake_prefix}}{}/", eventlake::compaction::COMPACTED_DIR)
     );
     assert_eq!(
         local("settled_prefix"),
-        format!("${{local.lake_prefix}}{}/", eventlake::compactor::SETTLED_DIR)
+        format!("${{local.lake_prefix}}{}/", eventlake::compaction::SETTLED_DIR)
     );
     assert_eq!(
         local("lease_key"),
-        format!("${{local.lake_prefix}}{}", eventlake::compactor::lease::LEASE_KEY)
+        format!("${{local.lake_prefix}}{}", eventlake::compaction::lease::LEASE_KEY)
     );
 }
 
@@ -316,7 +316,7 @@ fn files_count_as_stranded_only_after_the_writers_longest_run() {
         .and_then(|number| number.parse().ok())
         .unwrap_or_else(|| panic!("no upper bound in {condition}"));
     assert_eq!(most, 900, "Lambda's limit");
-    assert!(eventlake::compactor::STRANDED_AFTER.as_secs() >= most);
+    assert!(eventlake::compaction::STRANDED_AFTER.as_secs() >= most);
 }
 
 /// A file moved into a compacted partition is a new, live object: its copy
@@ -487,10 +487,10 @@ async fn a_compaction_switches_to_its_own_parts_only_not_a_stopped_runs() {
 /// A compaction run of `store`'s lake with the CLI's settings, whose look-back
 /// window starts after every partition of the test (as a scheduled run's does days
 /// later), at `now_millis`.
-async fn run_outside_the_window(lake: &Lake, now_millis: i64) -> eventlake::compactor::Run {
+async fn run_outside_the_window(lake: &Lake, now_millis: i64) -> eventlake::compaction::Run {
     let store = eventlake::aws::s3::S3Store::new(lake.client.clone(), BUCKET, "lake");
     let catalog = Catalog::new(lake.moto.glue(), DATABASE, "events");
-    let options = eventlake::compactor::Options {
+    let options = eventlake::compaction::Options {
         older_than: Duration::ZERO,
         target_bytes: 128 << 20,
         dry_run: false,
@@ -498,7 +498,7 @@ async fn run_outside_the_window(lake: &Lake, now_millis: i64) -> eventlake::comp
         created_since: eventlake::core::timestamp::CreatedDate::parse("2099-01-01"),
         grace: Duration::ZERO,
     };
-    eventlake::compactor::compact_lake(&store, &catalog, options, None, || true).await.unwrap()
+    eventlake::compaction::compact_lake(&store, &catalog, options, None, || true).await.unwrap()
 }
 
 /// Issue 29, items 4 and 5: a file left in `events/` of a compacted partition (a
@@ -548,7 +548,7 @@ async fn files_reaching_a_compacted_partition_outside_the_look_back_are_read_and
     let run = run_outside_the_window(&lake, eventlake::telemetry::now_millis()).await;
     assert!(
         run.outcomes.iter().any(|(p, outcome)| p.to_string().contains(&partition.0)
-            && matches!(outcome, eventlake::compactor::Outcome::Compacted { .. })),
+            && matches!(outcome, eventlake::compaction::Outcome::Compacted { .. })),
         "{run:?}"
     );
     assert_eq!(athena_counts(&s3, &glue).await, compacted, "one row per key again");
@@ -575,7 +575,7 @@ async fn files_reaching_a_compacted_partition_outside_the_look_back_are_read_and
 /// longer renew it (so it never switches a partition) nor delete it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_compactor_is_refused_while_a_run_holds_the_lease() {
-    use eventlake::compactor::lease::{Lease, LeaseError, LEASE_KEY};
+    use eventlake::compaction::lease::{Lease, LeaseError, LEASE_KEY};
     let lake = lake_of_small_files().await;
     let (s3, glue) = (lake.client.clone(), lake.moto.glue());
     let store = eventlake::aws::s3::S3Store::new(s3.clone(), BUCKET, "lake");

@@ -8,7 +8,7 @@
 //! 1. lists the partition's location, and leaves it alone if it is compact already,
 //!    received a file within `older_than`, or the files its last compaction
 //!    superseded are still in their grace period;
-//! 2. merges its files ([`crate::lake::compact`], on local copies) and uploads the
+//! 2. merges its files ([`super::merge`], on local copies) and uploads the
 //!    outputs and a manifest (`_inputs.json`; Athena skips names starting with
 //!    `_`) naming every writer file whose rows the new location holds, under a new
 //!    location named after the inputs;
@@ -53,13 +53,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub mod lease;
+use super::lease;
 
+use super::merge::{self as compact, CompactError, Merged, COMPACTED_PREFIX};
 use crate::aws::s3::{ListedObject, S3Store};
 use crate::catalog::{Catalog, CatalogError, PartitionLocation, Superseded};
 use crate::core::partition::{Partition, EVENTS_DIR};
 use crate::core::timestamp::CreatedDate;
-use crate::lake::compact::{self, CompactError, Merged, COMPACTED_PREFIX};
 use crate::lake::storage::{Storage, StorageError};
 
 /// The directory under the lake root that holds compacted partitions.
