@@ -24,6 +24,11 @@ pub struct Args {
     /// Print only the views that changed.
     #[arg(long)]
     changes_only: bool,
+    /// S3: count every partition from its files again (they are read from S3
+    /// to this machine's disk, one partition at a time), as a run from scratch:
+    /// for a lake written before the stack kept typed views, or to check it.
+    #[arg(long, requires = "database")]
+    rebuild: bool,
     /// Print each view's Athena SQL (`CREATE OR REPLACE VIEW ...;`) instead of
     /// its columns: what to run in Athena by hand, or read.
     #[arg(long)]
@@ -89,7 +94,14 @@ fn run_s3(args: &Args, bucket: String, prefix: String) -> anyhow::Result<ExitCod
         let holder = format!("eventlake views, process {}", std::process::id());
         let now = crate::telemetry::now_millis();
         let lease = Lease::acquire(&store, &holder, std::time::Duration::from_secs(15 * 60), now).await?;
-        let published = crate::views::publish::publish(&store, catalog.as_ref(), &[]).await;
+        let counted = match (&catalog, args.rebuild) {
+            (Some(catalog), true) => crate::views::publish::count_every_partition(&store, catalog).await,
+            _ => Ok(Vec::new()),
+        };
+        let published = match counted {
+            Ok(counted) => crate::views::publish::publish(&store, catalog.as_ref(), &counted).await,
+            Err(error) => Err(error),
+        };
         lease.release().await?;
         Ok::<_, anyhow::Error>(published?)
     })?;

@@ -682,6 +682,46 @@ struct Manifest {
     holds: Vec<String>,
 }
 
+/// The files of a partition where the catalog locates it, counted as a
+/// compaction counts what it merges (their first copies), without writing
+/// anything: what the typed views need of a partition no writer or compaction
+/// counted (a lake from before them). Its counts and the writers' files they
+/// hold (a compacted location's manifest, else the files themselves).
+pub async fn count_partition(
+    store: &S3Store,
+    found: &PartitionLocation,
+    scratch: &Path,
+) -> Result<(crate::views::stats::PartitionStats, Vec<String>), CompactorError> {
+    let partition = &found.partition;
+    let dir = location_dir(&store.url(""), &found.location, partition)?;
+    let listed: Vec<_> = store
+        .list_objects(&dir)
+        .await?
+        .into_iter()
+        .filter(|object| object.name.ends_with(".parquet"))
+        .collect();
+    let work = WorkDir(scratch.join(format!("count-{}-{}", partition.event_type, partition.created_date)));
+    if work.0.exists() {
+        std::fs::remove_dir_all(&work.0).map_err(io_at(&work.0))?;
+    }
+    std::fs::create_dir_all(&work.0).map_err(io_at(&work.0))?;
+    let downloads = listed.iter().map(|object| (format!("{dir}/{}", object.name), work.0.join(&object.name)));
+    in_parallel(downloads, |(key, path)| {
+        let store = store.clone();
+        async move { store.download(&key, &path).await }
+    })
+    .await?;
+    let inputs: Vec<(String, std::path::PathBuf)> =
+        listed.iter().map(|object| (object.name.clone(), work.0.join(&object.name))).collect();
+    let mut stats = crate::views::stats::PartitionStats::default();
+    compact::read_first_copies(&inputs, |chunk| crate::views::stats::observe_chunk(&mut stats, chunk))?;
+    let mut holds: Vec<String> = listed.into_iter().map(|object| object.name).collect();
+    if dir.starts_with(COMPACTED_DIR) {
+        holds.extend(read_manifest(store, &dir).await?.holds);
+    }
+    Ok((stats, holds))
+}
+
 async fn read_manifest(store: &S3Store, dir: &str) -> Result<Manifest, CompactorError> {
     let key = format!("{dir}/{MANIFEST}");
     serde_json::from_slice(&store.get(&key).await?)

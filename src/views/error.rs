@@ -21,6 +21,9 @@ pub enum ViewsError {
     /// The Glue catalog refused a view.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// A partition could not be counted from its files.
+    #[error(transparent)]
+    Compaction(#[from] crate::compaction::CompactorError),
     /// A file of `_schemas/` in S3 is not what this module writes.
     #[error("{key}: {source}")]
     Damaged { key: String, source: serde_json::Error },

@@ -81,6 +81,19 @@ pub fn compacted_in(run: &crate::compaction::Run) -> Vec<Compacted> {
         .collect()
 }
 
+/// Every partition of the catalog's table counted from its files as they are
+/// (one at a time, on local disk): what [`publish`] takes to rebuild the
+/// counts from scratch, as compactions' counts.
+pub async fn count_every_partition(store: &S3Store, catalog: &Catalog) -> Result<Vec<Compacted>, ViewsError> {
+    let scratch = store.scratch_dir()?.to_owned();
+    let mut counted = Vec::new();
+    for found in catalog.partition_locations().await? {
+        let (stats, holds) = crate::compaction::count_partition(store, &found, &scratch).await?;
+        counted.push(Compacted { partition: found.partition, holds, stats });
+    }
+    Ok(counted)
+}
+
 /// A type's partitions' counts in an S3 lake (`_schemas/_counts/<type>.json`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Counts {
