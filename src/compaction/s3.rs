@@ -479,6 +479,50 @@ async fn finish_and_compact(
 /// A local work directory, removed when dropped, whatever happened in it.
 struct WorkDir(PathBuf);
 
+impl WorkDir {
+    /// An empty directory at `path` (what a stopped run left there removed).
+    fn fresh(path: PathBuf) -> Result<Self, CompactorError> {
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(io_at(&path))?;
+        }
+        std::fs::create_dir_all(&path).map_err(io_at(&path))?;
+        Ok(WorkDir(path))
+    }
+}
+
+/// Where the catalog locates a partition (a directory of the lake) and the
+/// Parquet files there.
+async fn location_files(
+    store: &S3Store,
+    found: &PartitionLocation,
+) -> Result<(String, Vec<ListedObject>), CompactorError> {
+    let dir = location_dir(&store.url(""), &found.location, &found.partition)?;
+    let listed = store
+        .list_objects(&dir)
+        .await?
+        .into_iter()
+        .filter(|object| object.name.ends_with(".parquet"))
+        .collect();
+    Ok((dir, listed))
+}
+
+/// Downloads the files `listed` in the lake's `dir` into the local `into`
+/// (created), several at once.
+async fn download(
+    store: &S3Store,
+    dir: &str,
+    listed: &[ListedObject],
+    into: &Path,
+) -> Result<(), CompactorError> {
+    std::fs::create_dir_all(into).map_err(io_at(into))?;
+    let downloads = listed.iter().map(|object| (format!("{dir}/{}", object.name), into.join(&object.name)));
+    in_parallel(downloads, |(key, path)| {
+        let store = store.clone();
+        async move { store.download(&key, &path).await }
+    })
+    .await
+}
+
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -498,15 +542,8 @@ async fn compact_partition(
     scratch: &Path,
     allowance: &Allowance<'_>,
 ) -> Result<Outcome, CompactorError> {
-    let lake_url = store.url("");
     let partition = &found.partition;
-    let dir = location_dir(&lake_url, &found.location, partition)?;
-    let listed: Vec<_> = store
-        .list_objects(&dir)
-        .await?
-        .into_iter()
-        .filter(|object| object.name.ends_with(".parquet"))
-        .collect();
+    let (dir, listed) = location_files(store, found).await?;
     if compact::is_compact(listed.iter().map(|object| object.name.as_str())) {
         return Ok(Outcome::AlreadyCompact);
     }
@@ -521,19 +558,10 @@ async fn compact_partition(
     }
 
     // Merge local copies.
-    let work = WorkDir(scratch.join(format!("compact-{}-{}", partition.event_type, partition.created_date)));
+    let work =
+        WorkDir::fresh(scratch.join(format!("compact-{}-{}", partition.event_type, partition.created_date)))?;
     let inputs_dir = work.0.join("inputs");
-    if work.0.exists() {
-        std::fs::remove_dir_all(&work.0).map_err(io_at(&work.0))?;
-    }
-    std::fs::create_dir_all(&inputs_dir).map_err(io_at(&inputs_dir))?;
-    let downloads =
-        listed.iter().map(|object| (format!("{dir}/{}", object.name), inputs_dir.join(&object.name)));
-    in_parallel(downloads, |(key, path)| {
-        let store = store.clone();
-        async move { store.download(&key, &path).await }
-    })
-    .await?;
+    download(store, &dir, &listed, &inputs_dir).await?;
     let Some(prepared) = compact::prepare(&inputs_dir, &work.0, options.target_bytes)? else {
         return Ok(Outcome::AlreadyCompact);
     };
@@ -605,9 +633,9 @@ async fn compact_partition(
     // Abandoned: the new location goes, unless a run at the same time made it
     // the partition's location.
     let current = catalog.locations(std::slice::from_ref(partition)).await?.remove(partition);
-    if current
-        .is_none_or(|location| location_dir(&lake_url, &location, partition).ok() != Some(new_dir.clone()))
-    {
+    if current.is_none_or(|location| {
+        location_dir(&store.url(""), &location, partition).ok() != Some(new_dir.clone())
+    }) {
         let names = store.list_objects(&new_dir).await?.into_iter().map(|object| object.name);
         delete_names(store, &new_dir, names).await?;
     }
@@ -693,24 +721,10 @@ pub async fn count_partition(
     scratch: &Path,
 ) -> Result<(crate::views::stats::PartitionStats, Vec<String>), CompactorError> {
     let partition = &found.partition;
-    let dir = location_dir(&store.url(""), &found.location, partition)?;
-    let listed: Vec<_> = store
-        .list_objects(&dir)
-        .await?
-        .into_iter()
-        .filter(|object| object.name.ends_with(".parquet"))
-        .collect();
-    let work = WorkDir(scratch.join(format!("count-{}-{}", partition.event_type, partition.created_date)));
-    if work.0.exists() {
-        std::fs::remove_dir_all(&work.0).map_err(io_at(&work.0))?;
-    }
-    std::fs::create_dir_all(&work.0).map_err(io_at(&work.0))?;
-    let downloads = listed.iter().map(|object| (format!("{dir}/{}", object.name), work.0.join(&object.name)));
-    in_parallel(downloads, |(key, path)| {
-        let store = store.clone();
-        async move { store.download(&key, &path).await }
-    })
-    .await?;
+    let (dir, listed) = location_files(store, found).await?;
+    let work =
+        WorkDir::fresh(scratch.join(format!("count-{}-{}", partition.event_type, partition.created_date)))?;
+    download(store, &dir, &listed, &work.0).await?;
     let inputs: Vec<(String, std::path::PathBuf)> =
         listed.iter().map(|object| (object.name.clone(), work.0.join(&object.name))).collect();
     let mut stats = crate::views::stats::PartitionStats::default();
