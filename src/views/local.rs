@@ -78,7 +78,7 @@ pub fn refresh(
     for (event_type, partitions) in &by_type {
         let path = counts_dir.join(format!("{event_type}.json"));
         let mut counts: Counts = read_json(&path).unwrap_or_default();
-        let mut read = 0;
+        let (mut read, mut taken) = (0, 0);
         let mut kept = BTreeMap::new();
         for (partition, dir) in partitions {
             let date = partition.created_date.to_string();
@@ -96,7 +96,10 @@ pub fn refresh(
             });
             let counted = match (known, from_run) {
                 (Some(known), _) if known.files == files => known,
-                (_, Some(run)) => CountedPartition { files, stats: run.stats.clone() },
+                (_, Some(run)) => {
+                    taken += 1;
+                    CountedPartition { files, stats: run.stats.clone() }
+                }
                 _ => {
                     read += 1;
                     let stats = count_partition(dir, &files).map_err(|source| ViewsError::Read {
@@ -108,8 +111,10 @@ pub fn refresh(
             };
             kept.insert(date, counted);
         }
+        // Partitions left in `counts` are gone from the lake.
+        let changed = read + taken > 0 || !counts.partitions.is_empty();
         let counts = Counts { partitions: kept };
-        if read > 0 || !counts_match_file(&path, &counts) {
+        if changed || !path.exists() {
             write_json(&path, &counts)?;
         }
         counted.insert(event_type.clone(), (counts, read));
@@ -188,16 +193,10 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-fn counts_match_file(path: &Path, counts: &Counts) -> bool {
-    std::fs::read(path).ok().zip(serde_json::to_vec(counts).ok()).is_some_and(|(a, b)| a == b)
-}
-
 /// Writes `value` as JSON to `path` atomically (a temporary file renamed).
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ViewsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut text = serde_json::to_vec_pretty(value)
-        .map_err(|e| ViewsError::Io { path: path.to_owned(), source: e.into() })?;
-    text.push(b'\n');
+    let text = super::file_bytes(value);
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io_at(dir))?;
     std::io::Write::write_all(&mut file, &text).map_err(io_at(path))?;
     file.persist(path).map_err(|e| ViewsError::Io { path: path.to_owned(), source: e.error })?;

@@ -33,6 +33,14 @@ pub const SCHEMAS_DIR: &str = "_schemas";
 /// inside [`SCHEMAS_DIR`] (a folder: no event type's file can be named so).
 pub const COUNTS_DIR: &str = "_counts";
 
+/// A file of `_schemas/` as both shells write it: pretty JSON and a newline, so
+/// that a local run from scratch and the deployed stack write the same bytes.
+pub fn file_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
+    text.push(b'\n');
+    text
+}
+
 /// The schema file of `event_type`, relative to the lake root.
 pub fn schema_file(event_type: &str) -> String {
     format!("{SCHEMAS_DIR}/{event_type}.json")

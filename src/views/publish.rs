@@ -242,7 +242,7 @@ pub async fn publish(
             }
         }
         if before.as_ref() != Some(&schema) {
-            store.put(&key, to_json(&schema)).await?;
+            store.put(&key, super::file_bytes(&schema)).await?;
         }
         let definition_changed =
             before.as_ref().is_none_or(|before| catalog_view(before) != catalog_view(&schema));
@@ -251,7 +251,9 @@ pub async fn publish(
             published.views_published += 1;
         }
         if changed_types.contains(event_type) {
-            store.put(&format!("{SCHEMAS_DIR}/{COUNTS_DIR}/{event_type}.json"), to_json(type_counts)).await?;
+            store
+                .put(&format!("{SCHEMAS_DIR}/{COUNTS_DIR}/{event_type}.json"), super::file_bytes(type_counts))
+                .await?;
         }
         published.types.push((schema, changes));
     }
@@ -272,12 +274,6 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
             .map(Some)
             .map_err(|source| ViewsError::Damaged { key: key.to_owned(), source }),
     }
-}
-
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
-    text.push(b'\n');
-    text
 }
 
 /// The view as the Glue catalog stores it for Athena.

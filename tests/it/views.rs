@@ -202,3 +202,26 @@ fn a_missing_lake_and_a_malformed_declaration_are_refused_with_what_to_do() {
     assert!(shown.contains("amount_2                         double"), "{shown}");
     assert!(shown.contains("_rescued"), "{shown}");
 }
+
+#[test]
+fn a_run_over_an_unchanged_lake_rewrites_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest_runs(&lake, &[fixture("views/run1.ndjson")]);
+    let schemas = lake.join("_schemas");
+    let files: Vec<PathBuf> = std::fs::read_dir(schemas.join("_counts"))
+        .unwrap()
+        .chain(std::fs::read_dir(&schemas).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file())
+        .collect();
+    // Dated back, so that a rewrite would show in the modification time.
+    success(std::process::Command::new("touch").args(["-d", "2001-01-01"]).args(&files));
+    let modified = |files: &[PathBuf]| -> Vec<std::time::SystemTime> {
+        files.iter().map(|path| std::fs::metadata(path).unwrap().modified().unwrap()).collect()
+    };
+    let before = modified(&files);
+    let shown = String::from_utf8(success(eventlake().args(["views", "--lake"]).arg(&lake)).stdout).unwrap();
+    assert!(shown.contains("0 changed; 0 of 6 partitions read"), "{shown}");
+    assert_eq!(modified(&files), before, "no counts or schema file rewritten");
+}
