@@ -18,7 +18,10 @@
 //!   buffers in [`lake::rows`], Parquet from [`lake::encoder`], part files,
 //!   rejected records), [`lake::ndjson`] input,
 //!   [`lake::storage`] and [`lake::scratch`].
-//! - [`aws`]: the SDK configuration loaded once, and the lake in S3 ([`aws::s3`]).
+//! - [`shards`]: a stream's shards read in order, parents before children, and
+//!   the checkpoint of each shard's position, pure.
+//! - [`aws`]: the SDK configuration loaded once, and the lake in S3 ([`aws::s3`]);
+//!   the stream and tail's checkpoint table (command line only).
 //! - [`catalog`]: partitions registered in the Glue table.
 //! - [`compaction`]: a partition's files merged, one row per key ([`compaction::merge`]);
 //!   a local lake's partitions compacted ([`compaction::local`]); compaction of an
@@ -31,6 +34,8 @@
 //! - [`views`]: typed views per event type: the type ladder, names, schema
 //!   files and the views' Athena SQL.
 //! - [`query`]: SQL over a local lake with Athena's functions (feature `query`).
+//! - `tail`: a stream's events as NDJSON from a checkpoint (`eventlake tail`,
+//!   the console's consumer; features `cli` and `query`).
 //! - [`cli`]: the `eventlake` command line (feature `cli`; the Lambdas are built
 //!   without it).
 
@@ -49,5 +54,8 @@ pub mod producer;
 #[cfg(feature = "query")]
 pub mod query;
 pub mod replay;
+pub mod shards;
+#[cfg(all(feature = "cli", feature = "query"))]
+pub mod tail;
 pub mod telemetry;
 pub mod views;

@@ -72,3 +72,13 @@ output "dashboard" {
   description = "CloudWatch dashboard name."
   value       = aws_cloudwatch_dashboard.pipeline.dashboard_name
 }
+
+output "consumer_policy_arn" {
+  description = "IAM policy for the people and jobs that run eventlake tail: read the stream's shards, and keep positions in the checkpoint table when there is one."
+  value       = aws_iam_policy.consumer.arn
+}
+
+output "tail_checkpoint_table" {
+  description = "DynamoDB table for eventlake tail --checkpoint dynamodb://<this> (null unless tail_checkpoints = true)."
+  value       = one(aws_dynamodb_table.tail_checkpoints[*].name)
+}

@@ -443,3 +443,9 @@ variable "rejected_records_alarm" {
   type        = number
   default     = 100
 }
+
+variable "tail_checkpoints" {
+  description = "Whether to create the DynamoDB table that eventlake tail keeps its shard positions in (--checkpoint dynamodb://<output tail_checkpoint_table>); off by default: a checkpoint file needs no table."
+  type        = bool
+  default     = false
+}

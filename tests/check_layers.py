@@ -19,7 +19,8 @@ MAY_USE = {
     "producer": {"core"},
     "cost": {"producer"},
     "lake": {"core", "telemetry", "views"},
-    "aws": {"core", "lake", "producer"},
+    "shards": set(),
+    "aws": {"core", "lake", "producer", "shards"},
     "catalog": {"core", "aws", "lake"},
     "compaction": {"core", "telemetry", "lake", "aws", "catalog", "views"},
     "lambda": {"core", "telemetry", "firehose", "lake", "aws", "catalog", "compaction", "views"},
@@ -30,7 +31,8 @@ MAY_USE = {
     "views_shells": {"core", "telemetry", "lake", "aws", "catalog", "compaction", "views"},
     "query": {"core", "lake", "views"},
     "replay": {"core", "telemetry", "lake", "aws", "catalog", "compaction", "views"},
-    "cli": {"core", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compaction", "lambda", "query", "views", "replay"},
+    "tail": {"core", "producer", "aws", "shards", "query"},
+    "cli": {"core", "shards", "tail", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compaction", "lambda", "query", "views", "replay"},
 }
 # Crates and std modules the pure core must not touch.
 CORE_FORBIDDEN = re.compile(r"\b(arrow|parquet|datafusion|aws_[a-z_]+|tokio|lambda_runtime)::|\bstd::(fs|net|process)\b")

@@ -1,8 +1,11 @@
 //! AWS: the SDK configuration, loaded once per process and shared by every client
 //! (the `parquet-writer` Lambda's S3 and Glue clients, the CLI's), and the S3
-//! storage of the lake, and the Kinesis stream `eventlake send` puts to (`kinesis`,
+//! storage of the lake, the Kinesis stream `eventlake send` puts to and `eventlake
+//! tail` reads (`kinesis`), and tail's checkpoints in DynamoDB (`dynamodb`; both
 //! command line only). Glue is [`crate::catalog`].
 
+#[cfg(feature = "cli")]
+pub mod dynamodb;
 #[cfg(feature = "cli")]
 pub mod kinesis;
 pub mod s3;

@@ -15,6 +15,8 @@ mod replay;
 mod schema;
 mod send;
 mod summary;
+#[cfg(feature = "query")]
+mod tail;
 mod transform;
 mod views;
 
@@ -47,6 +49,8 @@ enum Command {
     Replay(replay::Args),
     Compact(compact::Args),
     Views(views::Args),
+    #[cfg(feature = "query")]
+    Tail(tail::Args),
 }
 
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
@@ -66,6 +70,8 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Compact(args) => compact::run(args),
         Command::Views(args) => views::run(args),
+        #[cfg(feature = "query")]
+        Command::Tail(args) => tail::run(args),
     };
     match result {
         Ok(code) => code,

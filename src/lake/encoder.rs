@@ -78,7 +78,8 @@ pub fn encode(rows: &mut [Row<'_>], ingested_at_millis: i64) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
-fn record_batch(rows: &[Row<'_>], ingested_at_millis: i64) -> Result<RecordBatch, EncodeError> {
+/// The rows as one batch of the lake's file columns (the `--where` of `eventlake tail` evaluates on it too).
+pub fn record_batch(rows: &[Row<'_>], ingested_at_millis: i64) -> Result<RecordBatch, EncodeError> {
     let text_bytes = |f: fn(&Row) -> usize| rows.iter().map(f).sum::<usize>();
     let mut uuids = StringBuilder::with_capacity(rows.len(), rows.len() * 36);
     let mut names = StringBuilder::with_capacity(rows.len(), text_bytes(|r| r.name.len()));

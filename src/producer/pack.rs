@@ -48,6 +48,21 @@ impl Record {
     }
 }
 
+/// The events of a stream record as a reader takes them apart again: the pieces
+/// between [`DELIMITER`]s, without the JSON whitespace around them, pieces that
+/// hold only whitespace left out (a record put by another producer may end with
+/// a line break, or hold one event alone).
+pub fn unpack(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    data.split(|&byte| byte == DELIMITER).map(trim_json_whitespace).filter(|event| !event.is_empty())
+}
+
+fn trim_json_whitespace(bytes: &[u8]) -> &[u8] {
+    let is_space = |byte: &u8| matches!(byte, b' ' | b'\t' | b'\r' | b'\n');
+    let start = bytes.iter().position(|byte| !is_space(byte)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|byte| !is_space(byte)).map_or(start, |last| last + 1);
+    &bytes[start..end.max(start)]
+}
+
 /// Why an event cannot be put in any record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Unsendable {
@@ -116,6 +131,18 @@ fn fits(open: &Record, event: &[u8], limit: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_unpacks_into_the_events_packed_and_whitespace_only_pieces_are_left_out() {
+        let events: [&[u8]; 3] = [br#"{"a":1}"#, br#"{"b":" x "}"#, b"not json"];
+        for record in pack(DEFAULT_RECORD_BYTES, &events) {
+            assert_eq!(unpack(&record.data).collect::<Vec<_>>(), events);
+        }
+        let foreign = b" {\"a\":1}\r\n\n\t\n{\"b\":2}\n";
+        assert_eq!(unpack(foreign).collect::<Vec<_>>(), [&br#"{"a":1}"#[..], br#"{"b":2}"#]);
+        assert_eq!(unpack(b"").count(), 0);
+        assert_eq!(unpack(b" \n ").count(), 0);
+    }
 
     fn pack(limit: usize, events: &[&[u8]]) -> Vec<Record> {
         let mut packer = Packer::new(limit);

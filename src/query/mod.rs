@@ -6,6 +6,7 @@
 pub mod athena_sql;
 mod functions;
 mod json_array;
+pub mod row_filter;
 mod unique_view;
 
 use std::io::Write;
@@ -22,6 +23,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use functions::timestamp_type;
+pub use row_filter::EventFilter;
 
 /// The `events_unique` view: the Athena DDL file.
 pub const EVENTS_UNIQUE_VIEW: &str = include_str!("../../athena/ddl/events_unique.sql");

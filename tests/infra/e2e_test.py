@@ -83,6 +83,7 @@ class Deployed:
         destination = firehose["extended_s3_configuration"][0]
         self.stream = out["stream_name"]
         self.operator_policy_arn, self.producer_policy_arn = out["operator_policy_arn"], out["producer_policy_arn"]
+        self.consumer_policy_arn, self.tail_checkpoint_table = out["consumer_policy_arn"], out["tail_checkpoint_table"]
         self.delivery_stream_arn = firehose["arn"]
         self.source_stream_arn = firehose["kinesis_source_configuration"][0]["kinesis_stream_arn"]
         self.bucket = destination["bucket_arn"].split(":::", 1)[1]
@@ -1239,6 +1240,47 @@ def compaction_after_a_stopped_run(pipeline):
           f"the 128 MiB run switched to its one part and manifest only: {len(rows)} rows, one per key")
 
 
+def stream_events(endpoint, stream):
+    """Every piece of every record the stream holds that is an event of the
+    contract (section 1; no time window: tail writes what the stream holds), read
+    here with the SDK from each shard's oldest record."""
+    kinesis = client(endpoint, "kinesis")
+    events = []
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while True:
+            response = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+            for record in response["Records"]:
+                for piece in record["Data"].split(b"\n"):
+                    piece = piece.strip(b" \t\r\n")
+                    if piece and isinstance(oracle.verdict(piece, (time.time(), None, None)), oracle.Event):
+                        events.append(piece)
+            if not response["Records"]:
+                break
+            iterator = response["NextShardIterator"]
+    return events
+
+
+def tail_as_a_consumer(pipeline):
+    """`eventlake tail` as a role with only the stack's consumer policy (under
+    enforced IAM), its positions in the deployed checkpoint table: every event
+    the stream holds once; a second run writes nothing."""
+    deployed = pipeline.deployed
+    env = moto_env(pipeline.endpoint, ACCESS.policy_env(deployed.consumer_policy_arn, "eventlake-consumer"))
+    command = [pipeline.eventlake, "tail", "--stream", deployed.stream, "--checkpoint",
+               f"dynamodb://{deployed.tail_checkpoint_table}", "--no-follow", "--quiet"]
+    first = subprocess.run(command, capture_output=True, env=env)
+    assert first.returncode == 0, f"eventlake tail failed: {first.stderr.decode()}"
+    written = first.stdout.splitlines()
+    expected = stream_events(pipeline.endpoint, deployed.stream)
+    assert sorted(written) == sorted(expected), (len(written), len(expected))
+    again = subprocess.run(command, capture_output=True, env=env)
+    assert again.returncode == 0 and again.stdout == b"", again.stderr.decode()
+    print(f"e2e tail: {len(written)} events of the stream written once by a consumer role with the consumer policy, "
+          f"its positions in DynamoDB table {deployed.tail_checkpoint_table}; a second run wrote nothing")
+
+
 def report(timings, pipeline):
     deployed, firehose, writer = pipeline.deployed, pipeline.firehose.seconds, pipeline.writer.seconds
     processing = timings["put"] + firehose["read"] + firehose["transform"] + firehose["stage"] + writer["write"]
@@ -1272,7 +1314,7 @@ def run_enforced(stack, endpoint, out, state, repo, eventlake, cargo_lambda, eve
             timings = baseline(pipeline, events)
             for fault in (transform_timeout, lost_acknowledgement, writer_killed, s3_put_failures, glue_outage,
                           poison_object, replay_late_events, compaction, late_into_compacted,
-                          compaction_outside_the_look_back, compaction_after_a_stopped_run):
+                          compaction_outside_the_look_back, compaction_after_a_stopped_run, tail_as_a_consumer):
                 fault(pipeline)
             report(timings, pipeline)
         finally:

@@ -29,7 +29,7 @@ import boto3
 
 REGION = "us-east-1"
 SERVICES = [
-    "athena", "cloudwatch", "cloudwatchlogs", "events", "firehose", "glue", "iam", "kinesis",
+    "athena", "cloudwatch", "cloudwatchlogs", "dynamodb", "events", "firehose", "glue", "iam", "kinesis",
     "kms", "lambda", "s3", "sns", "sqs", "sts",
 ]
 # Output names of the Lambdas, and their zips under LAMBDA_ZIP_DIR.
@@ -129,6 +129,8 @@ class Stack:
             f"-var=transform_zip={self.zips['firehose-transform']}",
             f"-var=writer_zip={self.zips['parquet-writer']}",
             f"-var=region={REGION}",
+            # The optional checkpoint table of eventlake tail, so its policy is checked and used.
+            "-var=tail_checkpoints=true",
         ]
         self.env = dict(os.environ, TF_IN_AUTOMATION="1", TF_INPUT="0",
                         **{f"TF_CLI_ARGS_{command}": "-no-color" for command in ("init", "plan", "apply", "destroy")})

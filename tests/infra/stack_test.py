@@ -263,20 +263,28 @@ CALLS = {
     # The typed views (src/views/publish.rs via Catalog::put_view).
     "create_table": ({"glue:CreateTable"}, {"compactor", "operator"}),
     "update_table": ({"glue:UpdateTable"}, {"compactor", "operator"}),
+    # eventlake tail (src/aws/kinesis.rs, src/aws/dynamodb.rs).
+    "list_shards": ({"kinesis:ListShards"}, {"consumer"}),
+    "get_shard_iterator": ({"kinesis:GetShardIterator"}, {"consumer"}),
+    "get_records": ({"kinesis:GetRecords"}, {"consumer"}),
+    "query": ({"dynamodb:Query"}, {"consumer"}),
+    "put_item": ({"dynamodb:PutItem"}, {"consumer"}),
+    "delete_item": ({"dynamodb:DeleteItem"}, {"consumer"}),
 }
 # The policies CALLS names, by resource address in the applied state.
 CALLERS = {"writer": "aws_iam_role_policy.writer", "compactor": "aws_iam_role_policy.compactor",
-           "producer": "aws_iam_policy.producer", "operator": "aws_iam_policy.operator"}
+           "producer": "aws_iam_policy.producer", "operator": "aws_iam_policy.operator",
+           "consumer": "aws_iam_policy.consumer"}
 
 
 def sdk_operations_called(repo):
     """The AWS SDK operations src/ calls: method calls `.name()` whose name is an
-    operation of S3, Glue or Kinesis (from botocore's service models)."""
+    operation of S3, Glue, Kinesis or DynamoDB (from botocore's service models)."""
     def snake(name):
         return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
     operations = set()
-    for service in ("s3", "glue", "kinesis"):
+    for service in ("s3", "glue", "kinesis", "dynamodb"):
         model = boto3.session.Session().client(service, region_name="us-east-1").meta.service_model
         operations |= {snake(name) for name in model.operation_names}
     called = set()

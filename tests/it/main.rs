@@ -18,5 +18,6 @@ mod replay;
 mod response_size;
 mod send_kinesis;
 mod support;
+mod tail;
 mod transform_cli;
 mod views;
