@@ -36,6 +36,8 @@
 //! - [`query`]: SQL over a local lake with Athena's functions (feature `query`).
 //! - `tail`: a stream's events as NDJSON from a checkpoint (`eventlake tail`,
 //!   the console's consumer; features `cli` and `query`).
+//! - `console`: the web console (`eventlake console`; features `cli` and
+//!   `query`): a thin HTTP shell over the verbs above, its page embedded.
 //! - [`cli`]: the `eventlake` command line (feature `cli`; the Lambdas are built
 //!   without it).
 
@@ -44,6 +46,8 @@ pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod compaction;
+#[cfg(all(feature = "cli", feature = "query"))]
+pub mod console;
 pub mod core;
 pub mod cost;
 pub mod firehose;

@@ -30,9 +30,10 @@ MAY_USE = {
     "views": {"core"},
     "views_shells": {"core", "telemetry", "lake", "aws", "catalog", "compaction", "views"},
     "query": {"core", "lake", "views"},
-    "replay": {"core", "telemetry", "lake", "aws", "catalog", "compaction", "views"},
+    "replay": {"core", "telemetry", "producer", "lake", "aws", "catalog", "compaction", "views"},
     "tail": {"core", "producer", "aws", "shards", "query"},
-    "cli": {"core", "shards", "tail", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compaction", "lambda", "query", "views", "replay"},
+    "console": {"core", "telemetry", "generate", "producer", "lake", "aws", "shards", "tail", "compaction", "views", "replay", "query"},
+    "cli": {"core", "shards", "tail", "console", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compaction", "lambda", "query", "views", "replay"},
 }
 # Crates and std modules the pure core must not touch.
 CORE_FORBIDDEN = re.compile(r"\b(arrow|parquet|datafusion|aws_[a-z_]+|tokio|lambda_runtime)::|\bstd::(fs|net|process)\b")

@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_duration)]
     grace: Duration,
     /// Size of the files written, in MiB (a partition smaller than this becomes one file).
-    #[arg(long, value_name = "MIB", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "MIB", default_value_t = crate::compaction::DEFAULT_TARGET_MIB, value_parser = clap::value_parser!(u32).range(1..=1024))]
     target_mib: u32,
     /// List the partitions that would be compacted, write nothing.
     #[arg(long)]

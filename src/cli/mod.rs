@@ -5,6 +5,8 @@
 
 mod catalog;
 mod compact;
+#[cfg(feature = "query")]
+mod console;
 mod cost;
 mod generate;
 mod ingest;
@@ -51,6 +53,8 @@ enum Command {
     Views(views::Args),
     #[cfg(feature = "query")]
     Tail(tail::Args),
+    #[cfg(feature = "query")]
+    Console(console::Args),
 }
 
 /// Parses the command line, runs the verb, and maps the outcome to an exit code.
@@ -72,6 +76,8 @@ pub fn main() -> ExitCode {
         Command::Views(args) => views::run(args),
         #[cfg(feature = "query")]
         Command::Tail(args) => tail::run(args),
+        #[cfg(feature = "query")]
+        Command::Console(args) => console::run(args),
     };
     match result {
         Ok(code) => code,

@@ -8,8 +8,7 @@ use anyhow::Context as _;
 
 use crate::aws::{self, s3::S3Store};
 use crate::catalog::{self, Catalog};
-use crate::lake::scratch;
-use crate::lake::storage::{LocalDir, Location};
+use crate::lake::storage::Location;
 use crate::replay::{self, Found, Options, Replayed, Target};
 use crate::telemetry;
 
@@ -38,9 +37,6 @@ pub struct Args {
     dry_run: bool,
 }
 
-/// The lock a local lake's replay holds (`_tmp/replay.lock`).
-const REPLAY_LOCK: &str = "replay";
-
 /// Unreadable lines printed (all are counted).
 const EXAMPLES: usize = replay::EXAMPLES;
 
@@ -63,28 +59,14 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 args.database.is_none(),
                 "--database needs an s3:// lake: Glue partitions point at S3"
             );
-            // One replay at a time: two would each find an event missing and both
-            // add it.
-            let _lock = scratch::lock_lake(dir, REPLAY_LOCK, false)
-                .with_context(|| format!("locking {}", dir.display()))?
-                .ok_or_else(|| {
-                    anyhow::anyhow!("another replay is running on {}: wait for it to finish", dir.display())
-                })?;
-            let replayed = replay::replay(
-                LocalDir::new(dir),
-                &Target::Directories,
-                &args.sources,
-                options,
-                config.as_ref(),
-                None,
-            )
-            .await?;
+            let (replayed, views) = replay::into_local(dir, &args.sources, options, config.as_ref()).await?;
             let report = render(&replayed, None);
-            if args.dry_run {
-                report
-            } else {
-                let (views, changes) = super::views::keep_current(dir, None)?;
-                format!("{report}typed views: {views}\n{changes}")
+            match views {
+                None => report,
+                Some(reports) => {
+                    let (views, changes) = super::views::render_changes(dir, &reports);
+                    format!("{report}typed views: {views}\n{changes}")
+                }
             }
         }
         Location::S3 { bucket, prefix } => {

@@ -126,6 +126,7 @@ fn render(report: Report<'_>, lag_line: Option<&mut LagLine>) {
             eprintln!("tail: shard {shard} record {sequence_number}: not an event, not written: {reason}");
         }
         Report::Retrying(message) => eprintln!("tail: {message}; calling again"),
+        Report::Saved(_) => {}
         Report::StartKept(start) => {
             eprintln!(
                 "tail: the checkpoint's start ({start:?}) is kept; --from applies to a new checkpoint only"

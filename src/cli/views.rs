@@ -155,6 +155,12 @@ pub fn keep_current(
     >,
 ) -> anyhow::Result<(String, String)> {
     let reports = local::refresh(root, written)?;
+    Ok(render_changes(root, &reports))
+}
+
+/// A run's one-line summary of the views and the lines of its changes (at most
+/// [`MAX_CHANGE_LINES`]).
+pub fn render_changes(root: &std::path::Path, reports: &[TypeReport]) -> (String, String) {
     let changed: Vec<&TypeReport> = reports.iter().filter(|r| !r.changes.is_empty()).collect();
     let line = format!("{} up to date, {} changed", reports.len(), changed.len());
     let mut changes = String::new();
@@ -172,7 +178,7 @@ pub fn keep_current(
         shown += report.changes.len();
         changes.push_str(&format!("{}:\n{lines}", report.schema.view));
     }
-    Ok((line, changes))
+    (line, changes)
 }
 
 /// One view: its name, rows, columns with types, and its changes.

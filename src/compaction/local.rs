@@ -115,3 +115,21 @@ fn compact_all(
     })?;
     Ok(results.into_iter().flatten().collect())
 }
+
+/// The newest compacted file of the lake at `root` (its modification time: when
+/// that compaction swapped it in) and how many partitions hold compacted files.
+pub fn last_compaction(root: &Path) -> std::io::Result<Option<(std::time::SystemTime, usize)>> {
+    let mut newest = None;
+    let mut partitions = 0;
+    for (_, dir) in crate::lake::listing::partitions(root)? {
+        let compacted: Vec<_> = crate::lake::listing::parquet_files(&dir)?
+            .into_iter()
+            .filter(|file| file.name.starts_with(super::merge::COMPACTED_PREFIX))
+            .collect();
+        if !compacted.is_empty() {
+            partitions += 1;
+        }
+        newest = compacted.iter().map(|file| file.modified).chain(newest).max();
+    }
+    Ok(newest.map(|at| (at, partitions)))
+}

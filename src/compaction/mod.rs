@@ -18,3 +18,7 @@ pub mod merge;
 pub mod s3;
 
 pub use s3::*;
+
+/// The size a compaction aims its files at (`eventlake compact --target-mib`):
+/// large enough that engines read few files, small enough for one Lambda.
+pub const DEFAULT_TARGET_MIB: u32 = 128;

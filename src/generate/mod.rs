@@ -165,6 +165,8 @@ pub struct Generator {
     recent: VecDeque<Vec<u8>>,
     invalid_sequence: usize,
     start_seconds: i64,
+    /// A live producer's clock: events created at this second.
+    now_seconds: Option<i64>,
 }
 
 impl Generator {
@@ -179,7 +181,14 @@ impl Generator {
             recent: VecDeque::with_capacity(DUPLICATE_WINDOW),
             invalid_sequence: 0,
             start_seconds,
+            now_seconds: None,
         }
+    }
+
+    /// From now on, events are created within the second `seconds` (a live
+    /// producer), not spread over the options' days.
+    pub fn created_at_second(&mut self, seconds: i64) {
+        self.now_seconds = Some(seconds);
     }
 
     /// The next record.
@@ -214,7 +223,10 @@ impl Generator {
     /// `created_at` as JSON text: whole seconds, or seconds with three decimals.
     fn created_at(&mut self) -> String {
         let span = i64::from(self.options.days.max(1)) * 86_400;
-        let seconds = self.start_seconds + self.rng.random_range(0..span);
+        let seconds = match self.now_seconds {
+            Some(now) => now,
+            None => self.start_seconds + self.rng.random_range(0..span),
+        };
         if self.rng.random_bool(0.3) {
             format!("{seconds}.{:03}", self.rng.random_range(0..1000))
         } else {

@@ -59,3 +59,196 @@ pub fn parquet_files(dir: &Path) -> io::Result<Vec<PartFile>> {
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
 }
+
+/// One partition of a local lake as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionSummary {
+    pub event_type: String,
+    pub created_date: String,
+    pub files: usize,
+    pub bytes: u64,
+    /// From the files' footers, no data read.
+    pub rows: u64,
+}
+
+/// Every partition of the lake at `root` with its files, bytes and rows.
+pub fn summaries(root: &Path) -> io::Result<Vec<PartitionSummary>> {
+    let mut found = Vec::new();
+    for (partition, dir) in partitions(root)? {
+        let files = parquet_files(&dir)?;
+        let mut rows = 0;
+        for file in &files {
+            rows += footer_rows(&dir.join(&file.name))?;
+        }
+        found.push(PartitionSummary {
+            event_type: partition.event_type.clone(),
+            created_date: partition.created_date.to_string(),
+            files: files.len(),
+            bytes: files.iter().map(|file| file.bytes).sum(),
+            rows,
+        });
+    }
+    Ok(found)
+}
+
+/// The rows a Parquet file's footer declares.
+fn footer_rows(path: &Path) -> io::Result<u64> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = std::fs::File::open(path)?;
+    let reader = SerializedFileReader::new(file).map_err(|error| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {error}", path.display()))
+    })?;
+    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
+/// The records under the lake's `_rejected/`, counted by their reason's code
+/// (`too_large` for a record kept whole beside them), reading one line at a time.
+pub fn rejected_by_code(root: &Path) -> io::Result<std::collections::BTreeMap<String, u64>> {
+    use std::io::BufRead;
+    let mut counts = std::collections::BTreeMap::new();
+    let dir = root.join(REJECTED_DIR);
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(listing) => listing,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(counts),
+        Err(error) => return Err(error),
+    };
+    for entry in listing {
+        let path = entry?.path();
+        if path.extension().is_some_and(|extension| extension == "record") {
+            *counts.entry("too_large".to_owned()).or_insert(0) += 1;
+            continue;
+        }
+        if path.extension().is_none_or(|extension| extension != "ndjson") {
+            continue;
+        }
+        for line in io::BufReader::new(std::fs::File::open(&path)?).split(b'\n') {
+            #[derive(serde::Deserialize)]
+            struct Coded {
+                code: String,
+            }
+            let code =
+                serde_json::from_slice::<Coded>(&line?).map_or_else(|_| "unreadable".to_owned(), |c| c.code);
+            *counts.entry(code).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// A rejected record as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RejectedRecord {
+    /// `<file>:<line>`: what a replay of a selection names.
+    pub id: String,
+    pub file: String,
+    pub line: u64,
+    pub code: String,
+    pub reason: String,
+    /// The record's text, cut at [`SHOWN_RECORD_CHARS`]; a note for one kept
+    /// as base64 or stored beside the entries.
+    pub record: String,
+}
+
+/// The most characters of a rejected record shown.
+pub const SHOWN_RECORD_CHARS: usize = 2_000;
+
+/// The directory of a local lake's rejected records.
+pub const REJECTED_DIR: &str = "_rejected";
+
+/// The first `limit` entries of `_rejected/*.ndjson` (files by name) whose
+/// record's text `keep` takes, and how many entries there are in all; one line
+/// in memory at a time.
+pub fn rejected_records(
+    root: &Path,
+    limit: usize,
+    keep: impl Fn(&str) -> bool,
+) -> io::Result<(Vec<RejectedRecord>, u64)> {
+    use std::io::BufRead;
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        code: String,
+        reason: String,
+        record: Option<String>,
+        record_base64: Option<String>,
+        record_key: Option<String>,
+    }
+    let mut names: Vec<String> = match std::fs::read_dir(root.join(REJECTED_DIR)) {
+        Ok(listing) => listing
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".ndjson"))
+            .collect(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(error),
+    };
+    names.sort();
+    let (mut shown, mut total) = (Vec::new(), 0u64);
+    for name in names {
+        let file = std::fs::File::open(root.join(REJECTED_DIR).join(&name))?;
+        for (index, line) in io::BufReader::new(file).split(b'\n').enumerate() {
+            let line = line?;
+            total += 1;
+            if shown.len() >= limit {
+                continue;
+            }
+            let Ok(entry) = serde_json::from_slice::<Entry>(&line) else { continue };
+            if !keep(entry.record.as_deref().unwrap_or_default()) {
+                continue;
+            }
+            let record = match (entry.record, entry.record_base64, entry.record_key) {
+                (Some(text), _, _) => text.chars().take(SHOWN_RECORD_CHARS).collect(),
+                (None, Some(base64), _) => format!("(not UTF-8: {} bytes of base64)", base64.len()),
+                (None, None, Some(key)) => format!("(over 1,000 KiB, stored at {key})"),
+                (None, None, None) => String::new(),
+            };
+            let line = index as u64 + 1;
+            shown.push(RejectedRecord {
+                id: format!("{name}:{line}"),
+                file: name.clone(),
+                line,
+                code: entry.code,
+                reason: entry.reason,
+                record,
+            });
+        }
+    }
+    Ok((shown, total))
+}
+
+/// The lines `ids` (`<file>:<line>` of [`rejected_records`]) name, as they are
+/// in `_rejected/`, in the order given; an id that names no line of a rejected
+/// file (another directory, a line past the end) is refused.
+pub fn rejected_lines(root: &Path, ids: &[String]) -> io::Result<Vec<Vec<u8>>> {
+    use std::io::BufRead;
+    let invalid =
+        |id: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{id:?} names no rejected record"));
+    let mut wanted: std::collections::BTreeMap<&str, Vec<(u64, usize)>> = std::collections::BTreeMap::new();
+    for (position, id) in ids.iter().enumerate() {
+        let (file, line) = id.rsplit_once(':').ok_or_else(|| invalid(id))?;
+        let line: u64 = line.parse().map_err(|_| invalid(id))?;
+        let plain = !file.is_empty()
+            && !file.starts_with('.')
+            && !file.contains(['/', '\\'])
+            && file.ends_with(".ndjson");
+        if !plain || line == 0 {
+            return Err(invalid(id));
+        }
+        wanted.entry(file).or_default().push((line, position));
+    }
+    let mut found: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
+    for (file, lines) in wanted {
+        let path = root.join(REJECTED_DIR).join(file);
+        let reader = io::BufReader::new(std::fs::File::open(&path).map_err(|_| invalid(file))?);
+        let last = lines.iter().map(|(line, _)| *line).max().unwrap_or(0);
+        for (index, line) in reader.split(b'\n').enumerate() {
+            let number = index as u64 + 1;
+            if number > last {
+                break;
+            }
+            let line = line?;
+            for (_, position) in lines.iter().filter(|(wanted, _)| *wanted == number) {
+                found[*position] = Some(line.clone());
+            }
+        }
+    }
+    ids.iter().zip(found).map(|(id, line)| line.ok_or_else(|| invalid(id))).collect()
+}

@@ -8,4 +8,5 @@ pub mod rows;
 pub mod schema;
 pub mod scratch;
 pub mod storage;
+pub mod trace;
 pub mod writer;

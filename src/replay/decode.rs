@@ -98,14 +98,6 @@ pub fn decode_line(line: &[u8]) -> Result<Replayable, DecodeError> {
     Ok(Replayable { record, earlier })
 }
 
-/// The events a record holds: one, or several separated by newlines (a packed
-/// Kinesis record Firehose failed whole); blank ones dropped.
-pub fn events_of(record: &[u8]) -> impl Iterator<Item = &[u8]> {
-    record
-        .split(|&byte| byte == b'\n')
-        .filter(|event| !event.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')))
-}
-
 /// Why the lake's keys could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum KeysError {
@@ -227,11 +219,5 @@ mod tests {
                 Replayable { record: Held::Bytes(line.to_vec()), earlier: None }
             );
         }
-    }
-
-    #[test]
-    fn a_packed_record_gives_its_events() {
-        let events: Vec<&[u8]> = events_of(b"{\"a\":1}\n{\"b\":2}\n\n  \n").collect();
-        assert_eq!(events, [&b"{\"a\":1}"[..], b"{\"b\":2}"]);
     }
 }

@@ -67,6 +67,37 @@ pub enum ReplayError {
     Compactor(#[from] CompactorError),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    /// Another replay holds the local lake's lock.
+    #[error("another replay is running on {0}: wait for it to finish")]
+    Busy(String),
+    /// The local lake's lock could not be taken.
+    #[error("locking {path}: {source}")]
+    Lock { path: String, source: std::io::Error },
+    /// The typed views could not be brought up to date after the replay.
+    #[error("typed views: {0}")]
+    Views(#[from] crate::views::ViewsError),
+}
+
+/// The lock a local lake's replay holds (`_tmp/replay.lock`): two replays would
+/// each find an event missing and both add it.
+pub const REPLAY_LOCK: &str = "replay";
+
+/// Replays `sources` into the local lake at `dir` (the command line's and the
+/// console's replay): one replay at a time, then, unless it is a dry run, the
+/// lake's typed views brought up to date (their reports).
+pub async fn into_local(
+    dir: &std::path::Path,
+    sources: &[String],
+    options: Options,
+    config: Option<&aws::SdkConfig>,
+) -> Result<(Replayed, Option<Vec<crate::views::local::TypeReport>>), ReplayError> {
+    let _lock = scratch::lock_lake(dir, REPLAY_LOCK, false)
+        .map_err(|source| ReplayError::Lock { path: dir.display().to_string(), source })?
+        .ok_or_else(|| ReplayError::Busy(dir.display().to_string()))?;
+    let storage = crate::lake::storage::LocalDir::new(dir);
+    let replayed = replay(storage, &Target::Directories, sources, options, config, None).await?;
+    let views = if options.dry_run { None } else { Some(crate::views::local::refresh(dir, None)?) };
+    Ok((replayed, views))
 }
 
 /// What the first pass found.

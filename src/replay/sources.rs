@@ -143,7 +143,7 @@ pub fn read_source(
                 continue;
             }
         };
-        for event in decode::events_of(&record) {
+        for event in crate::producer::pack::unpack(&record) {
             let checked = Event::parse_limited(event, MAX_RECORD_BYTES)
                 .and_then(|parsed| window.check(parsed.time()).map(|()| parsed.partition().to_owned()));
             match checked {

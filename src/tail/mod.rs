@@ -129,6 +129,8 @@ pub enum Report<'a> {
     Retrying(String),
     /// The checkpoint's start differs from `--from`, which is ignored.
     StartKept(StreamStart),
+    /// The positions as they were just recorded.
+    Saved(&'a Checkpoint),
 }
 
 /// What a tail did.
@@ -279,6 +281,7 @@ pub async fn tail(
         if !changed.is_empty() {
             changed.dedup();
             store.save(&checkpoint, &changed, &[]).await?;
+            report(Report::Saved(&checkpoint));
             tailed.checkpoint = checkpoint.clone();
         }
         report(Report::Lag(&lag));

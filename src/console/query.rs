@@ -1,0 +1,213 @@
+//! The console's Query panel: one read-only statement at a time over
+//! `events`, `events_unique` and the typed views, through `eventlake query`'s
+//! engine and limits (memory, the deepest statement), stopped after a time
+//! limit; the ready queries of `athena/queries/`; CSV export.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+
+use super::{refuse, Console};
+use crate::query::{self, Format, QueryError};
+
+/// What bounds one query.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+    /// Rows a result shows (CSV export takes them all).
+    pub max_rows: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: query::Bounds::default_memory_bytes(),
+            timeout: Duration::from_secs(60),
+            max_rows: 10_000,
+        }
+    }
+}
+
+/// The ready queries, one click away: `athena/queries/`, embedded.
+pub const READY_QUERIES: [(&str, &str); 8] = [
+    ("distinct_users", include_str!("../../athena/queries/distinct_users.sql")),
+    ("duplicates", include_str!("../../athena/queries/duplicates.sql")),
+    ("events_per_type_per_day", include_str!("../../athena/queries/events_per_type_per_day.sql")),
+    ("freshness", include_str!("../../athena/queries/freshness.sql")),
+    ("funnel", include_str!("../../athena/queries/funnel.sql")),
+    ("hourly_volume", include_str!("../../athena/queries/hourly_volume.sql")),
+    ("latest_events", include_str!("../../athena/queries/latest_events.sql")),
+    ("top_subtypes", include_str!("../../athena/queries/top_subtypes.sql")),
+];
+
+pub async fn ready_queries() -> Json<serde_json::Value> {
+    Json(READY_QUERIES.iter().map(|(name, sql)| serde_json::json!({ "name": name, "sql": sql })).collect())
+}
+
+#[derive(serde::Deserialize)]
+pub struct Statement {
+    sql: String,
+}
+
+/// A result as the panel shows it.
+#[derive(serde::Serialize)]
+struct Shown {
+    columns: Vec<Column>,
+    rows: Vec<Vec<serde_json::Value>>,
+    /// Rows the result had; more than `rows` holds when cut at the limit.
+    row_count: usize,
+    truncated: bool,
+    elapsed_ms: u128,
+}
+
+#[derive(serde::Serialize)]
+struct Column {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+}
+
+pub async fn run(State(console): State<Arc<Console>>, Json(statement): Json<Statement>) -> Response {
+    let started = Instant::now();
+    let limits = console.query_limits;
+    match execute(&console, statement.sql).await {
+        Ok((schema, batches)) => match shown(&schema, &batches, limits.max_rows, started) {
+            Ok(shown) => Json(shown).into_response(),
+            Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("{error:#}")),
+        },
+        Err(message) => refuse(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+pub async fn run_csv(State(console): State<Arc<Console>>, Json(statement): Json<Statement>) -> Response {
+    match execute(&console, statement.sql).await {
+        Ok((schema, batches)) => {
+            let mut csv = Vec::new();
+            match query::write(&mut csv, schema, &batches, Format::Csv) {
+                Ok(()) => (
+                    [
+                        (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                        (header::CONTENT_DISPOSITION, "attachment; filename=\"eventlake-query.csv\""),
+                    ],
+                    csv,
+                )
+                    .into_response(),
+                Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+            }
+        }
+        Err(message) => refuse(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+/// Runs `sql` on a thread of its own (stacks that hold the deepest statement
+/// the engine accepts, as `eventlake query` runs it), one query at a time.
+async fn execute(console: &Console, sql: String) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    let _one_at_a_time = console.query_slot.lock().await;
+    let limits = console.query_limits;
+    let lake = console.lake.clone();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let spawned =
+        std::thread::Builder::new().name("console-query".into()).stack_size(query::STACK_BYTES).spawn(
+            move || {
+                let result = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_stack_size(query::STACK_BYTES)
+                    .enable_all()
+                    .build()
+                    .map_err(|error| format!("starting the query engine: {error}"))
+                    .and_then(|runtime| {
+                        runtime.block_on(async {
+                            let bounds = query::Bounds { memory_bytes: limits.memory_bytes };
+                            let run = async {
+                                let ctx = query::session(&lake, bounds).await?;
+                                match query::run(&ctx, &sql).await {
+                                    Err(error) if error.is_file_gone() => {
+                                        let ctx = query::session(&lake, bounds).await?;
+                                        query::run(&ctx, &sql).await
+                                    }
+                                    result => result,
+                                }
+                            };
+                            match tokio::time::timeout(limits.timeout, run).await {
+                                Ok(result) => result
+                                    .map_err(|error: QueryError| format!("{:#}", anyhow::Error::new(error))),
+                                Err(_) => Err(format!(
+                                    "the query ran past the console's limit of {} s",
+                                    limits.timeout.as_secs()
+                                )),
+                            }
+                        })
+                    });
+                let _ = sender.send(result);
+            },
+        );
+    spawned.map_err(|error| format!("starting the query thread: {error}"))?;
+    receiver.await.map_err(|_| "the query thread stopped without a result".to_owned())?
+}
+
+fn shown(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    max_rows: usize,
+    started: Instant,
+) -> anyhow::Result<Shown> {
+    let row_count = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut kept = Vec::new();
+    let mut left = max_rows;
+    for batch in batches {
+        if left == 0 {
+            break;
+        }
+        let take = batch.num_rows().min(left);
+        kept.push(batch.slice(0, take));
+        left -= take;
+    }
+    let mut lines = Vec::new();
+    query::write(&mut lines, schema.clone(), &kept, Format::Json)?;
+    let names: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
+    let mut rows = Vec::new();
+    for line in lines.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line)?;
+        rows.push(
+            names.iter().map(|name| object.get(*name).cloned().unwrap_or(serde_json::Value::Null)).collect(),
+        );
+    }
+    Ok(Shown {
+        columns: schema
+            .fields()
+            .iter()
+            .map(|field| Column { name: field.name().clone(), data_type: field.data_type().to_string() })
+            .collect(),
+        rows,
+        row_count,
+        truncated: row_count > max_rows,
+        elapsed_ms: started.elapsed().as_millis(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_queries_are_every_file_of_athena_queries() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("athena/queries");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let embedded: Vec<String> = READY_QUERIES.iter().map(|(name, _)| format!("{name}.sql")).collect();
+        assert_eq!(embedded, files);
+        for (name, sql) in READY_QUERIES {
+            assert_eq!(std::fs::read_to_string(dir.join(format!("{name}.sql"))).unwrap(), sql);
+        }
+    }
+}
