@@ -314,8 +314,10 @@ impl Live {
                 if !pending.is_empty() {
                     let batch = std::mem::take(&mut pending);
                     self.count(producer, &batch);
-                    let _one_at_a_time =
-                        self.lake_writes.lock().map_err(|_| "the lake's write lock is poisoned".to_owned())?;
+                    let _one_at_a_time = self
+                        .lake_writes
+                        .lock()
+                        .map_err(|_| "the lake's write lock is poisoned".to_owned())?;
                     runtime.block_on(self.write_batch(producer.id, batch))?;
                 }
                 batch_started = Instant::now();
@@ -366,6 +368,9 @@ impl Live {
         let id = producer.id;
         let generating = std::thread::scope(|scope| {
             let generator_thread = scope.spawn(|| {
+                // Owned here: the channel closes when generating ends, and the
+                // sender then finishes the calls in flight.
+                let sender = sender;
                 let mut generator = generator_for(id);
                 let started = Instant::now();
                 let mut made: u64 = 0;

@@ -4,6 +4,7 @@ mod catalog_glue;
 mod cli_hostile;
 mod compact_local;
 mod compact_s3;
+mod console;
 mod cost_model;
 mod docs;
 mod faults;
