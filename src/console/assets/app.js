@@ -215,6 +215,7 @@ function renderLive(live) {
     const row = body.insertRow();
     row.dataset.producer = p.id;
     row.dataset.state = p.state;
+    row.dataset.states = p.states.join(",");
     const swatch = element("span", null, "swatch");
     swatch.style.background = p.colour;
     const stop = element("button", "Stop", "secondary");
@@ -224,7 +225,7 @@ function renderLive(live) {
     const cell = element("td");
     cell.append(stop);
     row.append(element("td"), element("td", `#${p.id} at ${number(p.rate)}/s`),
-      element("td", p.state, `state state-${p.state.replace(" ", "-")}`),
+      stateCell(p),
       element("td", number(p.events), "number events"), element("td", number(p.rejected), "number"), cell);
     row.cells[0].append(swatch);
   }
@@ -239,6 +240,14 @@ function renderLive(live) {
   }
   drawRates();
   if (live.consumer) renderConsumer(live.consumer);
+}
+
+// The state, and the states before it (running → shutting down → stopped).
+function stateCell(producer) {
+  const cell = element("td", producer.state, `state state-${producer.state.replace(" ", "-")}`);
+  if (producer.states.length > 1) cell.append(element("small", ` (${producer.states.join(" → ")})`, "note"));
+  if (producer.error) cell.append(element("div", producer.error, "note"));
+  return cell;
 }
 
 function drawRates() {
