@@ -32,7 +32,7 @@ MAY_USE = {
     "query": {"core", "lake", "views"},
     "replay": {"core", "telemetry", "producer", "lake", "aws", "catalog", "compaction", "views"},
     "tail": {"core", "producer", "aws", "shards", "query"},
-    "console": {"core", "telemetry", "generate", "producer", "lake", "aws", "shards", "tail", "compaction", "views", "replay", "query"},
+    "console": {"core", "telemetry", "generate", "producer", "lake", "aws", "catalog", "shards", "tail", "compaction", "views", "replay", "query"},
     "cli": {"core", "shards", "tail", "console", "telemetry", "firehose", "generate", "cost", "producer", "lake", "aws", "catalog", "compaction", "lambda", "query", "views", "replay"},
 }
 # Crates and std modules the pure core must not touch.

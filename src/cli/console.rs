@@ -9,7 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::console::{self, Console, QueryLimits};
+use crate::aws::s3::S3Store;
+use crate::catalog::Catalog;
+use crate::console::{self, Console, LakeAt, QueryLimits};
+use crate::lake::storage::Location;
+
+/// The console's own files: the consumer's checkpoint (`<lake>/_console/`, or
+/// `./_console/` beside an S3 lake).
+const CONSOLE_DIR: &str = "_console";
 
 /// Serves the web console (CONTRACT section 7) from this binary alone (no
 /// network access needed): the lake's event types and days; producers a
@@ -19,9 +26,17 @@ use crate::console::{self, Console, QueryLimits};
 /// printed URL carries a random token that every query and every change needs.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The local lake (a directory that `eventlake ingest` writes).
-    #[arg(long, value_name = "DIR")]
-    lake: PathBuf,
+    /// The lake: a local directory (every panel), or s3://bucket/prefix with
+    /// --database (its Glue table: the Lake and Rejected panels; queries and
+    /// traces are Athena's there).
+    #[arg(long, value_name = "DIR|s3://...")]
+    lake: String,
+    /// The Glue database of an s3:// lake.
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
+    /// Its Glue table.
+    #[arg(long, value_name = "NAME", default_value = "events")]
+    table: String,
     /// Where to listen. Anything but a loopback address (127.0.0.1, ::1) serves
     /// the lake to the network: every call then needs the token, and a warning says so.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8484")]
@@ -43,16 +58,31 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.lake.join(crate::core::partition::EVENTS_DIR).is_dir()
-            || !args.lake.exists()
-            || args.lake.is_dir(),
-        "--lake {} is not a directory",
-        args.lake.display()
-    );
-    std::fs::create_dir_all(&args.lake).with_context(|| format!("creating {}", args.lake.display()))?;
+    let location = Location::parse(&args.lake).map_err(anyhow::Error::msg).context("--lake")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        let needs_aws = matches!(location, Location::S3 { .. }) || args.stream.is_some();
+        let config = match needs_aws {
+            true => Some(crate::aws::load_config_in(args.region.clone()).await),
+            false => None,
+        };
+        let (lake, state_dir) = match (&location, &config) {
+            (Location::Local(dir), _) => {
+                anyhow::ensure!(args.database.is_none(), "--database needs an s3:// lake: Glue partitions point at S3");
+                anyhow::ensure!(!dir.exists() || dir.is_dir(), "--lake {} is not a directory", dir.display());
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                (LakeAt::Local(dir.clone()), dir.join(CONSOLE_DIR))
+            }
+            (Location::S3 { bucket, prefix }, Some(config)) => {
+                let database = args.database.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!("an s3:// lake needs --database: the console finds its partitions in the Glue table")
+                })?;
+                let store = S3Store::new(crate::aws::s3::s3_client(config), bucket, prefix);
+                let catalog = Catalog::new(crate::catalog::glue_client(config), database, &args.table);
+                (LakeAt::S3 { store, catalog, config: Box::new(config.clone()) }, PathBuf::from(CONSOLE_DIR))
+            }
+            (Location::S3 { .. }, None) => anyhow::bail!("an s3:// lake needs the AWS configuration"),
+        };
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
             format!("listening on {} (give another with --listen, e.g. 127.0.0.1:0 for any free port)", args.listen)
         })?;
@@ -77,14 +107,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(out, "eventlake console: http://{host}:{}/?token={token}  (Ctrl-C stops it)", address.port())?;
         out.flush()?;
         drop(out);
-        let target = match &args.stream {
-            Some(name) => console::live::Target::Stream {
-                config: Box::new(crate::aws::load_config_in(args.region.clone()).await),
-                name: name.clone(),
-            },
-            None => console::live::Target::Lake,
+        let target = match (&args.stream, config) {
+            (Some(name), Some(config)) => console::live::Target::Stream { config: Box::new(config), name: name.clone() },
+            _ => console::live::Target::Lake,
         };
-        let console = Console::new(args.lake.clone(), token, address, limits, target);
+        let console = Console::new(lake, token, address, limits, target, state_dir);
         console::serve(listener, console).await?;
         Ok(ExitCode::SUCCESS)
     })

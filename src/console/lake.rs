@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{refuse, Console};
+use super::{refuse, Console, LakeAt};
 use crate::lake::listing::{self, PartitionSummary};
 
 /// The lake as the panel shows it.
@@ -32,27 +32,55 @@ pub fn has_small_files(partition: &PartitionSummary) -> bool {
 }
 
 pub async fn overview(State(console): State<Arc<Console>>) -> Response {
-    let lake = console.lake.clone();
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Overview> {
-        let partitions = listing::summaries(&lake)?;
-        let small_file_partitions = partitions.iter().filter(|partition| has_small_files(partition)).count();
-        let rejected = listing::rejected_by_code(&lake)?;
-        let last_compaction = crate::compaction::local::last_compaction(&lake)?.map(|(at, compacted)| {
-            let at: chrono::DateTime<chrono::Utc> = at.into();
-            format!("{} UTC ({compacted} partitions compacted)", at.format("%Y-%m-%d %H:%M:%S"))
-        });
-        Ok(Overview {
-            lake: lake.display().to_string(),
-            partitions,
-            small_file_partitions,
-            rejected,
-            last_compaction,
-        })
-    })
-    .await;
+    let read = match &console.lake {
+        LakeAt::Local(dir) => {
+            let lake = dir.clone();
+            tokio::task::spawn_blocking(move || local_overview(&lake))
+                .await
+                .unwrap_or_else(|error| Err(anyhow::anyhow!("{error}")))
+        }
+        LakeAt::S3 { store, catalog, .. } => s3_overview(store, catalog, console.lake.describe()).await,
+    };
     match read {
-        Ok(Ok(overview)) => Json(overview).into_response(),
-        Ok(Err(error)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the lake: {error}")),
-        Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the lake: {error}")),
+        Ok(overview) => Json(overview).into_response(),
+        Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the lake: {error:#}")),
     }
+}
+
+fn local_overview(lake: &std::path::Path) -> anyhow::Result<Overview> {
+    let partitions = listing::summaries(lake)?;
+    let small_file_partitions = partitions.iter().filter(|partition| has_small_files(partition)).count();
+    let rejected = listing::rejected_by_code(lake)?;
+    let last_compaction = crate::compaction::local::last_compaction(lake)?
+        .map(|(at, compacted)| when_compacted(at.into(), compacted));
+    Ok(Overview {
+        lake: lake.display().to_string(),
+        partitions,
+        small_file_partitions,
+        rejected,
+        last_compaction,
+    })
+}
+
+async fn s3_overview(
+    store: &crate::aws::s3::S3Store,
+    catalog: &crate::catalog::Catalog,
+    described: String,
+) -> anyhow::Result<Overview> {
+    let (partitions, newest) = super::s3::partitions(store, catalog).await?;
+    let small_file_partitions = partitions.iter().filter(|partition| has_small_files(partition)).count();
+    let rejected = super::s3::rejected(store, 0).await?;
+    let mut by_code = rejected.by_code;
+    if rejected.cut {
+        by_code
+            .insert(format!("(the first {} MiB of _rejected/ read)", super::s3::MAX_REJECTED_BYTES >> 20), 0);
+    }
+    let last_compaction = newest.and_then(|(millis, compacted)| {
+        Some(when_compacted(chrono::DateTime::from_timestamp_millis(millis)?, compacted))
+    });
+    Ok(Overview { lake: described, partitions, small_file_partitions, rejected: by_code, last_compaction })
+}
+
+fn when_compacted(at: chrono::DateTime<chrono::Utc>, compacted: usize) -> String {
+    format!("{} UTC ({compacted} partitions compacted)", at.format("%Y-%m-%d %H:%M:%S"))
 }

@@ -104,7 +104,10 @@ pub struct ShardView {
 /// The live side of one console.
 pub struct Live {
     target: Target,
-    lake: PathBuf,
+    /// The local lake producers write into (none for an S3 lake).
+    lake: Option<PathBuf>,
+    /// Where the consumer keeps its checkpoint.
+    state_dir: PathBuf,
     producers: Mutex<Vec<Arc<Producer>>>,
     /// Events made since the last sample, by type.
     produced: Mutex<BTreeMap<String, u64>>,
@@ -150,13 +153,17 @@ pub enum LiveError {
     NoProducer(usize),
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
+    /// An S3 lake is written by the deployed pipeline, from its stream.
+    #[error("an S3 lake is written by the deployed pipeline: start the console with --stream NAME to produce into its stream")]
+    NoTarget,
 }
 
 impl Live {
-    pub fn new(target: Target, lake: PathBuf) -> Arc<Self> {
+    pub fn new(target: Target, lake: Option<PathBuf>, state_dir: PathBuf) -> Arc<Self> {
         let live = Arc::new(Live {
             target,
             lake,
+            state_dir,
             producers: Mutex::new(Vec::new()),
             produced: Mutex::new(BTreeMap::new()),
             rates: Mutex::new(BTreeMap::new()),
@@ -180,7 +187,7 @@ impl Live {
     pub fn start_consumer(self: &Arc<Self>) -> Result<(), LiveError> {
         let Target::Stream { config, name } = &self.target else { return Ok(()) };
         let (config, name, live) = (config.clone(), name.clone(), Arc::clone(self));
-        let checkpoint = self.lake.join("_console").join(format!("{}.tail.json", file_safe(&name)));
+        let checkpoint = self.state_dir.join(format!("{}.tail.json", file_safe(&name)));
         std::thread::Builder::new()
             .name("console-consumer".into())
             .spawn(move || live.consume(&config, &name, &checkpoint))
@@ -192,6 +199,9 @@ impl Live {
     pub fn start(self: &Arc<Self>, rate: u32) -> Result<usize, LiveError> {
         if rate == 0 || rate > MAX_RATE {
             return Err(LiveError::Rate(rate));
+        }
+        if matches!(self.target, Target::Lake) && self.lake.is_none() {
+            return Err(LiveError::NoTarget);
         }
         let producer = {
             let mut producers = self.producers.lock().map_err(|_| LiveError::TooMany)?;
@@ -260,11 +270,14 @@ impl Live {
             })
             .unwrap_or_default();
         let target = match &self.target {
-            Target::Lake => format!(
-                "producers write into the local lake {} every {} s",
-                self.lake.display(),
-                LOCAL_BATCH_INTERVAL.as_secs()
-            ),
+            Target::Lake => match &self.lake {
+                Some(lake) => format!(
+                    "producers write into the local lake {} every {} s",
+                    lake.display(),
+                    LOCAL_BATCH_INTERVAL.as_secs()
+                ),
+                None => "no producers on an S3 lake without --stream".to_owned(),
+            },
             Target::Stream { name, .. } => format!("producers send to the Kinesis stream {name}"),
         };
         Snapshot {
@@ -291,42 +304,65 @@ impl Live {
         producer.rejected.fetch_add(rejected, Ordering::Relaxed);
     }
 
-    /// Every [`LOCAL_BATCH_INTERVAL`], the events due at the producer's rate
-    /// written into the lake; on stop, the events made since the last batch are
-    /// written before it is stopped.
+    /// Events made at the producer's rate on this thread, handed to a writer
+    /// thread that writes what it holds into the lake every
+    /// [`LOCAL_BATCH_INTERVAL`] (so a write never holds back the making); on
+    /// stop, what was made since the last write is written before it is stopped.
     fn produce_into_lake(&self, producer: &Producer) -> Result<(), String> {
+        let (made_events, to_write) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || self.write_every_interval(producer.id, &to_write));
+            let mut generator = generator_for(producer.id);
+            let started = Instant::now();
+            let mut made: u64 = 0;
+            while !producer.stop.load(Ordering::SeqCst) {
+                let due = (started.elapsed().as_secs_f64() * f64::from(producer.rate)) as u64;
+                generator.created_at_second(crate::telemetry::now_millis() / 1000);
+                let mut fresh = Vec::new();
+                while made < due {
+                    fresh.push(generator.next_record().data);
+                    made += 1;
+                }
+                self.count(producer, &fresh);
+                if made_events.send(fresh).is_err() {
+                    break; // the writer failed: its error is the producer's
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(made_events);
+            writer.join().unwrap_or_else(|_| Err("the writer thread panicked".to_owned()))
+        })
+    }
+
+    /// Writes what arrives on `made` every [`LOCAL_BATCH_INTERVAL`], and the rest once it closes.
+    fn write_every_interval(
+        &self,
+        producer: usize,
+        made: &std::sync::mpsc::Receiver<Vec<Vec<u8>>>,
+    ) -> Result<(), String> {
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let mut generator = generator_for(producer.id);
-        let started = Instant::now();
-        let mut made: u64 = 0;
-        let mut batch_started = Instant::now();
         let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut batch_started = Instant::now();
         loop {
-            let stopping = producer.stop.load(Ordering::SeqCst);
-            let due = (started.elapsed().as_secs_f64() * f64::from(producer.rate)) as u64;
-            generator.created_at_second(crate::telemetry::now_millis() / 1000);
-            let fresh = pending.len();
-            while made < due {
-                pending.push(generator.next_record().data);
-                made += 1;
-            }
-            self.count(producer, &pending[fresh..]);
-            if stopping || batch_started.elapsed() >= LOCAL_BATCH_INTERVAL {
-                if !pending.is_empty() {
-                    let batch = std::mem::take(&mut pending);
-                    let _one_at_a_time = self
-                        .lake_writes
-                        .lock()
-                        .map_err(|_| "the lake's write lock is poisoned".to_owned())?;
-                    runtime.block_on(self.write_batch(producer.id, batch))?;
+            let open = match made.recv_timeout(Duration::from_millis(100)) {
+                Ok(events) => {
+                    pending.extend(events);
+                    true
                 }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => true,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => false,
+            };
+            if (!open || batch_started.elapsed() >= LOCAL_BATCH_INTERVAL) && !pending.is_empty() {
+                let batch = std::mem::take(&mut pending);
+                let _one_at_a_time =
+                    self.lake_writes.lock().map_err(|_| "the lake's write lock is poisoned".to_owned())?;
+                runtime.block_on(self.write_batch(producer, batch))?;
                 batch_started = Instant::now();
             }
-            if stopping {
+            if !open {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -343,14 +379,15 @@ impl Live {
             count_fields: true,
             ..Limits::default()
         };
-        let storage = LocalDir::new(&self.lake);
+        let Some(lake) = &self.lake else { return Err("no local lake".to_owned()) };
+        let storage = LocalDir::new(lake);
         let ingested_at = first_ingestion(&storage, &source, now).await.map_err(|e| e.to_string())?;
         let writer = LakeWriter::new(storage, source, limits).ingested_at(ingested_at);
         let input = (format!("console producer #{producer}"), Ok(Cursor::new(ndjson)));
         let (summary, _) =
             crate::lake::ndjson::load(writer, [input], || {}).await.map_err(|e| format!("{e:#}"))?;
         let counted = (summary.dedupe_resets == 0).then_some(&summary.counted);
-        crate::views::local::refresh(&self.lake, counted).map_err(|e| e.to_string())?;
+        crate::views::local::refresh(lake, counted).map_err(|e| e.to_string())?;
         Ok(())
     }
 

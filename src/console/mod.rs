@@ -15,6 +15,7 @@ mod lake;
 pub mod live;
 mod query;
 mod rejected;
+mod s3;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,18 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+/// What to do instead, on an S3 lake, of what the console does on a local one.
+static ON_S3: std::sync::LazyLock<std::collections::HashMap<&'static str, &'static str>> =
+    std::sync::LazyLock::new(|| {
+        std::collections::HashMap::from([
+        ("queries run", "an S3 lake is queried with Athena: the same SQL, and athena/queries/, run there"),
+        (
+            "traces run",
+            "on S3 a trace is an Athena query: SELECT \"$path\", event_type, created_date, ingested_at FROM events WHERE event_uuid = '...'",
+        ),
+    ])
+    });
+
 /// The header a call carries the token in.
 pub const TOKEN_HEADER: &str = "x-eventlake-token";
 /// The largest request body taken.
@@ -38,9 +51,38 @@ const APP_CSS: &str = include_str!("assets/app.css");
 const UPLOT_JS: &str = include_str!("assets/vendor/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("assets/vendor/uPlot.min.css");
 
+/// The lake a console serves.
+pub enum LakeAt {
+    /// A local lake: every panel.
+    Local(PathBuf),
+    /// An S3 lake and its Glue table: the Lake and Rejected panels (queries
+    /// and traces are Athena's there).
+    S3 {
+        store: crate::aws::s3::S3Store,
+        catalog: crate::catalog::Catalog,
+        config: Box<crate::aws::SdkConfig>,
+    },
+}
+
+impl LakeAt {
+    fn local(&self) -> Option<&std::path::Path> {
+        match self {
+            LakeAt::Local(dir) => Some(dir),
+            LakeAt::S3 { .. } => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            LakeAt::Local(dir) => dir.display().to_string(),
+            LakeAt::S3 { store, catalog, .. } => format!("{} (Glue table {})", store.url(""), catalog.name()),
+        }
+    }
+}
+
 /// What the console serves.
 pub struct Console {
-    lake: PathBuf,
+    lake: LakeAt,
     token: String,
     /// Where it listens: loopback or not decides what needs the token.
     listen: SocketAddr,
@@ -51,16 +93,23 @@ pub struct Console {
 }
 
 impl Console {
-    /// The console of the local lake `lake`; producers send to `target`.
+    /// The console of `lake`; producers send to `target`, and the consumer's
+    /// checkpoint is kept under `state_dir`.
     pub fn new(
-        lake: PathBuf,
+        lake: LakeAt,
         token: String,
         listen: SocketAddr,
         query_limits: query::Limits,
         target: live::Target,
+        state_dir: PathBuf,
     ) -> Self {
-        let live = live::Live::new(target, lake.clone());
+        let live = live::Live::new(target, lake.local().map(std::path::Path::to_owned), state_dir);
         Console { lake, token, listen, query_limits, query_slot: tokio::sync::Mutex::new(()), live }
+    }
+
+    /// The local lake, or why a panel needs one (and what to do on S3).
+    fn local_lake(&self, what: &str) -> Result<&std::path::Path, String> {
+        self.lake.local().ok_or_else(|| format!("{what} on a local lake only; {}", ON_S3[what]))
     }
 }
 

@@ -111,7 +111,7 @@ pub async fn run_csv(State(console): State<Arc<Console>>, Json(statement): Json<
 async fn execute(console: &Console, sql: String) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
     let _one_at_a_time = console.query_slot.lock().await;
     let limits = console.query_limits;
-    let lake = console.lake.clone();
+    let lake = console.local_lake("queries run")?.to_owned();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let spawned =
         std::thread::Builder::new().name("console-query".into()).stack_size(query::STACK_BYTES).spawn(

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{refuse, Console};
+use super::{refuse, Console, LakeAt};
 use crate::core::event::TimeWindow;
 use crate::lake::listing;
 
@@ -19,13 +19,23 @@ const SHOWN: usize = 500;
 const MAX_REPLAYED: usize = 1_000;
 
 pub async fn list(State(console): State<Arc<Console>>) -> Response {
-    let lake = console.lake.clone();
-    match tokio::task::spawn_blocking(move || listing::rejected_records(&lake, SHOWN, |_| true)).await {
-        Ok(Ok((records, total))) => {
+    let listed = match &console.lake {
+        LakeAt::Local(dir) => {
+            let lake = dir.clone();
+            tokio::task::spawn_blocking(move || listing::rejected_records(&lake, SHOWN, |_| true))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|read| read.map_err(anyhow::Error::from))
+        }
+        LakeAt::S3 { store, .. } => {
+            super::s3::rejected(store, SHOWN).await.map(|found| (found.records, found.total))
+        }
+    };
+    match listed {
+        Ok((records, total)) => {
             Json(serde_json::json!({ "records": records, "total": total })).into_response()
         }
-        Ok(Err(error)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading _rejected/: {error}")),
-        Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+        Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading _rejected/: {error:#}")),
     }
 }
 
@@ -35,52 +45,94 @@ pub struct Selection {
 }
 
 /// Replays the selected records: their `_rejected/` lines into a file of their
-/// own, then [`crate::replay::into_local`] on it, under the console's lake write lock.
+/// own, then `eventlake replay`'s code on it: [`crate::replay::into_local`]
+/// under the console's lake write lock, or, on S3, through the Glue table.
 pub async fn replay(State(console): State<Arc<Console>>, Json(selection): Json<Selection>) -> Response {
     if selection.ids.is_empty() || selection.ids.len() > MAX_REPLAYED {
         return refuse(StatusCode::BAD_REQUEST, &format!("select 1 to {MAX_REPLAYED} records"));
     }
-    let console = Arc::clone(&console);
-    let replayed = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, (StatusCode, String)> {
-        let bad = |error: std::io::Error| (StatusCode::BAD_REQUEST, error.to_string());
-        let lines = listing::rejected_lines(&console.lake, &selection.ids).map_err(bad)?;
-        let dir = tempfile::tempdir().map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let path = dir.path().join("selection.ndjson");
-        let mut text = lines.join(&b'\n');
-        text.push(b'\n');
-        std::fs::write(&path, text).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let _one_at_a_time = console.live.lake_writes.lock().map_err(|_| {
-            (StatusCode::INTERNAL_SERVER_ERROR, "the lake's write lock is poisoned".to_owned())
-        })?;
-        let options = crate::replay::Options {
-            window: TimeWindow { now_millis: crate::telemetry::now_millis(), ..TimeWindow::default() },
-            dry_run: false,
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let sources = [path.display().to_string()];
-        let (replayed, _) = runtime
-            .block_on(crate::replay::into_local(&console.lake, &sources, options, None))
-            .map_err(|error| (StatusCode::CONFLICT, error.to_string()))?;
-        let added = replayed.written.as_ref().map_or(0, |written| written.summary.written);
-        let still: u64 = replayed.found.still_rejected.values().map(|(count, _)| count).sum();
-        let reasons: Vec<String> =
-            replayed.found.still_rejected.keys().map(|code| code.to_string()).collect();
-        Ok(serde_json::json!({
-            "added": added,
-            "already": replayed.already,
-            "still_rejected": still,
-            "still_rejected_reasons": reasons,
-        }))
-    })
-    .await;
+    let options = crate::replay::Options {
+        window: TimeWindow { now_millis: crate::telemetry::now_millis(), ..TimeWindow::default() },
+        dry_run: false,
+    };
+    let replayed = match &console.lake {
+        LakeAt::Local(_) => {
+            let console = Arc::clone(&console);
+            tokio::task::spawn_blocking(move || replay_local(&console, &selection.ids, options))
+                .await
+                .unwrap_or_else(|error| Err((StatusCode::INTERNAL_SERVER_ERROR, error.to_string())))
+        }
+        LakeAt::S3 { store, catalog, config } => {
+            replay_s3(store, catalog, config, &selection.ids, options).await
+        }
+    };
     match replayed {
-        Ok(Ok(result)) => Json(result).into_response(),
-        Ok(Err((status, message))) => refuse(status, &message),
-        Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+        Ok(replayed) => {
+            let added = replayed.written.as_ref().map_or(0, |written| written.summary.written);
+            let still: u64 = replayed.found.still_rejected.values().map(|(count, _)| count).sum();
+            let reasons: Vec<&String> = replayed.found.still_rejected.keys().collect();
+            Json(serde_json::json!({
+                "added": added,
+                "already": replayed.already,
+                "still_rejected": still,
+                "still_rejected_reasons": reasons,
+            }))
+            .into_response()
+        }
+        Err((status, message)) => refuse(status, &message),
     }
+}
+
+type Failed = (StatusCode, String);
+
+fn internal(error: impl std::fmt::Display) -> Failed {
+    (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
+/// The selected lines as a source file in a directory of their own.
+fn selection_file(lines: &[Vec<u8>]) -> Result<(tempfile::TempDir, String), Failed> {
+    let dir = tempfile::tempdir().map_err(internal)?;
+    let path = dir.path().join("selection.ndjson");
+    let mut text = lines.join(&b'\n');
+    text.push(b'\n');
+    std::fs::write(&path, text).map_err(internal)?;
+    let path = path.display().to_string();
+    Ok((dir, path))
+}
+
+fn replay_local(
+    console: &Console,
+    ids: &[String],
+    options: crate::replay::Options,
+) -> Result<crate::replay::Replayed, Failed> {
+    let Some(lake) = console.lake.local() else { return Err(internal("not a local lake")) };
+    let lines =
+        listing::rejected_lines(lake, ids).map_err(|error| (StatusCode::BAD_REQUEST, error.to_string()))?;
+    let (_dir, source) = selection_file(&lines)?;
+    let _one_at_a_time =
+        console.live.lake_writes.lock().map_err(|_| internal("the lake's write lock is poisoned"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(internal)?;
+    let (replayed, _) = runtime
+        .block_on(crate::replay::into_local(lake, &[source], options, None))
+        .map_err(|error| (StatusCode::CONFLICT, error.to_string()))?;
+    Ok(replayed)
+}
+
+async fn replay_s3(
+    store: &crate::aws::s3::S3Store,
+    catalog: &crate::catalog::Catalog,
+    config: &crate::aws::SdkConfig,
+    ids: &[String],
+    options: crate::replay::Options,
+) -> Result<crate::replay::Replayed, Failed> {
+    let lines = super::s3::rejected_lines(store, ids)
+        .await
+        .map_err(|error| (StatusCode::BAD_REQUEST, format!("{error:#}")))?;
+    let (_dir, source) = selection_file(&lines)?;
+    let target = crate::replay::Target::Glue { store, catalog };
+    crate::replay::replay(store.clone(), &target, &[source], options, Some(config), Some(store))
+        .await
+        .map_err(|error| (StatusCode::CONFLICT, error.to_string()))
 }
 
 #[derive(serde::Deserialize)]
@@ -89,7 +141,10 @@ pub struct TraceQuery {
 }
 
 pub async fn trace(State(console): State<Arc<Console>>, Query(query): Query<TraceQuery>) -> Response {
-    let lake = console.lake.clone();
+    let lake = match console.local_lake("traces run") {
+        Ok(lake) => lake.to_owned(),
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, &why),
+    };
     match tokio::task::spawn_blocking(move || crate::lake::trace::trace(&lake, &query.event_uuid)).await {
         Ok(Ok(trace)) => {
             let first = trace.copies.iter().filter_map(|copy| copy.ingested_at).min();

@@ -67,8 +67,9 @@ pub struct PartitionSummary {
     pub created_date: String,
     pub files: usize,
     pub bytes: u64,
-    /// From the files' footers, no data read.
-    pub rows: u64,
+    /// From the files' footers, no data read (a local lake); from the typed
+    /// views' counts (an S3 lake), none for a partition they do not hold yet.
+    pub rows: Option<u64>,
 }
 
 /// Every partition of the lake at `root` with its files, bytes and rows.
@@ -85,7 +86,7 @@ pub fn summaries(root: &Path) -> io::Result<Vec<PartitionSummary>> {
             created_date: partition.created_date.to_string(),
             files: files.len(),
             bytes: files.iter().map(|file| file.bytes).sum(),
-            rows,
+            rows: Some(rows),
         });
     }
     Ok(found)
@@ -163,14 +164,6 @@ pub fn rejected_records(
     keep: impl Fn(&str) -> bool,
 ) -> io::Result<(Vec<RejectedRecord>, u64)> {
     use std::io::BufRead;
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        code: String,
-        reason: String,
-        record: Option<String>,
-        record_base64: Option<String>,
-        record_key: Option<String>,
-    }
     let mut names: Vec<String> = match std::fs::read_dir(root.join(REJECTED_DIR)) {
         Ok(listing) => listing
             .filter_map(Result::ok)
@@ -190,35 +183,54 @@ pub fn rejected_records(
             if shown.len() >= limit {
                 continue;
             }
-            let Ok(entry) = serde_json::from_slice::<Entry>(&line) else { continue };
-            if !keep(entry.record.as_deref().unwrap_or_default()) {
-                continue;
+            if let Some(record) = rejected_entry(&name, index as u64 + 1, &line, &keep) {
+                shown.push(record);
             }
-            let record = match (entry.record, entry.record_base64, entry.record_key) {
-                (Some(text), _, _) => text.chars().take(SHOWN_RECORD_CHARS).collect(),
-                (None, Some(base64), _) => format!("(not UTF-8: {} bytes of base64)", base64.len()),
-                (None, None, Some(key)) => format!("(over 1,000 KiB, stored at {key})"),
-                (None, None, None) => String::new(),
-            };
-            let line = index as u64 + 1;
-            shown.push(RejectedRecord {
-                id: format!("{name}:{line}"),
-                file: name.clone(),
-                line,
-                code: entry.code,
-                reason: entry.reason,
-                record,
-            });
         }
     }
     Ok((shown, total))
 }
 
-/// The lines `ids` (`<file>:<line>` of [`rejected_records`]) name, as they are
-/// in `_rejected/`, in the order given; an id that names no line of a rejected
-/// file (another directory, a line past the end) is refused.
-pub fn rejected_lines(root: &Path, ids: &[String]) -> io::Result<Vec<Vec<u8>>> {
-    use std::io::BufRead;
+/// One line of a `_rejected/` file as the console lists it, if `keep` takes
+/// its record's text (`None` too for a line that is no rejection entry).
+pub fn rejected_entry(
+    file: &str,
+    line: u64,
+    bytes: &[u8],
+    keep: impl Fn(&str) -> bool,
+) -> Option<RejectedRecord> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        code: String,
+        reason: String,
+        record: Option<String>,
+        record_base64: Option<String>,
+        record_key: Option<String>,
+    }
+    let entry = serde_json::from_slice::<Entry>(bytes).ok()?;
+    if !keep(entry.record.as_deref().unwrap_or_default()) {
+        return None;
+    }
+    let record = match (entry.record, entry.record_base64, entry.record_key) {
+        (Some(text), _, _) => text.chars().take(SHOWN_RECORD_CHARS).collect(),
+        (None, Some(base64), _) => format!("(not UTF-8: {} bytes of base64)", base64.len()),
+        (None, None, Some(key)) => format!("(over 1,000 KiB, stored at {key})"),
+        (None, None, None) => String::new(),
+    };
+    Some(RejectedRecord {
+        id: format!("{file}:{line}"),
+        file: file.to_owned(),
+        line,
+        code: entry.code,
+        reason: entry.reason,
+        record,
+    })
+}
+
+/// A selection's ids (`<file>:<line>`) by file, each with its lines and their
+/// places in the selection; an id that names no plain `.ndjson` file name or no
+/// line is refused.
+pub fn selection_by_file(ids: &[String]) -> io::Result<std::collections::BTreeMap<&str, Vec<(u64, usize)>>> {
     let invalid =
         |id: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{id:?} names no rejected record"));
     let mut wanted: std::collections::BTreeMap<&str, Vec<(u64, usize)>> = std::collections::BTreeMap::new();
@@ -234,21 +246,39 @@ pub fn rejected_lines(root: &Path, ids: &[String]) -> io::Result<Vec<Vec<u8>>> {
         }
         wanted.entry(file).or_default().push((line, position));
     }
+    Ok(wanted)
+}
+
+/// The lines `ids` (`<file>:<line>` of [`rejected_records`]) name, as they are
+/// in `_rejected/`, in the order given; an id that names no line of a rejected
+/// file (another directory, a line past the end) is refused.
+pub fn rejected_lines(root: &Path, ids: &[String]) -> io::Result<Vec<Vec<u8>>> {
     let mut found: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
-    for (file, lines) in wanted {
+    for (file, lines) in selection_by_file(ids)? {
         let path = root.join(REJECTED_DIR).join(file);
-        let reader = io::BufReader::new(std::fs::File::open(&path).map_err(|_| invalid(file))?);
-        let last = lines.iter().map(|(line, _)| *line).max().unwrap_or(0);
-        for (index, line) in reader.split(b'\n').enumerate() {
-            let number = index as u64 + 1;
-            if number > last {
-                break;
-            }
-            let line = line?;
-            for (_, position) in lines.iter().filter(|(wanted, _)| *wanted == number) {
-                found[*position] = Some(line.clone());
-            }
+        let bytes = std::fs::read(&path).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{file:?} is no file of {REJECTED_DIR}/"))
+        })?;
+        pick_lines(&bytes, &lines, &mut found);
+    }
+    ids.iter()
+        .zip(found)
+        .map(|(id, line)| {
+            line.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("{id:?} names no rejected record"))
+            })
+        })
+        .collect()
+}
+
+/// Puts each wanted line (number from 1, place in the selection) of `bytes` in its place.
+pub fn pick_lines(bytes: &[u8], lines: &[(u64, usize)], found: &mut [Option<Vec<u8>>]) {
+    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        for (_, position) in lines.iter().filter(|(wanted, _)| *wanted == index as u64 + 1) {
+            found[*position] = Some(line.to_vec());
         }
     }
-    ids.iter().zip(found).map(|(id, line)| line.ok_or_else(|| invalid(id))).collect()
 }

@@ -141,6 +141,39 @@ impl Published {
     }
 }
 
+/// Each type's counts files among `names` (the listing of `_schemas/`), read.
+async fn read_counts(
+    store: &S3Store,
+    names: &BTreeSet<&str>,
+) -> Result<BTreeMap<String, Counts>, ViewsError> {
+    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+    for name in names {
+        let Some(event_type) =
+            name.strip_prefix(&format!("{COUNTS_DIR}/")).and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let key = format!("{SCHEMAS_DIR}/{name}");
+        counts.insert(event_type.to_owned(), read_json(store, &key).await?.unwrap_or_default());
+    }
+    Ok(counts)
+}
+
+/// The rows of each partition (event type, date) as the counts under `_schemas/`
+/// hold them: as of the last run of the compactor or `eventlake views` (exact
+/// once a partition is compacted; the writers' observations since are not in it).
+pub async fn partition_rows(store: &S3Store) -> Result<BTreeMap<(String, String), u64>, ViewsError> {
+    let listing = store.list_tree(SCHEMAS_DIR).await?;
+    let names: BTreeSet<&str> = listing.iter().map(|object| object.name.as_str()).collect();
+    let mut rows = BTreeMap::new();
+    for (event_type, counts) in read_counts(store, &names).await? {
+        for (date, counted) in counts.partitions {
+            rows.insert((event_type.clone(), date), counted.stats.rows);
+        }
+    }
+    Ok(rows)
+}
+
 fn is_budget(why: &str) -> bool {
     why.starts_with(&format!("the view has {} columns", schema::MAX_COLUMNS))
 }
@@ -155,16 +188,7 @@ pub async fn publish(
 ) -> Result<Published, ViewsError> {
     let listing = store.list_tree(SCHEMAS_DIR).await?;
     let names: BTreeSet<&str> = listing.iter().map(|object| object.name.as_str()).collect();
-    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-    for name in &names {
-        let Some(event_type) =
-            name.strip_prefix(&format!("{COUNTS_DIR}/")).and_then(|n| n.strip_suffix(".json"))
-        else {
-            continue;
-        };
-        let key = format!("{SCHEMAS_DIR}/{name}");
-        counts.insert(event_type.to_owned(), read_json(store, &key).await?.unwrap_or_default());
-    }
+    let mut counts = read_counts(store, &names).await?;
     let mut changed_types: BTreeSet<String> = BTreeSet::new();
     for compaction in compacted {
         let partition = &compaction.partition;

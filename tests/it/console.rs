@@ -406,3 +406,78 @@ async fn with_a_stream_producers_send_to_kinesis_and_the_consumer_reads_every_ev
             .unwrap();
     assert_eq!(checkpoint["stream"], "console-live");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_an_s3_lake_the_lake_and_rejected_panels_read_glue_and_s3_and_a_replay_goes_through_the_table() {
+    use crate::catalog_glue::{create_table, DATABASE};
+    use crate::lake_s3::BUCKET;
+    let moto = Moto::start();
+    moto.s3().create_bucket().bucket(BUCKET).send().await.unwrap();
+    create_table(&moto.glue(), &format!("s3://{BUCKET}/lake/events/")).await;
+    let lake_url = format!("s3://{BUCKET}/lake");
+    let dir = tempfile::tempdir().unwrap();
+    let valid = generated_events(900, 22, 4, 2, "0");
+    let broken = "not json\n[1,2]\n";
+    let old = r#"{"event_uuid":"0d9e1a52-8c0f-4d7e-9b43-2f1c6a7e5b10","event_name":"late:arrival","created_at":1710689696}"#;
+    let run = |args: &[&str], input: &[u8], name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, input).unwrap();
+        let mut command = eventlake();
+        moto.env(&mut command);
+        success(command.args(args).arg(&path));
+    };
+    let ingest = ["ingest", "--quiet", "--lake", &lake_url, "--database", DATABASE];
+    run(&ingest, &[valid.as_slice(), broken.as_bytes()].concat(), "input.ndjson");
+    run(&[&ingest[..], &["--max-age-days", "30"]].concat(), format!("{old}\n").as_bytes(), "old.ndjson");
+    let mut views = eventlake();
+    moto.env(&mut views);
+    success(views.args(["views", "--lake", &lake_url, "--database", DATABASE]));
+
+    let mut command = eventlake();
+    moto.env(&mut command);
+    command.args(["console", "--listen", "127.0.0.1:0", "--lake", &lake_url, "--database", DATABASE]);
+    command.current_dir(dir.path());
+    let console = Console::start(command);
+
+    let (status, overview) = console.get("/api/lake");
+    assert_eq!(status, 200, "{overview}");
+    let mut rows = BTreeMap::new();
+    for partition in overview["partitions"].as_array().unwrap() {
+        assert_eq!(partition["files"], 1, "{partition}");
+        *rows.entry(partition["event_type"].as_str().unwrap().to_owned()).or_insert(0) +=
+            partition["rows"].as_u64().unwrap();
+    }
+    assert_eq!(rows, counts_by_type(&valid), "rows from the views' counts, partitions from Glue");
+    let rejected: BTreeMap<String, u64> = serde_json::from_value(overview["rejected"].clone()).unwrap();
+    let expected = [("created_at_implausible", 1), ("invalid_json", 1), ("not_an_object", 1)];
+    assert_eq!(rejected, expected.iter().map(|(code, n)| (code.to_string(), *n)).collect());
+
+    let (_, listed) = console.get("/api/rejected");
+    assert_eq!(listed["total"], 3);
+    let old_id =
+        listed["records"].as_array().unwrap().iter().find(|r| r["record"] == old).unwrap()["id"].clone();
+    let (status, replayed) = console.post("/api/replay", &json!({ "ids": [old_id] }));
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed["added"], 1);
+    let (_, again) = console.post("/api/replay", &json!({ "ids": [old_id] }));
+    assert_eq!(
+        (again["added"].as_u64(), again["already"].as_u64()),
+        (Some(0), Some(1)),
+        "each event at most once"
+    );
+    let (_, overview) = console.get("/api/lake");
+    let late: Vec<&Value> =
+        overview["partitions"].as_array().unwrap().iter().filter(|p| p["event_type"] == "late").collect();
+    assert_eq!(late.len(), 1, "the replay registered its partition in Glue: {overview}");
+    assert_eq!(late[0]["rows"], Value::Null, "not counted until the views run again");
+
+    let (status, refused) = console.post("/api/query", &json!({ "sql": "SELECT 1" }));
+    assert_eq!(status, 400);
+    assert!(refused["error"].as_str().unwrap().contains("Athena"), "{refused}");
+    let (status, refused) = console.get("/api/trace?event_uuid=0d9e1a52-8c0f-4d7e-9b43-2f1c6a7e5b10");
+    assert_eq!(status, 400);
+    assert!(refused["error"].as_str().unwrap().contains("event_uuid ="), "{refused}");
+    let (status, refused) = console.post("/api/producers", &json!({ "rate": 10 }));
+    assert_eq!(status, 400);
+    assert!(refused["error"].as_str().unwrap().contains("--stream"), "{refused}");
+}

@@ -78,7 +78,7 @@ async function loadLake() {
   const types = [...new Set(lake.partitions.map((p) => p.event_type))].sort();
   const days = [...new Set(lake.partitions.map((p) => p.created_date))].sort();
   const cells = new Map(lake.partitions.map((p) => [`${p.event_type}/${p.created_date}`, p]));
-  const total = (key) => lake.partitions.reduce((sum, p) => sum + p[key], 0);
+  const total = (key) => lake.partitions.reduce((sum, p) => sum + (p[key] ?? 0), 0);
   const rejected = Object.values(lake.rejected).reduce((a, b) => a + b, 0);
   $("lake-figures").replaceChildren(
     figure(number(types.length), "event types"),
@@ -94,8 +94,8 @@ async function loadLake() {
     ...days.map((day) => {
       const p = cells.get(`${type}/${day}`);
       if (!p) return element("td", "·", "number empty");
-      const cell = element("td", number(p.rows), "number");
-      cell.title = `${p.files} files, ${bytes(p.bytes)}`;
+      const cell = element("td", p.rows === null ? "?" : number(p.rows), "number");
+      cell.title = `${p.files} files, ${bytes(p.bytes)}` + (p.rows === null ? "; rows not counted yet (eventlake views)" : "");
       return cell;
     }),
   ]));

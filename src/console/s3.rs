@@ -1,0 +1,118 @@
+//! The console on an S3 lake (`--lake s3://... --database D`): the Lake panel
+//! from the Glue table (each partition where it is, compacted or not), one
+//! listing of `events/` and `compacted/` for files and bytes, and the typed
+//! views' counts for rows; rejected records from `_rejected/`, read up to a
+//! bound; a selection replayed through the Glue table, as `eventlake replay
+//! --database` does.
+
+use std::collections::BTreeMap;
+
+use crate::aws::s3::S3Store;
+use crate::catalog::Catalog;
+use crate::lake::listing::{self, PartitionSummary, RejectedRecord, REJECTED_DIR};
+use crate::lake::storage::Storage as _;
+
+/// The most bytes of `_rejected/` one listing reads.
+pub const MAX_REJECTED_BYTES: u64 = 64 << 20;
+
+/// Every partition of the table with the files of its location, and the
+/// newest compacted manifest (when its compaction switched the partition).
+pub async fn partitions(
+    store: &S3Store,
+    catalog: &Catalog,
+) -> anyhow::Result<(Vec<PartitionSummary>, Option<(i64, usize)>)> {
+    let located = catalog.partition_locations().await?;
+    let rows = crate::views::publish::partition_rows(store).await?;
+    let lake_url = store.url("");
+    let mut files_by_dir: BTreeMap<String, Vec<(String, u64, Option<i64>)>> = BTreeMap::new();
+    for top in [crate::core::partition::EVENTS_DIR, crate::compaction::COMPACTED_DIR] {
+        for object in store.list_tree(top).await? {
+            if let Some((dir, name)) = object.name.rsplit_once('/') {
+                files_by_dir.entry(format!("{top}/{dir}")).or_default().push((
+                    name.to_owned(),
+                    object.size,
+                    object.last_modified_millis,
+                ));
+            }
+        }
+    }
+    let mut summaries = Vec::new();
+    let (mut newest_compaction, mut compacted) = (None::<i64>, 0);
+    for found in located {
+        let dir = crate::compaction::location_dir(&lake_url, &found.location, &found.partition)?;
+        let files = files_by_dir.get(&dir).map(Vec::as_slice).unwrap_or_default();
+        let parquet: Vec<_> = files.iter().filter(|(name, _, _)| name.ends_with(".parquet")).collect();
+        if let Some((_, _, at)) = files.iter().find(|(name, _, _)| name == crate::compaction::MANIFEST) {
+            compacted += 1;
+            newest_compaction = newest_compaction.max(*at);
+        }
+        let key = (found.partition.event_type.clone(), found.partition.created_date.to_string());
+        summaries.push(PartitionSummary {
+            event_type: key.0.clone(),
+            created_date: key.1.clone(),
+            files: parquet.len(),
+            bytes: parquet.iter().map(|(_, size, _)| size).sum(),
+            rows: rows.get(&key).copied(),
+        });
+    }
+    Ok((summaries, newest_compaction.map(|at| (at, compacted))))
+}
+
+/// Rejected records under `_rejected/` (objects by key): the first `limit`
+/// entries, how many entries were read, their counts by reason, and whether
+/// the reading stopped at [`MAX_REJECTED_BYTES`].
+pub struct Rejected {
+    pub records: Vec<RejectedRecord>,
+    pub total: u64,
+    pub by_code: BTreeMap<String, u64>,
+    pub cut: bool,
+}
+
+pub async fn rejected(store: &S3Store, limit: usize) -> anyhow::Result<Rejected> {
+    let mut found = Rejected { records: Vec::new(), total: 0, by_code: BTreeMap::new(), cut: false };
+    let mut read = 0u64;
+    for object in store.list_tree(REJECTED_DIR).await? {
+        if object.name.ends_with(".record") {
+            *found.by_code.entry("too_large".to_owned()).or_insert(0) += 1;
+            continue;
+        }
+        if !object.name.ends_with(".ndjson") || object.name.contains('/') {
+            continue;
+        }
+        if read + object.size > MAX_REJECTED_BYTES {
+            found.cut = true;
+            break;
+        }
+        read += object.size;
+        let bytes = store.get(&format!("{REJECTED_DIR}/{}", object.name)).await?;
+        for (index, line) in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()).enumerate() {
+            found.total += 1;
+            match listing::rejected_entry(&object.name, index as u64 + 1, line, |_| true) {
+                Some(record) => {
+                    *found.by_code.entry(record.code.clone()).or_insert(0) += 1;
+                    if found.records.len() < limit {
+                        found.records.push(record);
+                    }
+                }
+                None => *found.by_code.entry("unreadable".to_owned()).or_insert(0) += 1,
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The lines a selection names, read from the objects under `_rejected/`.
+pub async fn rejected_lines(store: &S3Store, ids: &[String]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut found: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
+    for (file, lines) in listing::selection_by_file(ids)? {
+        let bytes = store
+            .get(&format!("{REJECTED_DIR}/{file}"))
+            .await
+            .map_err(|_| anyhow::anyhow!("{file:?} is no object of {REJECTED_DIR}/"))?;
+        listing::pick_lines(&bytes, &lines, &mut found);
+    }
+    ids.iter()
+        .zip(found)
+        .map(|(id, line)| line.ok_or_else(|| anyhow::anyhow!("{id:?} names no rejected record")))
+        .collect()
+}
