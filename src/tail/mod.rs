@@ -34,6 +34,10 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 const RELIST_INTERVAL: Duration = Duration::from_secs(5);
 /// Calls in a row that may fail on throttling or the network before the tail gives up.
 const MAX_FAILED_CALLS: u32 = 20;
+/// The first wait after a failed call; it doubles with each failure in a row.
+const RETRY_WAIT: Duration = Duration::from_millis(100);
+/// The longest wait after a failed call.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// Where a tail starts when its checkpoint holds no position (`--from`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,8 +244,13 @@ pub async fn tail(
                     continue;
                 }
                 Err(ReadError::Retryable(message)) if failed_calls < MAX_FAILED_CALLS => {
+                    // The SDK retried already; this waits longer each time, up to 5 s.
                     failed_calls += 1;
                     report(Report::Retrying(message));
+                    tokio::time::sleep(
+                        RETRY_WAIT.saturating_mul(1 << failed_calls.min(5)).min(MAX_RETRY_WAIT),
+                    )
+                    .await;
                     continue;
                 }
                 Err(error) => return Err(error.into()),

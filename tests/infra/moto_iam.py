@@ -16,6 +16,11 @@ lets the harness through:
   request names a database and a table, else the database, else the catalog.
   (AWS checks the catalog, the database and the table all three; moto checks one.
   That the stack grants the other two is checked in the plan by stack_test.py.)
+- DynamoDB requests are judged against the table they name, Kinesis requests
+  against the stream (by name or ARN; GetRecords by the stream its iterator
+  reads, which moto writes into the iterator). A ListShards page asked for by
+  its token alone names no stream and is judged against "*" (AWS judges it
+  against the stream the token came from).
 - An identity policy's conditions see `s3:prefix` (ListObjectsV2's prefix), and
   StringLike is evaluated (`*` and `?`), as AWS does.
 - An S3 request is judged as the IAM action AWS maps it to (moto computes it,
@@ -35,7 +40,10 @@ import fnmatch
 import sys
 
 from moto.core.authorization import ActionAuthenticatorMixin
+from moto.dynamodb.responses import DynamoHandler
 from moto.glue.responses import GlueResponse
+from moto.kinesis.responses import KinesisResponse
+from moto.kinesis.utils import decompose_shard_iterator
 from moto.iam import access_control, policy_conditions
 from moto.server import main
 from moto.utilities.utils import get_partition
@@ -60,6 +68,31 @@ def glue_resource(self):
     if database:
         return f"{prefix}:database/{database}"
     return f"{prefix}:catalog"
+
+
+def dynamodb_resource(self):
+    prefix = f"arn:{get_partition(self.region)}:dynamodb:{self.region}:{self.current_account}"
+    try:
+        table = self._get_param("TableName")
+    except Exception:  # a body that is not JSON: moto answers it as it would
+        return "*"
+    return f"{prefix}:table/{table}" if table else "*"
+
+
+def kinesis_resource(self):
+    prefix = f"arn:{get_partition(self.region)}:kinesis:{self.region}:{self.current_account}"
+    try:
+        arn, name, iterator = (self._get_param(key) for key in ("StreamARN", "StreamName", "ShardIterator"))
+    except Exception:
+        return "*"
+    if arn:
+        return arn
+    if not name and iterator:
+        try:
+            name = decompose_shard_iterator(iterator)[0]
+        except Exception:  # not an iterator moto made: moto answers it as it would
+            return "*"
+    return f"{prefix}:stream/{name}" if name else "*"
 
 
 def string_like(expected, actual):
@@ -116,6 +149,8 @@ def authenticate_and_authorize(self, iam_request_cls, resource="*"):
 
 ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate_and_authorize
 GlueResponse._determine_resource = glue_resource
+DynamoHandler._determine_resource = dynamodb_resource
+KinesisResponse._determine_resource = kinesis_resource
 policy_conditions.CONDITION_OPERATIONS["StringLike"] = string_like
 access_control.IAMRequestBase.check_action_permitted = check_action_permitted
 
