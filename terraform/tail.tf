@@ -47,7 +47,7 @@ data "aws_iam_policy_document" "consumer" {
     for_each = aws_dynamodb_table.tail_checkpoints
     content {
       sid       = "KeepPositions"
-      actions   = ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+      actions   = ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
       resources = [statement.value.arn]
     }
   }

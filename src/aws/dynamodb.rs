@@ -150,7 +150,7 @@ impl CheckpointTable {
         let mut item = key(stream, shard);
         item.insert("version".to_owned(), AttributeValue::N(version.to_string()));
         item.extend(attributes.into_iter().map(|(name, value)| (name.to_owned(), value)));
-        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let request = self.client.put_item().table_name(&self.table).set_item(Some(item.clone()));
         let request = match known {
             None => request
                 .condition_expression("attribute_not_exists(#shard)")
@@ -160,9 +160,35 @@ impl CheckpointTable {
                 .expression_attribute_names("#version", "version")
                 .expression_attribute_values(":version", AttributeValue::N(known.to_string())),
         };
-        request.send().await.map_err(|error| self.write_error("PutItem", stream, shard, error))?;
+        let sent = request.send().await.map_err(|error| self.write_error("PutItem", stream, shard, error));
+        match sent {
+            Ok(_) => {}
+            // The SDK retries a call whose answer was lost: if the first attempt
+            // wrote the item, the retry's condition fails on our own write.
+            Err(CheckpointTableError::Conflict { .. }) if self.holds(stream, shard, &item).await? => {}
+            Err(error) => return Err(error),
+        }
         self.versions.insert(shard.to_owned(), version);
         Ok(())
+    }
+
+    /// Whether the table holds exactly `item` (read consistently).
+    async fn holds(
+        &self,
+        stream: &str,
+        shard: &str,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<bool, CheckpointTableError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(stream, shard)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| self.call_error("GetItem", error))?;
+        Ok(output.item() == Some(item))
     }
 
     fn write_error<E, R>(

@@ -127,6 +127,9 @@ fn render(report: Report<'_>, lag_line: Option<&mut LagLine>) {
         }
         Report::Retrying(message) => eprintln!("tail: {message}; calling again"),
         Report::Saved(_) => {}
+        Report::FilterFailed { shard, sequence_number, reason } => {
+            eprintln!("tail: shard {shard} record {sequence_number}: --where could not be evaluated, not written: {reason}");
+        }
         Report::StartKept(start) => {
             eprintln!(
                 "tail: the checkpoint's start ({start:?}) is kept; --from applies to a new checkpoint only"

@@ -33,6 +33,8 @@ pub const MAX_RATE: u32 = 5_000;
 pub const MAX_PRODUCERS: usize = 8;
 /// Event types a producer's events spread over (a readable chart).
 const PRODUCER_TYPES: usize = 8;
+/// How long the consumer waits before it reads again after a failure.
+const CONSUMER_RESTART: Duration = Duration::from_secs(5);
 /// The consumer's newest events shown.
 const CONSUMER_EVENTS_SHOWN: usize = 20;
 /// The producers' colours, by id.
@@ -74,12 +76,16 @@ impl Producer {
         self.states.lock().map(|states| *states.last().unwrap_or(&State::Stopped)).unwrap_or(State::Stopped)
     }
 
-    fn enter(&self, state: State) {
-        if let Ok(mut states) = self.states.lock() {
-            if states.last() != Some(&state) {
-                states.push(state);
-            }
+    /// Moves to `state` if `from` allows it (`None`: from any state but
+    /// `stopped`, which is final); whether it moved.
+    fn enter(&self, state: State, from: Option<State>) -> bool {
+        let Ok(mut states) = self.states.lock() else { return false };
+        let now = *states.last().unwrap_or(&State::Running);
+        let allowed = now != State::Stopped && now != state && from.is_none_or(|from| from == now);
+        if allowed {
+            states.push(state);
         }
+        allowed
     }
 }
 
@@ -231,7 +237,7 @@ impl Live {
                 if let (Err(error), Ok(mut slot)) = (outcome, running.error.lock()) {
                     *slot = Some(error);
                 }
-                running.enter(State::Stopped);
+                running.enter(State::Stopped, None);
             })
             .map_err(LiveError::Thread)?;
         Ok(producer.id)
@@ -241,9 +247,10 @@ impl Live {
     pub fn stop(&self, id: usize) -> Result<(), LiveError> {
         let producers = self.producers.lock().map_err(|_| LiveError::NoProducer(id))?;
         let producer = producers.iter().find(|p| p.id == id).ok_or(LiveError::NoProducer(id))?;
-        if producer.state() == State::Running {
+        // One step under the states' lock: a producer that stopped by itself
+        // (an error) meanwhile stays stopped.
+        if producer.enter(State::ShuttingDown, Some(State::Running)) {
             producer.stop.store(true, Ordering::SeqCst);
-            producer.enter(State::ShuttingDown);
         }
         Ok(())
     }
@@ -489,18 +496,30 @@ impl Live {
                 set(shown.clone());
             }
         };
-        let options = tail::Options {
-            from: tail::From::TrimHorizon,
-            follow: true,
-            filter: None,
-            now_millis: crate::telemetry::now_millis,
-        };
-        let result =
-            runtime.block_on(tail::tail(&stream, &mut store, options, &mut sink, &mut report, &|| false));
-        if let Err(error) = result {
-            let mut shown = view.lock().map(|v| v.clone()).unwrap_or_default();
-            shown.state = format!("stopped: {error}");
-            set(shown);
+        // It follows the stream until the console ends; after a failure (the
+        // stream out of reach, throttled past the retries) it starts again from
+        // its checkpoint.
+        loop {
+            let options = tail::Options {
+                from: tail::From::TrimHorizon,
+                follow: true,
+                filter: None,
+                now_millis: crate::telemetry::now_millis,
+            };
+            let result =
+                runtime.block_on(tail::tail(&stream, &mut store, options, &mut sink, &mut report, &|| false));
+            let why = match result {
+                Ok(_) => "the stream ended".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            if let Ok(mut shown) = view.lock() {
+                shown.state = format!("stopped: {why}; reading again in {} s", CONSUMER_RESTART.as_secs());
+                set(shown.clone());
+            }
+            std::thread::sleep(CONSUMER_RESTART);
+            if let Ok(mut shown) = view.lock() {
+                shown.state = "reading".to_owned();
+            }
         }
     }
 }
@@ -573,4 +592,37 @@ fn generator_for(id: usize) -> Generator {
 /// A stream name as a file name: its characters outside `A-Z a-z 0-9 _ - .` as `_`.
 fn file_safe(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn producer() -> Producer {
+        Producer {
+            id: 1,
+            rate: 10,
+            states: Mutex::new(vec![State::Running]),
+            events: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            error: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn a_producer_goes_running_shutting_down_stopped_and_stopped_is_final() {
+        let p = producer();
+        assert!(p.enter(State::ShuttingDown, Some(State::Running)));
+        assert!(!p.enter(State::ShuttingDown, Some(State::Running)), "asked twice");
+        assert!(p.enter(State::Stopped, None));
+        assert_eq!(*p.states.lock().unwrap(), [State::Running, State::ShuttingDown, State::Stopped]);
+
+        // Stopped by itself (an error) before a stop arrives: it stays stopped.
+        let p = producer();
+        assert!(p.enter(State::Stopped, None));
+        assert!(!p.enter(State::ShuttingDown, Some(State::Running)));
+        assert_eq!(p.state(), State::Stopped);
+        assert_eq!(*p.states.lock().unwrap(), [State::Running, State::Stopped]);
+    }
 }

@@ -88,7 +88,7 @@ pub struct Console {
     listen: SocketAddr,
     query_limits: query::Limits,
     /// One query runs at a time: the memory limit is the process's.
-    query_slot: tokio::sync::Mutex<()>,
+    query_slot: Arc<tokio::sync::Semaphore>,
     live: Arc<live::Live>,
 }
 
@@ -104,7 +104,14 @@ impl Console {
         state_dir: PathBuf,
     ) -> Self {
         let live = live::Live::new(target, lake.local().map(std::path::Path::to_owned), state_dir);
-        Console { lake, token, listen, query_limits, query_slot: tokio::sync::Mutex::new(()), live }
+        Console {
+            lake,
+            token,
+            listen,
+            query_limits,
+            query_slot: Arc::new(tokio::sync::Semaphore::new(1)),
+            live,
+        }
     }
 
     /// The local lake, or why a panel needs one (and what to do on S3).
@@ -173,26 +180,29 @@ async fn index() -> impl IntoResponse {
 }
 
 /// The checks every request passes before its handler (see the module's doc).
+/// The page's assets are public (embedded files); the page itself needs the
+/// token off loopback; every `/api/` call needs it (in the header, or for the
+/// event stream, which cannot send headers, in the query string).
 async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next) -> Response {
     let loopback = console.listen.ip().is_loopback();
-    if loopback && !host_is_loopback(request.headers()) {
+    if loopback && !host_is_loopback(request.headers(), console.listen.ip()) {
         return refuse(
             StatusCode::FORBIDDEN,
             "the Host header does not name this machine's loopback address",
         );
     }
-    let changes_or_runs = request.method() != Method::GET && request.method() != Method::HEAD;
-    let is_page = request.uri().path() == "/" || request.uri().path().starts_with("/assets/");
-    let needs_token = changes_or_runs || !loopback && request.uri().path() != "/assets/app.css";
+    let path = request.uri().path();
+    let needs_token =
+        path.starts_with("/api/") || path == "/" && !loopback || !path.starts_with("/assets/") && path != "/";
     if needs_token && !token_matches(request.headers(), request.uri().query(), &console.token) {
-        let what = if is_page {
+        let what = if path == "/" {
             "open the URL the console printed, with its token"
         } else {
             "this call needs the console's token (the one in the URL it printed)"
         };
         return refuse(StatusCode::UNAUTHORIZED, what);
     }
-    if changes_or_runs {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
         let json =
             request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(
                 |value| value.split(';').next().is_some_and(|kind| kind.trim() == "application/json"),
@@ -204,13 +214,15 @@ async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next
     next.run(request).await
 }
 
-fn host_is_loopback(headers: &HeaderMap) -> bool {
+/// Whether the `Host` header names loopback: `localhost`, `127.0.0.1`, `::1`,
+/// or the loopback address the console is bound to.
+fn host_is_loopback(headers: &HeaderMap, bound: std::net::IpAddr) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|value| value.to_str().ok()) else { return false };
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.split(':').next().unwrap_or_default(),
     };
-    matches!(name, "127.0.0.1" | "localhost" | "::1")
+    matches!(name, "127.0.0.1" | "localhost" | "::1") || name == bound.to_string()
 }
 
 /// The token in the header, or, for a page's event stream (which cannot send
@@ -283,14 +295,17 @@ mod tests {
 
     #[test]
     fn only_loopback_hosts_pass_on_loopback() {
+        let bound: std::net::IpAddr = "127.0.0.2".parse().unwrap();
         let host = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(header::HOST, value.parse().unwrap());
-            host_is_loopback(&headers)
+            host_is_loopback(&headers, bound)
         };
         assert!(host("127.0.0.1:8080") && host("localhost:1") && host("[::1]:9") && host("localhost"));
+        assert!(host("127.0.0.2:8484"), "the address it is bound to");
         assert!(!host("evil.example:8080") && !host("127.0.0.1.evil.example") && !host("[::2]:1"));
-        assert!(!host_is_loopback(&HeaderMap::new()));
+        assert!(!host("127.0.0.3:8484"));
+        assert!(!host_is_loopback(&HeaderMap::new(), bound));
     }
 
     #[test]

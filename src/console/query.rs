@@ -61,8 +61,9 @@ pub struct Statement {
 struct Shown {
     columns: Vec<Column>,
     rows: Vec<Vec<serde_json::Value>>,
-    /// Rows the result had; more than `rows` holds when cut at the limit.
+    /// Rows shown.
     row_count: usize,
+    /// The result had more rows than the panel shows (the rest were not computed).
     truncated: bool,
     elapsed_ms: u128,
 }
@@ -74,11 +75,16 @@ struct Column {
     data_type: String,
 }
 
+/// The most rows a CSV export holds (the rest are not computed; the response
+/// says so in [`TRUNCATED_HEADER`]).
+pub const MAX_CSV_ROWS: usize = 1_000_000;
+/// Set to `true` on a CSV export cut at [`MAX_CSV_ROWS`].
+pub const TRUNCATED_HEADER: &str = "x-eventlake-truncated";
+
 pub async fn run(State(console): State<Arc<Console>>, Json(statement): Json<Statement>) -> Response {
     let started = Instant::now();
-    let limits = console.query_limits;
-    match execute(&console, statement.sql).await {
-        Ok((schema, batches)) => match shown(&schema, &batches, limits.max_rows, started) {
+    match execute(&console, statement.sql, console.query_limits.max_rows).await {
+        Ok((schema, batches, truncated)) => match shown(&schema, &batches, truncated, started) {
             Ok(shown) => Json(shown).into_response(),
             Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("{error:#}")),
         },
@@ -87,14 +93,18 @@ pub async fn run(State(console): State<Arc<Console>>, Json(statement): Json<Stat
 }
 
 pub async fn run_csv(State(console): State<Arc<Console>>, Json(statement): Json<Statement>) -> Response {
-    match execute(&console, statement.sql).await {
-        Ok((schema, batches)) => {
+    match execute(&console, statement.sql, MAX_CSV_ROWS).await {
+        Ok((schema, batches, truncated)) => {
             let mut csv = Vec::new();
             match query::write(&mut csv, schema, &batches, Format::Csv) {
                 Ok(()) => (
                     [
                         (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                         (header::CONTENT_DISPOSITION, "attachment; filename=\"eventlake-query.csv\""),
+                        (
+                            header::HeaderName::from_static(TRUNCATED_HEADER),
+                            if truncated { "true" } else { "false" },
+                        ),
                     ],
                     csv,
                 )
@@ -107,15 +117,25 @@ pub async fn run_csv(State(console): State<Arc<Console>>, Json(statement): Json<
 }
 
 /// Runs `sql` on a thread of its own (stacks that hold the deepest statement
-/// the engine accepts, as `eventlake query` runs it), one query at a time.
-async fn execute(console: &Console, sql: String) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
-    let _one_at_a_time = console.query_slot.lock().await;
+/// the engine accepts, as `eventlake query` runs it), one query at a time (the
+/// thread holds the slot until it ends, even when the caller went away), and
+/// keeps at most `max_rows` rows.
+async fn execute(
+    console: &Console,
+    sql: String,
+    max_rows: usize,
+) -> Result<(SchemaRef, Vec<RecordBatch>, bool), String> {
     let limits = console.query_limits;
     let lake = console.local_lake("queries run")?.to_owned();
+    let slot = Arc::clone(&console.query_slot)
+        .acquire_owned()
+        .await
+        .map_err(|_| "the console is shutting down".to_owned())?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let spawned =
         std::thread::Builder::new().name("console-query".into()).stack_size(query::STACK_BYTES).spawn(
             move || {
+                let _one_at_a_time = slot;
                 let result = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .thread_stack_size(query::STACK_BYTES)
@@ -127,10 +147,10 @@ async fn execute(console: &Console, sql: String) -> Result<(SchemaRef, Vec<Recor
                             let bounds = query::Bounds { memory_bytes: limits.memory_bytes };
                             let run = async {
                                 let ctx = query::session(&lake, bounds).await?;
-                                match query::run(&ctx, &sql).await {
+                                match query::run_limited(&ctx, &sql, max_rows).await {
                                     Err(error) if error.is_file_gone() => {
                                         let ctx = query::session(&lake, bounds).await?;
-                                        query::run(&ctx, &sql).await
+                                        query::run_limited(&ctx, &sql, max_rows).await
                                     }
                                     result => result,
                                 }
@@ -155,22 +175,11 @@ async fn execute(console: &Console, sql: String) -> Result<(SchemaRef, Vec<Recor
 fn shown(
     schema: &SchemaRef,
     batches: &[RecordBatch],
-    max_rows: usize,
+    truncated: bool,
     started: Instant,
 ) -> anyhow::Result<Shown> {
-    let row_count = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut kept = Vec::new();
-    let mut left = max_rows;
-    for batch in batches {
-        if left == 0 {
-            break;
-        }
-        let take = batch.num_rows().min(left);
-        kept.push(batch.slice(0, take));
-        left -= take;
-    }
     let mut lines = Vec::new();
-    query::write(&mut lines, schema.clone(), &kept, Format::Json)?;
+    query::write(&mut lines, schema.clone(), batches, Format::Json)?;
     let names: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
     let mut rows = Vec::new();
     for line in lines.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
@@ -185,9 +194,9 @@ fn shown(
             .iter()
             .map(|field| Column { name: field.name().clone(), data_type: field.data_type().to_string() })
             .collect(),
+        row_count: rows.len(),
         rows,
-        row_count,
-        truncated: row_count > max_rows,
+        truncated,
         elapsed_ms: started.elapsed().as_millis(),
     })
 }

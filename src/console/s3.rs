@@ -85,7 +85,8 @@ pub async fn rejected(store: &S3Store, limit: usize) -> anyhow::Result<Rejected>
         }
         read += object.size;
         let bytes = store.get(&format!("{REJECTED_DIR}/{}", object.name)).await?;
-        for (index, line) in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()).enumerate() {
+        // Numbered as the file's lines are (blank ones included), as a selection names them.
+        for (index, line) in bytes.split(|&b| b == b'\n').enumerate().filter(|(_, line)| !line.is_empty()) {
             found.total += 1;
             match listing::rejected_entry(&object.name, index as u64 + 1, line, |_| true) {
                 Some(record) => {

@@ -201,15 +201,49 @@ fn scan_schema() -> SchemaRef {
 /// Runs one SQL statement that only reads (no DDL, DML, COPY or `SET`); returns
 /// the result's schema and rows.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let frame = read_only_frame(ctx, sql).await?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    Ok((schema, batches))
+}
+
+/// [`run`], keeping at most `max_rows` rows: the schema, the rows kept, and
+/// whether the result had more. The result is read as a stream and the rest is
+/// never computed, so a large result costs no more memory than `max_rows`.
+pub async fn run_limited(
+    ctx: &SessionContext,
+    sql: &str,
+    max_rows: usize,
+) -> Result<(SchemaRef, Vec<RecordBatch>, bool), QueryError> {
+    use futures::StreamExt as _;
+    let frame = read_only_frame(ctx, sql).await?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let mut stream = frame.execute_stream().await?;
+    let (mut kept, mut rows) = (Vec::new(), 0usize);
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let room = max_rows - rows;
+        if batch.num_rows() > room {
+            kept.push(batch.slice(0, room));
+            return Ok((schema, kept, true));
+        }
+        rows += batch.num_rows();
+        kept.push(batch);
+    }
+    Ok((schema, kept, false))
+}
+
+/// The plan of one statement that only reads (no DDL, DML, COPY or `SET`).
+async fn read_only_frame(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<datafusion::dataframe::DataFrame, QueryError> {
     check_size(sql)?;
     let plan = ctx.state().create_logical_plan(sql).await?;
     let read_only =
         SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     read_only.verify_plan(&plan).map_err(QueryError::NotReadOnly)?;
-    let frame = ctx.execute_logical_plan(plan).await?;
-    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await?;
-    Ok((schema, batches))
+    Ok(ctx.execute_logical_plan(plan).await?)
 }
 
 /// The most operators (`AND`, `OR`, comparisons, arithmetic, `||`) and the

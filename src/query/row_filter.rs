@@ -66,6 +66,24 @@ impl EventFilter {
         Ok((0..booleans.len()).map(|i| booleans.is_valid(i) && booleans.value(i)).collect())
     }
 
+    /// Whether each of `events` passes, or why the expression could not be
+    /// evaluated on it: the whole batch at once, and event by event only when
+    /// the batch fails (a strict CAST of one value that does not fit), so one
+    /// event never fails its neighbours.
+    pub fn matches_each(&self, events: &[Event<'_>], ingested_at_millis: i64) -> Vec<Result<bool, String>> {
+        match self.matches(events, ingested_at_millis) {
+            Ok(kept) => kept.into_iter().map(Ok).collect(),
+            Err(_) => events
+                .iter()
+                .map(|event| {
+                    self.matches(std::slice::from_ref(event), ingested_at_millis)
+                        .map(|kept| kept.first().copied().unwrap_or(false))
+                        .map_err(|error| error.to_string())
+                })
+                .collect(),
+        }
+    }
+
     /// The events as rows of `events`: the columns a lake file holds, then the partition columns.
     fn batch(&self, events: &[Event<'_>], ingested_at_millis: i64) -> Result<RecordBatch, QueryError> {
         let payloads: Vec<String> = events
@@ -146,6 +164,19 @@ mod tests {
             filter(None, Some("json_extract_scalar(payload, '$.amount') <> '9'")),
             [true, false, false]
         );
+    }
+
+    #[test]
+    fn an_event_the_expression_fails_on_is_left_out_and_its_neighbours_are_judged() {
+        let events = events(&EVENTS);
+        let strict =
+            EventFilter::new(None, Some("CAST(json_extract_scalar(payload, '$.currency') AS DOUBLE) > 0"))
+                .unwrap()
+                .unwrap();
+        assert!(strict.matches(&events, 0).is_err(), "the batch fails on EUR");
+        let each = strict.matches_each(&events, 0);
+        assert!(each[0].as_ref().is_err_and(|reason| reason.contains("EUR")), "{each:?}");
+        assert_eq!(each[1..], [Ok(false), Ok(false)], "no currency: NULL, not kept, not an error");
     }
 
     #[test]

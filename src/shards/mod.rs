@@ -135,14 +135,20 @@ pub struct Read {
     pub millis_behind_latest: Option<i64>,
 }
 
-/// Whether a shard is read to its end after `read`: Kinesis ends a closed
+/// Reads in a row that give nothing and are not behind after which a closed
+/// shard that still gives an iterator is taken as read to its end.
+pub const QUIET_READS_AT_END: u32 = 3;
+
+/// Whether a shard is read to its end after `read`, the last of `quiet_reads`
+/// reads in a row that gave nothing and were not behind. Kinesis ends a closed
 /// shard's reading by giving no next iterator. An emulator (moto) gives one
-/// forever, so a shard the listing shows closed, that gave nothing and is not
-/// behind, is at its end too (on Kinesis a closed shard with records left is
-/// behind the stream's newest record).
-pub fn is_read_to_end(shard: &Shard, read: &Read) -> bool {
-    !read.has_next
-        || shard.ending_sequence_number.is_some() && read.records == 0 && read.millis_behind_latest == Some(0)
+/// forever, so a shard the listing shows closed that gave nothing and was not
+/// behind [`QUIET_READS_AT_END`] times in a row is at its end too: on Kinesis a
+/// closed shard with records left is behind the stream's newest record, and an
+/// empty page over a gap in it is behind as well.
+pub fn is_read_to_end(shard: &Shard, read: &Read, quiet_reads: u32) -> bool {
+    let quiet = read.records == 0 && read.millis_behind_latest == Some(0);
+    !read.has_next || shard.ending_sequence_number.is_some() && quiet && quiet_reads >= QUIET_READS_AT_END
 }
 
 #[cfg(test)]
@@ -217,14 +223,18 @@ mod tests {
     }
 
     #[test]
-    fn a_shard_ends_without_a_next_iterator_or_closed_empty_and_not_behind() {
+    fn a_shard_ends_without_a_next_iterator_or_closed_and_quiet_three_times() {
         let read = |records, has_next, behind| Read { records, has_next, millis_behind_latest: behind };
         let (open, closed) = (shard("0", &[], false), shard("1", &[], true));
-        assert!(is_read_to_end(&open, &read(0, false, None)));
-        assert!(!is_read_to_end(&open, &read(0, true, Some(0))), "an open shard is followed");
-        assert!(is_read_to_end(&closed, &read(0, true, Some(0))));
-        assert!(!is_read_to_end(&closed, &read(3, true, Some(0))), "it gave records: read on");
-        assert!(!is_read_to_end(&closed, &read(0, true, Some(500))), "behind: records are left");
-        assert!(!is_read_to_end(&closed, &read(0, true, None)));
+        assert!(is_read_to_end(&open, &read(0, false, None), 0));
+        assert!(!is_read_to_end(&open, &read(0, true, Some(0)), 9), "an open shard is followed");
+        assert!(is_read_to_end(&closed, &read(0, true, Some(0)), QUIET_READS_AT_END));
+        assert!(
+            !is_read_to_end(&closed, &read(0, true, Some(0)), QUIET_READS_AT_END - 1),
+            "once is not enough"
+        );
+        assert!(!is_read_to_end(&closed, &read(3, true, Some(0)), 9), "it gave records: read on");
+        assert!(!is_read_to_end(&closed, &read(0, true, Some(500)), 9), "behind: records are left");
+        assert!(!is_read_to_end(&closed, &read(0, true, None), 9));
     }
 }

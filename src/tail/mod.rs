@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::aws::dynamodb::{CheckpointTable, CheckpointTableError};
 use crate::aws::kinesis::{KinesisStream, ReadError};
 use crate::core::event::Event;
-use crate::query::{EventFilter, QueryError};
+use crate::query::EventFilter;
 use crate::shards::{is_read_to_end, Checkpoint, Read, Shard, StreamStart};
 use checkpoint_file::{CheckpointFile, CheckpointFileError};
 
@@ -34,7 +34,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 const RELIST_INTERVAL: Duration = Duration::from_secs(5);
 /// Calls in a row that may fail on throttling or the network before the tail gives up.
 const MAX_FAILED_CALLS: u32 = 20;
-/// The first wait after a failed call; it doubles with each failure in a row.
+/// The first wait after a failed call; it doubles with each failure in a row of
+/// the same shard.
 const RETRY_WAIT: Duration = Duration::from_millis(100);
 /// The longest wait after a failed call.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
@@ -135,6 +136,8 @@ pub enum Report<'a> {
     StartKept(StreamStart),
     /// The positions as they were just recorded.
     Saved(&'a Checkpoint),
+    /// `--where` could not be evaluated on an event (left out).
+    FilterFailed { shard: &'a str, sequence_number: &'a str, reason: String },
 }
 
 /// What a tail did.
@@ -162,9 +165,6 @@ pub enum TailError {
     /// `dynamodb://` names no valid table.
     #[error("{DYNAMODB_SCHEME}{0}: not a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ - .)")]
     TableName(String),
-    /// The filter could not be evaluated.
-    #[error("--where")]
-    Filter(#[from] QueryError),
     /// Writing the events failed (the checkpoint was not advanced past them).
     #[error("writing the events")]
     Output(#[from] std::io::Error),
@@ -174,9 +174,19 @@ pub enum TailError {
 struct OpenShard {
     shard: Shard,
     iterator: String,
-    last_call: Option<Instant>,
-    /// The last call gave nothing and was not behind.
-    caught_up: bool,
+    /// When it may be called next: Kinesis serves a shard 5 calls a second, and
+    /// a failed call waits longer each time.
+    next_call: Instant,
+    /// Calls in a row that gave nothing and were not behind.
+    quiet_reads: u32,
+    /// Calls in a row that failed and are worth making again.
+    failed_calls: u32,
+}
+
+impl OpenShard {
+    fn new(shard: Shard, iterator: String) -> Self {
+        OpenShard { shard, iterator, next_call: Instant::now(), quiet_reads: 0, failed_calls: 0 }
+    }
 }
 
 /// Reads `stream` into `out` from the checkpoint in `store` (else from
@@ -216,55 +226,48 @@ pub async fn tail(
     };
     let mut open: BTreeMap<String, OpenShard> = BTreeMap::new();
     let mut lag: BTreeMap<String, Option<i64>> = BTreeMap::new();
-    let mut failed_calls = 0u32;
     while !stop() {
         let open_ids: BTreeSet<String> = open.keys().cloned().collect();
         for shard in checkpoint.ready(&listed, &open_ids) {
             let iterator = stream.shard_iterator(&shard.id, &checkpoint.start_of(&shard.id)).await?;
-            open.insert(
-                shard.id.clone(),
-                OpenShard { shard: shard.clone(), iterator, last_call: None, caught_up: false },
-            );
+            open.insert(shard.id.clone(), OpenShard::new(shard.clone(), iterator));
         }
-        let (mut changed, mut any_records, mut ended) = (Vec::new(), false, false);
+        let (mut any_records, mut ended) = (false, false);
         let ids: Vec<String> = open.keys().cloned().collect();
         for id in ids {
             if stop() {
                 break;
             }
             let Some(reading) = open.get_mut(&id) else { continue };
-            if let Some(last) = reading.last_call {
-                tokio::time::sleep(SHARD_CALL_INTERVAL.saturating_sub(last.elapsed())).await;
-            }
-            reading.last_call = Some(Instant::now());
+            tokio::time::sleep_until(reading.next_call.into()).await;
+            reading.next_call = Instant::now() + SHARD_CALL_INTERVAL;
             let read = match stream.get_records(&reading.iterator).await {
                 Ok(read) => read,
                 Err(ReadError::IteratorExpired) => {
                     reading.iterator = stream.shard_iterator(&id, &checkpoint.start_of(&id)).await?;
                     continue;
                 }
-                Err(ReadError::Retryable(message)) if failed_calls < MAX_FAILED_CALLS => {
-                    // The SDK retried already; this waits longer each time, up to 5 s.
-                    failed_calls += 1;
+                Err(ReadError::Retryable(message)) if reading.failed_calls < MAX_FAILED_CALLS => {
+                    // The SDK retried already; this shard waits longer each time.
+                    reading.failed_calls += 1;
                     report(Report::Retrying(message));
-                    tokio::time::sleep(
-                        RETRY_WAIT.saturating_mul(1 << failed_calls.min(5)).min(MAX_RETRY_WAIT),
-                    )
-                    .await;
+                    let doubled = RETRY_WAIT.saturating_mul(1 << reading.failed_calls.min(8));
+                    reading.next_call = Instant::now() + doubled.min(MAX_RETRY_WAIT);
                     continue;
                 }
                 Err(error) => return Err(error.into()),
             };
-            failed_calls = 0;
+            reading.failed_calls = 0;
             let written =
                 write_events(&id, &read.records, options.filter, (options.now_millis)(), out, report)?;
             tailed.records += read.records.len() as u64;
             tailed.events_written += written.written;
             tailed.events_filtered_out += written.filtered_out;
             tailed.rejected += written.rejected;
+            let mut changed = false;
             if let Some(last) = read.records.last() {
                 checkpoint.advance(&id, &last.sequence_number);
-                changed.push(id.clone());
+                changed = true;
                 any_records = true;
             }
             let summary = Read {
@@ -272,29 +275,30 @@ pub async fn tail(
                 has_next: read.next_iterator.is_some(),
                 millis_behind_latest: read.millis_behind_latest,
             };
-            if is_read_to_end(&reading.shard, &summary) {
+            let quiet = summary.records == 0 && summary.millis_behind_latest.is_none_or(|ms| ms == 0);
+            reading.quiet_reads = if quiet { reading.quiet_reads + 1 } else { 0 };
+            if is_read_to_end(&reading.shard, &summary, reading.quiet_reads) {
                 checkpoint.finish(&id);
-                changed.push(id.clone());
+                changed = true;
                 open.remove(&id);
                 lag.remove(&id);
                 ended = true;
             } else {
-                reading.caught_up =
-                    summary.records == 0 && summary.millis_behind_latest.is_none_or(|ms| ms == 0);
                 reading.iterator = read.next_iterator.unwrap_or_default();
                 lag.insert(id.clone(), read.millis_behind_latest);
             }
-        }
-        // What the checkpoint names is written first.
-        out.flush()?;
-        if !changed.is_empty() {
-            changed.dedup();
-            store.save(&checkpoint, &changed, &[]).await?;
-            report(Report::Saved(&checkpoint));
-            tailed.checkpoint = checkpoint.clone();
+            if changed {
+                // This shard's events are out before its position is recorded, and
+                // its position is recorded before the next shard is read: a failure
+                // later in the pass writes nothing twice.
+                out.flush()?;
+                store.save(&checkpoint, std::slice::from_ref(&id), &[]).await?;
+                report(Report::Saved(&checkpoint));
+                tailed.checkpoint = checkpoint.clone();
+            }
         }
         report(Report::Lag(&lag));
-        let idle = !any_records && open.values().all(|reading| reading.caught_up);
+        let idle = !any_records && open.values().all(|reading| reading.quiet_reads > 0);
         if ended || idle && listed_at.elapsed() >= RELIST_INTERVAL {
             listed = stream.list_shards().await?;
             listed_at = Instant::now();
@@ -331,7 +335,10 @@ struct Written {
     rejected: u64,
 }
 
-/// Writes the events of `records` that are events of the contract and pass the filter, in order.
+/// Writes the events of `records` that are events of the contract and pass the
+/// filter, in order, into `out` in one write (nothing of a call is written
+/// unless all of it is). An event the filter cannot evaluate (a strict CAST of
+/// a value that does not fit) is left out and reported, not fatal.
 fn write_events(
     shard: &str,
     records: &[crate::aws::kinesis::StreamRecord],
@@ -340,7 +347,8 @@ fn write_events(
     out: &mut dyn Write,
     report: &mut dyn FnMut(Report<'_>),
 ) -> Result<Written, TailError> {
-    let (mut pieces, mut events): (Vec<&[u8]>, Vec<Event<'_>>) = (Vec::new(), Vec::new());
+    let (mut pieces, mut events, mut sources): (Vec<&[u8]>, Vec<Event<'_>>, Vec<&str>) =
+        (Vec::new(), Vec::new(), Vec::new());
     let mut rejected = 0;
     for record in records {
         for piece in crate::producer::pack::unpack(&record.data) {
@@ -348,6 +356,7 @@ fn write_events(
                 Ok(event) => {
                     pieces.push(piece);
                     events.push(event);
+                    sources.push(&record.sequence_number);
                 }
                 Err(rejection) => {
                     rejected += 1;
@@ -360,17 +369,29 @@ fn write_events(
             }
         }
     }
-    let keep = match filter {
-        Some(filter) => filter.matches(&events, now_millis)?,
+    let keep: Vec<bool> = match filter {
+        Some(filter) => filter
+            .matches_each(&events, now_millis)
+            .into_iter()
+            .zip(&sources)
+            .map(|(kept, sequence_number)| {
+                kept.unwrap_or_else(|reason| {
+                    report(Report::FilterFailed { shard, sequence_number, reason });
+                    false
+                })
+            })
+            .collect(),
         None => vec![true; events.len()],
     };
+    let mut lines = Vec::new();
     let mut written = 0;
     for (piece, keep) in pieces.iter().zip(&keep) {
         if *keep {
-            out.write_all(piece)?;
-            out.write_all(b"\n")?;
+            lines.extend_from_slice(piece);
+            lines.push(b'\n');
             written += 1;
         }
     }
+    out.write_all(&lines)?;
     Ok(Written { written, filtered_out: events.len() as u64 - written, rejected })
 }

@@ -268,6 +268,7 @@ CALLS = {
     "get_shard_iterator": ({"kinesis:GetShardIterator"}, {"consumer"}),
     "get_records": ({"kinesis:GetRecords"}, {"consumer"}),
     "query": ({"dynamodb:Query"}, {"consumer"}),
+    "get_item": ({"dynamodb:GetItem"}, {"consumer"}),
     "put_item": ({"dynamodb:PutItem"}, {"consumer"}),
     "delete_item": ({"dynamodb:DeleteItem"}, {"consumer"}),
 }

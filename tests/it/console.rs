@@ -78,8 +78,10 @@ impl Console {
         (status, headers, body)
     }
 
+    /// A GET as the page makes it, with the token.
     pub fn get(&self, path: &str) -> (u16, Value) {
-        let (status, _, body) = self.call("GET", path, &[], b"");
+        let token = self.token.clone();
+        let (status, _, body) = self.call("GET", path, &[("x-eventlake-token", token.as_str())], b"");
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
@@ -94,7 +96,8 @@ impl Console {
     /// The Live panel's first snapshot (its server-sent event stream, read until one event).
     pub fn live(&self) -> Value {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let request = format!("GET /api/live HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n", self.port);
+        let request =
+            format!("GET /api/live?token={} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n", self.token, self.port);
         stream.write_all(request.as_bytes()).unwrap();
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
@@ -361,11 +364,13 @@ fn off_loopback_every_call_needs_the_token_and_a_warning_says_so() {
     let mut command = eventlake();
     command.args(["console", "--listen", "0.0.0.0:0", "--lake"]).arg(&lake);
     let mut console = Console::start(command);
-    let (status, _) = console.get("/api/lake");
-    assert_eq!(status, 401);
+    assert_eq!(console.call("GET", "/api/lake", &[], b"").0, 401);
     assert_eq!(console.call("GET", "/", &[], b"").0, 401);
+    for asset in ["/assets/app.js", "/assets/app.css", "/assets/uPlot.iife.min.js", "/assets/uPlot.min.css"] {
+        assert_eq!(console.call("GET", asset, &[], b"").0, 200, "the page's files are public: {asset}");
+    }
     let token = console.token.clone();
-    assert_eq!(console.get(&format!("/api/lake?token={token}")).0, 200);
+    assert_eq!(console.call("GET", &format!("/api/lake?token={token}"), &[], b"").0, 200);
     assert_eq!(console.call("GET", "/api/lake", &[("x-eventlake-token", &token)], b"").0, 200);
     assert_eq!(console.call("GET", &format!("/?token={token}"), &[("Host", "example.org")], b"").0, 200);
     let mut warning = String::new();
@@ -452,8 +457,32 @@ async fn on_an_s3_lake_the_lake_and_rejected_panels_read_glue_and_s3_and_a_repla
     let expected = [("created_at_implausible", 1), ("invalid_json", 1), ("not_an_object", 1)];
     assert_eq!(rejected, expected.iter().map(|(code, n)| (code.to_string(), *n)).collect());
 
+    // A rejected file with a blank line: a selection names lines as the file numbers them.
+    let hand_entry = json!({
+        "source": "by hand", "line": 1, "code": "created_at_implausible", "reason": "a clock that was off",
+        "record": r#"{"event_uuid":"7d1c2b9e-1d4a-4c1e-9a7b-3c2d1e0f9a8c","event_name":"hand:made","created_at":1710689696}"#,
+    });
+    let other =
+        json!({ "source": "by hand", "line": 2, "code": "invalid_json", "reason": "x", "record": "nope" });
+    moto.s3()
+        .put_object()
+        .bucket(BUCKET)
+        .key("lake/_rejected/hand-00000.ndjson")
+        .body(format!("{other}\n\n{hand_entry}\n").into_bytes().into())
+        .send()
+        .await
+        .unwrap();
     let (_, listed) = console.get("/api/rejected");
-    assert_eq!(listed["total"], 3);
+    assert_eq!(listed["total"], 5);
+    let hand =
+        listed["records"].as_array().unwrap().iter().find(|r| r["reason"] == "a clock that was off").unwrap();
+    assert_eq!(hand["id"], "hand-00000.ndjson:3");
+    let (_, replayed) = console.post("/api/replay", &json!({ "ids": ["hand-00000.ndjson:3"] }));
+    assert_eq!(
+        (replayed["added"].as_u64(), replayed["still_rejected"].as_u64()),
+        (Some(1), Some(0)),
+        "{replayed}"
+    );
     let old_id =
         listed["records"].as_array().unwrap().iter().find(|r| r["record"] == old).unwrap()["id"].clone();
     let (status, replayed) = console.post("/api/replay", &json!({ "ids": [old_id] }));
@@ -469,6 +498,9 @@ async fn on_an_s3_lake_the_lake_and_rejected_panels_read_glue_and_s3_and_a_repla
     let late: Vec<&Value> =
         overview["partitions"].as_array().unwrap().iter().filter(|p| p["event_type"] == "late").collect();
     assert_eq!(late.len(), 1, "the replay registered its partition in Glue: {overview}");
+    let hand =
+        overview["partitions"].as_array().unwrap().iter().filter(|p| p["event_type"] == "hand").count();
+    assert_eq!(hand, 1, "the line selected, not its neighbour");
     assert_eq!(late[0]["rows"], Value::Null, "not counted until the views run again");
 
     let (status, refused) = console.post("/api/query", &json!({ "sql": "SELECT 1" }));

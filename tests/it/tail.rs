@@ -384,6 +384,28 @@ async fn type_and_where_pick_events_and_a_piece_that_is_no_event_is_reported_not
     ));
     assert_eq!(lines(&payload.stdout), [good]);
 
+    // A strict CAST that fails on one event leaves that event out, reported,
+    // and judges its neighbours: it never stops the tail.
+    let unreadable = r#"{"event_uuid":"6f1c2b9e-1d4a-4c1e-9a7b-3c2d1e0f9a81","event_name":"probe:odd","created_at":1710689697,"amount":"n/a"}"#;
+    let nine = r#"{"event_uuid":"6f1c2b9e-1d4a-4c1e-9a7b-3c2d1e0f9a82","event_name":"probe:big","created_at":1710689698,"amount":"9"}"#;
+    client
+        .put_record()
+        .stream_name("filtered")
+        .partition_key("p")
+        .data(Blob::new(format!("{unreadable}\n{nine}").into_bytes()))
+        .send()
+        .await
+        .unwrap();
+    let strict = "CAST(json_extract_scalar(payload, '$.amount') AS DOUBLE) > 5";
+    let cast = success(&mut tail_command(
+        &moto,
+        &["--stream", "filtered", "--no-follow", "--type", "probe", "--where", strict],
+    ));
+    let stderr = String::from_utf8_lossy(&cast.stderr);
+    assert_eq!(lines(&cast.stdout), [good, nine], "{stderr}");
+    assert_eq!(stderr.matches("--where could not be evaluated, not written").count(), 1, "{stderr}");
+    assert!(stderr.contains("n/a"), "the engine's reason names the value: {stderr}");
+
     let refused =
         tail_command(&moto, &["--stream", "filtered", "--where", "no_such_column = 1"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(1));

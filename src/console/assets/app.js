@@ -130,7 +130,7 @@ async function runQuery() {
   try {
     const result = await (await api("/api/query", { sql })).json();
     showError(null);
-    const cut = result.truncated ? `, the first ${number(result.rows.length)} shown` : "";
+    const cut = result.truncated ? " (the first rows only: the result has more; export CSV or narrow it)" : "";
     $("query-status").textContent = `${number(result.row_count)} rows in ${number(result.elapsed_ms)} ms${cut}`;
     fillTable($("result-table"), result.columns.map((c) => [c.name, isNumeric(c.type)]),
       result.rows.map((row) => row.map((value, i) => element("td", value === null ? "NULL" : String(value),
@@ -189,7 +189,11 @@ function drawChart(result) {
 
 async function exportCsv() {
   try {
-    const blob = await (await api("/api/query.csv", { sql: $("query-editor").value })).blob();
+    const response = await api("/api/query.csv", { sql: $("query-editor").value });
+    if (response.headers.get("x-eventlake-truncated") === "true") {
+      $("query-status").textContent = "CSV: the first 1,000,000 rows only; the result has more";
+    }
+    const blob = await response.blob();
     const link = element("a");
     link.href = URL.createObjectURL(blob);
     link.download = "eventlake-query.csv";
