@@ -39,14 +39,25 @@ pub struct CheckpointTable {
     table: String,
     /// Each item's version as this tail last read or wrote it.
     versions: HashMap<String, i64>,
+    /// This tail's random id, written into every item it writes: a retry that
+    /// meets an item tells this tail's write from another's by it.
+    writer: String,
 }
 
 impl CheckpointTable {
     pub fn new(config: &crate::aws::SdkConfig, table: impl Into<String>) -> Self {
+        let mut id = [0u8; 8];
+        // Without the system's randomness, the clock and the process: ids need only differ between tails.
+        if getrandom::fill(&mut id).is_err() {
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            id = (nanos.as_nanos() as u64 ^ u64::from(std::process::id()) << 32).to_le_bytes();
+        }
         CheckpointTable {
             client: aws_sdk_dynamodb::Client::new(config),
             table: table.into(),
             versions: HashMap::new(),
+            writer: id.iter().map(|byte| format!("{byte:02x}")).collect(),
         }
     }
 
@@ -149,6 +160,7 @@ impl CheckpointTable {
         let version = known.unwrap_or(0) + 1;
         let mut item = key(stream, shard);
         item.insert("version".to_owned(), AttributeValue::N(version.to_string()));
+        item.insert("writer".to_owned(), AttributeValue::S(self.writer.clone()));
         item.extend(attributes.into_iter().map(|(name, value)| (name.to_owned(), value)));
         let request = self.client.put_item().table_name(&self.table).set_item(Some(item.clone()));
         let request = match known {

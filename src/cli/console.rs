@@ -37,6 +37,10 @@ pub struct Args {
     /// Its Glue table.
     #[arg(long, value_name = "NAME", default_value = "events")]
     table: String,
+    /// Where Firehose writes the records it failed (s3://bucket/errors/): the
+    /// Rejected panel lists them beside the lake's rejected records, to replay.
+    #[arg(long, value_name = "s3://...")]
+    failed: Option<String>,
     /// Where to listen. Anything but a loopback address (127.0.0.1, ::1) serves
     /// the lake to the network: every call then needs the token, and a warning says so.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8484")]
@@ -69,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (lake, state_dir) = match (&location, &config) {
             (Location::Local(dir), _) => {
                 anyhow::ensure!(args.database.is_none(), "--database needs an s3:// lake: Glue partitions point at S3");
+                anyhow::ensure!(args.failed.is_none(), "--failed goes with an s3:// lake: Firehose writes its failed records to S3");
                 anyhow::ensure!(!dir.exists() || dir.is_dir(), "--lake {} is not a directory", dir.display());
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 (LakeAt::Local(dir.clone()), dir.join(CONSOLE_DIR))
@@ -79,7 +84,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 })?;
                 let store = S3Store::new(crate::aws::s3::s3_client(config), bucket, prefix);
                 let catalog = Catalog::new(crate::catalog::glue_client(config), database, &args.table);
-                (LakeAt::S3 { store, catalog, config: Box::new(config.clone()) }, PathBuf::from(CONSOLE_DIR))
+                if let Some(failed) = &args.failed {
+                    anyhow::ensure!(failed.starts_with("s3://"), "--failed names an s3:// prefix, not {failed}");
+                }
+                let lake = LakeAt::S3 { store, catalog, config: Box::new(config.clone()), failed: args.failed.clone() };
+                (lake, PathBuf::from(CONSOLE_DIR))
             }
             (Location::S3 { .. }, None) => anyhow::bail!("an s3:// lake needs the AWS configuration"),
         };

@@ -39,7 +39,9 @@ pub async fn overview(State(console): State<Arc<Console>>) -> Response {
                 .await
                 .unwrap_or_else(|error| Err(anyhow::anyhow!("{error}")))
         }
-        LakeAt::S3 { store, catalog, .. } => s3_overview(store, catalog, console.lake.describe()).await,
+        LakeAt::S3 { store, catalog, config, failed } => {
+            s3_overview(store, catalog, config, failed.as_deref(), console.lake.describe()).await
+        }
     };
     match read {
         Ok(overview) => Json(overview).into_response(),
@@ -65,13 +67,23 @@ fn local_overview(lake: &std::path::Path) -> anyhow::Result<Overview> {
 async fn s3_overview(
     store: &crate::aws::s3::S3Store,
     catalog: &crate::catalog::Catalog,
+    config: &crate::aws::SdkConfig,
+    failed: Option<&str>,
     described: String,
 ) -> anyhow::Result<Overview> {
     let (partitions, newest) = super::s3::partitions(store, catalog).await?;
     let small_file_partitions = partitions.iter().filter(|partition| has_small_files(partition)).count();
     let rejected = super::s3::rejected(store, 0).await?;
     let mut by_code = rejected.by_code;
-    if rejected.cut {
+    let mut cut = rejected.cut;
+    if let Some(source) = failed {
+        let failed = super::s3::failed(config, source, 0).await?;
+        cut |= failed.cut;
+        for (code, count) in failed.by_code {
+            *by_code.entry(code).or_insert(0) += count;
+        }
+    }
+    if cut {
         by_code
             .insert(format!("(the first {} MiB of _rejected/ read)", super::s3::MAX_REJECTED_BYTES >> 20), 0);
     }

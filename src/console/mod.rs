@@ -61,6 +61,8 @@ pub enum LakeAt {
         store: crate::aws::s3::S3Store,
         catalog: crate::catalog::Catalog,
         config: Box<crate::aws::SdkConfig>,
+        /// Where Firehose writes the records it failed (`--failed`), if given.
+        failed: Option<String>,
     },
 }
 

@@ -27,9 +27,7 @@ pub async fn list(State(console): State<Arc<Console>>) -> Response {
                 .map_err(anyhow::Error::from)
                 .and_then(|read| read.map_err(anyhow::Error::from))
         }
-        LakeAt::S3 { store, .. } => {
-            super::s3::rejected(store, SHOWN).await.map(|found| (found.records, found.total))
-        }
+        LakeAt::S3 { store, config, failed, .. } => s3_records(store, config, failed.as_deref()).await,
     };
     match listed {
         Ok((records, total)) => {
@@ -62,8 +60,8 @@ pub async fn replay(State(console): State<Arc<Console>>, Json(selection): Json<S
                 .await
                 .unwrap_or_else(|error| Err((StatusCode::INTERNAL_SERVER_ERROR, error.to_string())))
         }
-        LakeAt::S3 { store, catalog, config } => {
-            replay_s3(store, catalog, config, &selection.ids, options).await
+        LakeAt::S3 { store, catalog, config, failed } => {
+            replay_s3(store, catalog, config, failed.as_deref(), &selection.ids, options).await
         }
     };
     match replayed {
@@ -118,16 +116,38 @@ fn replay_local(
     Ok(replayed)
 }
 
+/// The rejected records under `_rejected/`, then the failed ones under `failed`.
+async fn s3_records(
+    store: &crate::aws::s3::S3Store,
+    config: &crate::aws::SdkConfig,
+    failed: Option<&str>,
+) -> anyhow::Result<(Vec<listing::RejectedRecord>, u64)> {
+    let mut found = super::s3::rejected(store, SHOWN).await?;
+    if let Some(source) = failed {
+        let more = super::s3::failed(config, source, SHOWN.saturating_sub(found.records.len())).await?;
+        found.records.extend(more.records);
+        found.total += more.total;
+    }
+    Ok((found.records, found.total))
+}
+
 async fn replay_s3(
     store: &crate::aws::s3::S3Store,
     catalog: &crate::catalog::Catalog,
     config: &crate::aws::SdkConfig,
+    failed: Option<&str>,
     ids: &[String],
     options: crate::replay::Options,
 ) -> Result<crate::replay::Replayed, Failed> {
-    let lines = super::s3::rejected_lines(store, ids)
-        .await
-        .map_err(|error| (StatusCode::BAD_REQUEST, format!("{error:#}")))?;
+    let bad = |error: anyhow::Error| (StatusCode::BAD_REQUEST, format!("{error:#}"));
+    let (failed_ids, rejected_ids): (Vec<String>, Vec<String>) =
+        ids.iter().cloned().partition(|id| id.starts_with(super::s3::FAILED_ID));
+    let mut lines = super::s3::rejected_lines(store, &rejected_ids).await.map_err(bad)?;
+    if !failed_ids.is_empty() {
+        let source =
+            failed.ok_or_else(|| bad(anyhow::anyhow!("no --failed prefix: no failed record to replay")))?;
+        lines.extend(super::s3::failed_lines(config, source, &failed_ids).await.map_err(bad)?);
+    }
     let (_dir, source) = selection_file(&lines)?;
     let target = crate::replay::Target::Glue { store, catalog };
     crate::replay::replay(store.clone(), &target, &[source], options, Some(config), Some(store))

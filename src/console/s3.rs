@@ -117,3 +117,97 @@ pub async fn rejected_lines(store: &S3Store, ids: &[String]) -> anyhow::Result<V
         .map(|(id, line)| line.ok_or_else(|| anyhow::anyhow!("{id:?} names no rejected record")))
         .collect()
 }
+
+/// The prefix of a selection's ids that name a failed record (one of
+/// Firehose's error records under `--failed`): `failed:<object>:<line>`.
+pub const FAILED_ID: &str = "failed:";
+
+/// Firehose's error records under `source` (`--failed s3://bucket/errors/`),
+/// gzip read transparently, each with Firehose's `errorCode` and
+/// `errorMessage`: the first `limit`, how many were read, their counts by code,
+/// and whether the reading stopped at [`MAX_REJECTED_BYTES`].
+pub async fn failed(config: &crate::aws::SdkConfig, source: &str, limit: usize) -> anyhow::Result<Rejected> {
+    use std::io::BufRead as _;
+    let mut found = Rejected { records: Vec::new(), total: 0, by_code: BTreeMap::new(), cut: false };
+    let inputs = match crate::replay::sources::inputs_of(source, Some(config)).await {
+        Ok(inputs) => inputs,
+        Err(crate::replay::ReplayError::NoObjects(_)) => return Ok(found),
+        Err(error) => return Err(error.into()),
+    };
+    let mut read = 0u64;
+    for input in inputs {
+        let name = input.name();
+        let reader = crate::lake::ndjson::decompressing_reader(input.open(Some(config)).await?)?;
+        for (index, line) in reader.split(b'\n').enumerate() {
+            let line = line?;
+            read += line.len() as u64 + 1;
+            if read > MAX_REJECTED_BYTES {
+                found.cut = true;
+                return Ok(found);
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            found.total += 1;
+            let Some(record) = failed_entry(&name, index as u64 + 1, &line) else {
+                *found.by_code.entry("unreadable".to_owned()).or_insert(0) += 1;
+                continue;
+            };
+            *found.by_code.entry(record.code.clone()).or_insert(0) += 1;
+            if found.records.len() < limit {
+                found.records.push(record);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// One of Firehose's error records as the console lists it.
+fn failed_entry(name: &str, line: u64, bytes: &[u8]) -> Option<RejectedRecord> {
+    use crate::replay::decode::{decode_line, Held};
+    let decoded = decode_line(bytes).ok()?;
+    let earlier = decoded.earlier?;
+    let (code, reason) = earlier.split_once(": ").unwrap_or((earlier.as_str(), ""));
+    let record = match decoded.record {
+        Held::Bytes(bytes) => {
+            String::from_utf8_lossy(&bytes).chars().take(listing::SHOWN_RECORD_CHARS).collect()
+        }
+        Held::Stored(key) => format!("(stored at {key})"),
+    };
+    Some(RejectedRecord {
+        id: format!("{FAILED_ID}{name}:{line}"),
+        file: name.to_owned(),
+        line,
+        code: code.to_owned(),
+        reason: reason.to_owned(),
+        record,
+    })
+}
+
+/// The lines of Firehose's error records that `ids` (`failed:<object>:<line>`)
+/// name, each object found again under `source` (an id naming anything else is refused).
+pub async fn failed_lines(
+    config: &crate::aws::SdkConfig,
+    source: &str,
+    ids: &[String],
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    use std::io::Read as _;
+    let invalid = |id: &str| anyhow::anyhow!("{id:?} names no failed record under {source}");
+    let mut wanted: BTreeMap<&str, Vec<(u64, usize)>> = BTreeMap::new();
+    for (position, id) in ids.iter().enumerate() {
+        let rest = id.strip_prefix(FAILED_ID).ok_or_else(|| invalid(id))?;
+        let (name, line) = rest.rsplit_once(':').ok_or_else(|| invalid(id))?;
+        let line: u64 = line.parse().map_err(|_| invalid(id))?;
+        wanted.entry(name).or_default().push((line, position));
+    }
+    let inputs = crate::replay::sources::inputs_of(source, Some(config)).await?;
+    let mut found: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
+    for (name, lines) in wanted {
+        let input = inputs.iter().find(|input| input.name() == name).ok_or_else(|| invalid(name))?;
+        let mut bytes = Vec::new();
+        crate::lake::ndjson::decompressing_reader(input.open(Some(config)).await?)?
+            .read_to_end(&mut bytes)?;
+        listing::pick_lines(&bytes, &lines, &mut found);
+    }
+    ids.iter().zip(found).map(|(id, line)| line.ok_or_else(|| invalid(id))).collect()
+}

@@ -440,7 +440,25 @@ async fn on_an_s3_lake_the_lake_and_rejected_panels_read_glue_and_s3_and_a_repla
 
     let mut command = eventlake();
     moto.env(&mut command);
+    // One of Firehose's error records (gzip, as Firehose writes them) for the --failed prefix.
+    let failed_event = r#"{"event_uuid":"5b2d7c1e-9f3a-4d8b-a6e1-0c4f2b7d9e31","event_name":"failed:again","created_at":1710689696}"#;
+    let error_record = json!({
+        "attemptsMade": 1, "arrivalTimestamp": 1710689700000_i64, "errorCode": "Lambda.ProcessingFailed",
+        "errorMessage": "the transform timed out", "rawData": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, failed_event),
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, format!("{error_record}\n").as_bytes()).unwrap();
+    moto.s3()
+        .put_object()
+        .bucket(BUCKET)
+        .key("errors/processing-failed/2024-03-17/part-1.gz")
+        .body(gz.finish().unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let failed_prefix = format!("s3://{BUCKET}/errors/");
     command.args(["console", "--listen", "127.0.0.1:0", "--lake", &lake_url, "--database", DATABASE]);
+    command.args(["--failed", &failed_prefix]);
     command.current_dir(dir.path());
     let console = Console::start(command);
 
@@ -454,7 +472,12 @@ async fn on_an_s3_lake_the_lake_and_rejected_panels_read_glue_and_s3_and_a_repla
     }
     assert_eq!(rows, counts_by_type(&valid), "rows from the views' counts, partitions from Glue");
     let rejected: BTreeMap<String, u64> = serde_json::from_value(overview["rejected"].clone()).unwrap();
-    let expected = [("created_at_implausible", 1), ("invalid_json", 1), ("not_an_object", 1)];
+    let expected = [
+        ("Lambda.ProcessingFailed", 1),
+        ("created_at_implausible", 1),
+        ("invalid_json", 1),
+        ("not_an_object", 1),
+    ];
     assert_eq!(rejected, expected.iter().map(|(code, n)| (code.to_string(), *n)).collect());
 
     // A rejected file with a blank line: a selection names lines as the file numbers them.
@@ -473,7 +496,26 @@ async fn on_an_s3_lake_the_lake_and_rejected_panels_read_glue_and_s3_and_a_repla
         .await
         .unwrap();
     let (_, listed) = console.get("/api/rejected");
-    assert_eq!(listed["total"], 5);
+    assert_eq!(listed["total"], 6, "3 from ingest, 2 by hand, 1 failed by Firehose");
+    let failed = listed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == "Lambda.ProcessingFailed")
+        .unwrap();
+    assert_eq!(failed["id"], format!("failed:{failed_prefix}processing-failed/2024-03-17/part-1.gz:1"));
+    assert_eq!(
+        (failed["reason"].as_str(), failed["record"].as_str()),
+        (Some("the transform timed out"), Some(failed_event))
+    );
+    let (status, replayed) = console.post("/api/replay", &json!({ "ids": [failed["id"]] }));
+    assert_eq!((status, replayed["added"].as_u64()), (200, Some(1)), "{replayed}");
+    let forged = format!("failed:s3://{BUCKET}/lake/events/x.gz:1");
+    assert_eq!(
+        console.post("/api/replay", &json!({ "ids": [forged] })).0,
+        400,
+        "only objects under --failed"
+    );
     let hand =
         listed["records"].as_array().unwrap().iter().find(|r| r["reason"] == "a clock that was off").unwrap();
     assert_eq!(hand["id"], "hand-00000.ndjson:3");
@@ -498,9 +540,10 @@ async fn on_an_s3_lake_the_lake_and_rejected_panels_read_glue_and_s3_and_a_repla
     let late: Vec<&Value> =
         overview["partitions"].as_array().unwrap().iter().filter(|p| p["event_type"] == "late").collect();
     assert_eq!(late.len(), 1, "the replay registered its partition in Glue: {overview}");
-    let hand =
-        overview["partitions"].as_array().unwrap().iter().filter(|p| p["event_type"] == "hand").count();
-    assert_eq!(hand, 1, "the line selected, not its neighbour");
+    let of_type =
+        |t: &str| overview["partitions"].as_array().unwrap().iter().filter(|p| p["event_type"] == t).count();
+    assert_eq!(of_type("hand"), 1, "the line selected, not its neighbour");
+    assert_eq!(of_type("failed"), 1, "the failed record replayed into the table");
     assert_eq!(late[0]["rows"], Value::Null, "not counted until the views run again");
 
     let (status, refused) = console.post("/api/query", &json!({ "sql": "SELECT 1" }));
