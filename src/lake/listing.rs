@@ -282,3 +282,49 @@ pub fn pick_lines(bytes: &[u8], lines: &[(u64, usize)], found: &mut [Option<Vec<
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_names_a_plain_rejected_file_and_a_line_from_one() {
+        let ids = ["a-00000.ndjson:3".to_owned(), "a-00000.ndjson:1".to_owned(), "b.ndjson:2".to_owned()];
+        let by_file = selection_by_file(&ids).unwrap();
+        assert_eq!(by_file["a-00000.ndjson"], [(3, 0), (1, 1)]);
+        assert_eq!(by_file["b.ndjson"], [(2, 2)]);
+        for bad in
+            ["../x.ndjson:1", "a/b.ndjson:1", ".hidden.ndjson:1", "x.ndjson:0", "x.ndjson", "x.txt:1", ":1"]
+        {
+            assert!(selection_by_file(&[bad.to_owned()]).is_err(), "{bad}");
+        }
+        let mut found = vec![None; 2];
+        pick_lines(b"one\n\nthree\n", &[(3, 0), (4, 1)], &mut found);
+        assert_eq!(
+            found,
+            [Some(b"three".to_vec()), None],
+            "lines numbered as the file's, blank ones counted"
+        );
+    }
+
+    proptest::proptest! {
+        /// No id names anything but a file directly in `_rejected/`.
+        #[test]
+        fn no_selection_reaches_outside_the_rejected_directory(id in proptest::prelude::any::<String>()) {
+            if let Ok(by_file) = selection_by_file(&[id]) {
+                for (file, lines) in by_file {
+                    proptest::prop_assert!(!file.contains('/') && !file.contains('\\') && !file.starts_with('.'));
+                    proptest::prop_assert!(file.ends_with(".ndjson") && lines.iter().all(|(line, _)| *line >= 1));
+                }
+            }
+        }
+
+        /// Any bytes give an entry or nothing, never a panic.
+        #[test]
+        fn any_line_is_an_entry_or_nothing(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = rejected_entry("f.ndjson", 1, &bytes, |_| true);
+            let mut found = vec![None; 1];
+            pick_lines(&bytes, &[(2, 0)], &mut found);
+        }
+    }
+}

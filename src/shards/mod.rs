@@ -237,4 +237,65 @@ mod tests {
         assert!(!is_read_to_end(&closed, &read(0, true, Some(500)), 9), "behind: records are left");
         assert!(!is_read_to_end(&closed, &read(0, true, None), 9));
     }
+
+    /// A stream's history of reshards: shard 0 at creation, then each step
+    /// splits an open shard in two or merges two open shards into one. The
+    /// listing, in creation order.
+    fn resharded(steps: &[(bool, usize, usize)]) -> Vec<Shard> {
+        let mut shards = vec![shard("0", &[], false)];
+        for &(split, a, b) in steps {
+            let open: Vec<usize> =
+                (0..shards.len()).filter(|&i| shards[i].ending_sequence_number.is_none()).collect();
+            let first = open[a % open.len()];
+            let parents: Vec<usize> = if split || open.len() < 2 {
+                vec![first]
+            } else {
+                let second = open[(a + 1 + b % (open.len() - 1)) % open.len()];
+                vec![first, second]
+            };
+            let names: Vec<String> = parents.iter().map(|&i| shards[i].id.clone()).collect();
+            for &i in &parents {
+                shards[i].ending_sequence_number = Some("9".into());
+            }
+            let children = if parents.len() == 1 { 2 } else { 1 };
+            for _ in 0..children {
+                let id = shards.len().to_string();
+                shards.push(Shard { id, parents: names.clone(), ending_sequence_number: None });
+            }
+        }
+        shards
+    }
+
+    proptest::proptest! {
+        /// Reading what `ready` offers, a shard at a time, reads every shard once,
+        /// each after all of its parents, whatever the history of reshards and
+        /// whichever ready shard is read first.
+        #[test]
+        fn every_shard_is_read_once_and_after_its_parents(
+            steps in proptest::collection::vec((proptest::bool::ANY, 0usize..8, 0usize..8), 0..12),
+            picks in proptest::collection::vec(0usize..8, 64),
+        ) {
+            let listed = resharded(&steps);
+            let mut checkpoint = Checkpoint::new("s", StreamStart::TrimHorizon);
+            let mut order: Vec<String> = Vec::new();
+            let none = BTreeSet::new();
+            for pick in picks.iter().cycle().take(listed.len() * 2) {
+                let ready = checkpoint.ready(&listed, &none);
+                if ready.is_empty() {
+                    break;
+                }
+                let next = ready[pick % ready.len()];
+                for parent in &next.parents {
+                    proptest::prop_assert!(order.contains(parent), "{} before its parent {}", next.id, parent);
+                }
+                order.push(next.id.clone());
+                checkpoint.finish(&next.id);
+            }
+            let mut read = order.clone();
+            read.sort();
+            read.dedup();
+            proptest::prop_assert_eq!(read.len(), order.len(), "a shard read twice: {:?}", order);
+            proptest::prop_assert_eq!(order.len(), listed.len(), "every shard read: {:?}", order);
+        }
+    }
 }
