@@ -26,7 +26,8 @@ impl KinesisStream {
     }
 }
 
-/// Most records one GetRecords call returns (Kinesis's own limit).
+/// Most records one GetRecords call returns (Kinesis's own limit, the service
+/// model's `GetRecordsInputLimit`; `tests/infra/stack_test.py` checks it against botocore's).
 pub const MAX_RECORDS_PER_READ: i32 = 10_000;
 
 /// A record as a shard holds it.

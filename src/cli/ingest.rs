@@ -15,7 +15,7 @@ use crate::catalog::{self, Catalog};
 use crate::compaction;
 use crate::lake::ndjson::{self, ContentDigest, LineCounts};
 use crate::lake::storage::{LocalDir, Location, Storage};
-use crate::lake::writer::{first_ingestion, LakeWriter, Limits, SourceId, Summary};
+use crate::lake::writer::{Limits, SourceId, Summary};
 use crate::telemetry;
 
 use super::summary::{self, bytes, count};
@@ -295,9 +295,7 @@ async fn write_lake<S: Storage>(
             bar.enable_steady_tick(Duration::from_millis(100));
         }
     };
-    let ingested_at = first_ingestion(&storage, &source, limits.window.now_millis).await?;
-    let writer = LakeWriter::new(storage, source, limits).ingested_at(ingested_at);
-    Ok(ndjson::load(writer, opened, writing).await?)
+    Ok(ndjson::ingest(storage, source, limits, opened, writing).await?)
 }
 
 fn progress_bar(total: u64) -> ProgressBar {

@@ -64,33 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             std::process::exit(1);
         });
     }
-    // Parsing, planning and dropping a plan recurse once per level of an
-    // expression: they run on threads with stacks that hold the deepest statement
-    // `query::run` accepts ([`query::MAX_OPERATORS`]).
-    let lake = args.lake.clone();
-    let (schema, batches) = std::thread::Builder::new()
-        .name("query".into())
-        .stack_size(query::STACK_BYTES)
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .thread_stack_size(query::STACK_BYTES)
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let ctx = query::session(&lake, bounds).await?;
-                match query::run(&ctx, &sql).await {
-                    // A compaction swapped a partition between the listing and the
-                    // read: listed again, the query finds the new files.
-                    Err(error) if error.is_file_gone() => {
-                        let ctx = query::session(&lake, bounds).await?;
-                        query::run(&ctx, &sql).await
-                    }
-                    result => result,
-                }
-            })
-        })?
-        .join()
-        .map_err(|_| anyhow::anyhow!("the query thread panicked"))??;
+    let (schema, batches, _) = query::run_in_own_thread(&args.lake, &sql, bounds, usize::MAX, None)?;
     let mut out = std::io::stdout().lock();
     query::write(&mut out, schema, &batches, format)?;
     out.flush()?;

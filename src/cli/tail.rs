@@ -66,7 +66,10 @@ fn parse_from(text: &str) -> Result<From, String> {
                 return Ok(From::At(time.timestamp_millis()));
             }
             match text.parse::<i64>() {
-                Ok(seconds) if (0..253_402_300_800).contains(&seconds) => Ok(From::At(seconds * 1000)),
+                // The contract's range of `created_at` (before year 10000).
+                Ok(seconds) if (0..crate::core::timestamp::END_MILLIS / 1000).contains(&seconds) => {
+                    Ok(From::At(seconds * 1000))
+                }
                 _ => Err(format!(
                     "{text:?}: give trim-horizon, latest, an RFC 3339 time (2026-12-06T10:00:00Z) or Unix seconds"
                 )),

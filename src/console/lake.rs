@@ -52,7 +52,7 @@ pub async fn overview(State(console): State<Arc<Console>>) -> Response {
 fn local_overview(lake: &std::path::Path) -> anyhow::Result<Overview> {
     let partitions = listing::summaries(lake)?;
     let small_file_partitions = partitions.iter().filter(|partition| has_small_files(partition)).count();
-    let rejected = listing::rejected_by_code(lake)?;
+    let rejected = listing::rejected(lake, 0, |_| true)?.by_code;
     let last_compaction = crate::compaction::local::last_compaction(lake)?
         .map(|(at, compacted)| when_compacted(at.into(), compacted));
     Ok(Overview {

@@ -21,10 +21,12 @@ use crate::aws::kinesis::KinesisStream;
 use crate::core::event::{Event, TimeWindow};
 use crate::generate::{self, Generator};
 use crate::lake::storage::LocalDir;
-use crate::lake::writer::{first_ingestion, LakeWriter, Limits, SourceId};
+use crate::lake::writer::{Limits, SourceId};
 use crate::shards::Checkpoint;
 use crate::tail::{self, CheckpointStore, Report};
 
+/// How often a producer makes the events due at its rate.
+const MAKE_TICK: Duration = Duration::from_millis(50);
 /// How often a producer of a local lake writes what it generated.
 pub const LOCAL_BATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// The most events per second one producer makes.
@@ -311,6 +313,26 @@ impl Live {
         producer.rejected.fetch_add(rejected, Ordering::Relaxed);
     }
 
+    /// Makes events at the producer's rate, created now, every [`MAKE_TICK`]
+    /// until the producer is asked to stop or `deliver` refuses them; each
+    /// tick's events are counted, then delivered.
+    fn make_until_stopped(&self, producer: &Producer, mut deliver: impl FnMut(Vec<Vec<u8>>) -> bool) {
+        let mut generator = generator_for(producer.id);
+        let started = Instant::now();
+        let mut made: u64 = 0;
+        while !producer.stop.load(Ordering::SeqCst) {
+            let due = (started.elapsed().as_secs_f64() * f64::from(producer.rate)) as u64;
+            generator.created_at_second(crate::telemetry::now_millis() / 1000);
+            let fresh: Vec<Vec<u8>> = (made..due).map(|_| generator.next_record().data).collect();
+            made = made.max(due);
+            self.count(producer, &fresh);
+            if !deliver(fresh) {
+                return;
+            }
+            std::thread::sleep(MAKE_TICK);
+        }
+    }
+
     /// Events made at the producer's rate on this thread, handed to a writer
     /// thread that writes what it holds into the lake every
     /// [`LOCAL_BATCH_INTERVAL`] (so a write never holds back the making); on
@@ -319,23 +341,8 @@ impl Live {
         let (made_events, to_write) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || self.write_every_interval(producer.id, &to_write));
-            let mut generator = generator_for(producer.id);
-            let started = Instant::now();
-            let mut made: u64 = 0;
-            while !producer.stop.load(Ordering::SeqCst) {
-                let due = (started.elapsed().as_secs_f64() * f64::from(producer.rate)) as u64;
-                generator.created_at_second(crate::telemetry::now_millis() / 1000);
-                let mut fresh = Vec::new();
-                while made < due {
-                    fresh.push(generator.next_record().data);
-                    made += 1;
-                }
-                self.count(producer, &fresh);
-                if made_events.send(fresh).is_err() {
-                    break; // the writer failed: its error is the producer's
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            // A send fails once the writer failed: its error is the producer's.
+            self.make_until_stopped(producer, |fresh| made_events.send(fresh).is_ok());
             drop(made_events);
             writer.join().unwrap_or_else(|_| Err("the writer thread panicked".to_owned()))
         })
@@ -387,12 +394,10 @@ impl Live {
             ..Limits::default()
         };
         let Some(lake) = &self.lake else { return Err("no local lake".to_owned()) };
-        let storage = LocalDir::new(lake);
-        let ingested_at = first_ingestion(&storage, &source, now).await.map_err(|e| e.to_string())?;
-        let writer = LakeWriter::new(storage, source, limits).ingested_at(ingested_at);
         let input = (format!("console producer #{producer}"), Ok(Cursor::new(ndjson)));
-        let (summary, _) =
-            crate::lake::ndjson::load(writer, [input], || {}).await.map_err(|e| format!("{e:#}"))?;
+        let (summary, _) = crate::lake::ndjson::ingest(LocalDir::new(lake), source, limits, [input], || {})
+            .await
+            .map_err(|e| format!("{e:#}"))?;
         let counted = (summary.dedupe_resets == 0).then_some(&summary.counted);
         crate::views::local::refresh(lake, counted).map_err(|e| e.to_string())?;
         Ok(())
@@ -416,25 +421,9 @@ impl Live {
                 // Owned here: the channel closes when generating ends, and the
                 // sender then finishes the calls in flight.
                 let sender = sender;
-                let mut generator = generator_for(id);
-                let started = Instant::now();
-                let mut made: u64 = 0;
-                while !producer.stop.load(Ordering::SeqCst) {
-                    let due = (started.elapsed().as_secs_f64() * f64::from(producer.rate)) as u64;
-                    generator.created_at_second(crate::telemetry::now_millis() / 1000);
-                    let mut batch = Vec::new();
-                    while made < due {
-                        batch.push(generator.next_record().data);
-                        made += 1;
-                    }
-                    self.count(producer, &batch);
-                    for record in batch {
-                        if sender.blocking_send(record).is_err() {
-                            return;
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                self.make_until_stopped(producer, |fresh| {
+                    fresh.into_iter().all(|record| sender.blocking_send(record).is_ok())
+                });
             });
             let options =
                 crate::producer::send::SendOptions { concurrency: 1, seed: id as u64, ..Default::default() };

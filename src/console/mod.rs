@@ -28,17 +28,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-/// What to do instead, on an S3 lake, of what the console does on a local one.
-static ON_S3: std::sync::LazyLock<std::collections::HashMap<&'static str, &'static str>> =
-    std::sync::LazyLock::new(|| {
-        std::collections::HashMap::from([
-        ("queries run", "an S3 lake is queried with Athena: the same SQL, and athena/queries/, run there"),
-        (
-            "traces run",
-            "on S3 a trace is an Athena query: SELECT \"$path\", event_type, created_date, ingested_at FROM events WHERE event_uuid = '...'",
-        ),
-    ])
-    });
+/// Why the Query panel needs a local lake, and what to do on S3.
+const QUERY_ON_S3: &str = "queries run on a local lake only; an S3 lake is queried with Athena: the same SQL, and athena/queries/, run there";
+/// Why the Trace panel needs a local lake, and the Athena query for S3.
+const TRACE_ON_S3: &str = "traces run on a local lake only; on S3 a trace is an Athena query: SELECT \"$path\", event_type, created_date, ingested_at FROM events WHERE event_uuid = '...'";
 
 /// The header a call carries the token in.
 pub const TOKEN_HEADER: &str = "x-eventlake-token";
@@ -46,10 +39,15 @@ pub const TOKEN_HEADER: &str = "x-eventlake-token";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
-const APP_JS: &str = include_str!("assets/app.js");
-const APP_CSS: &str = include_str!("assets/app.css");
-const UPLOT_JS: &str = include_str!("assets/vendor/uPlot.iife.min.js");
-const UPLOT_CSS: &str = include_str!("assets/vendor/uPlot.min.css");
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+/// The page's files: path, content type, bytes.
+const ASSETS: [(&str, &str, &str); 4] = [
+    ("/assets/app.js", JS, include_str!("assets/app.js")),
+    ("/assets/app.css", CSS, include_str!("assets/app.css")),
+    ("/assets/uPlot.iife.min.js", JS, include_str!("assets/vendor/uPlot.iife.min.js")),
+    ("/assets/uPlot.min.css", CSS, include_str!("assets/vendor/uPlot.min.css")),
+];
 
 /// The lake a console serves.
 pub enum LakeAt {
@@ -117,8 +115,8 @@ impl Console {
     }
 
     /// The local lake, or why a panel needs one (and what to do on S3).
-    fn local_lake(&self, what: &str) -> Result<&std::path::Path, String> {
-        self.lake.local().ok_or_else(|| format!("{what} on a local lake only; {}", ON_S3[what]))
+    fn local_lake(&self, why_not_on_s3: &str) -> Result<&std::path::Path, String> {
+        self.lake.local().ok_or_else(|| why_not_on_s3.to_owned())
     }
 }
 
@@ -134,24 +132,12 @@ pub use query::Limits as QueryLimits;
 /// The console's routes.
 pub fn router(console: Console) -> Router {
     let console = Arc::new(console);
-    Router::new()
-        .route("/", get(index))
-        .route(
-            "/assets/app.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }),
-        )
-        .route(
-            "/assets/app.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS) }),
-        )
-        .route(
-            "/assets/uPlot.iife.min.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], UPLOT_JS) }),
-        )
-        .route(
-            "/assets/uPlot.min.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], UPLOT_CSS) }),
-        )
+    let mut router = Router::new().route("/", get(index));
+    for (path, content_type, body) in ASSETS {
+        router =
+            router.route(path, get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) }));
+    }
+    router
         .route("/api/lake", get(lake::overview))
         .route("/api/queries", get(query::ready_queries))
         .route("/api/query", post(query::run))
@@ -194,8 +180,7 @@ async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next
         );
     }
     let path = request.uri().path();
-    let needs_token =
-        path.starts_with("/api/") || path == "/" && !loopback || !path.starts_with("/assets/") && path != "/";
+    let needs_token = !path.starts_with("/assets/") && (path != "/" || !loopback);
     if needs_token && !token_matches(request.headers(), request.uri().query(), &console.token) {
         let what = if path == "/" {
             "open the URL the console printed, with its token"

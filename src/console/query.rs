@@ -13,7 +13,7 @@ use axum::Json;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{refuse, Console};
+use super::{refuse, Console, QUERY_ON_S3};
 use crate::query::{self, Format, QueryError};
 
 /// What bounds one query.
@@ -116,60 +116,24 @@ pub async fn run_csv(State(console): State<Arc<Console>>, Json(statement): Json<
     }
 }
 
-/// Runs `sql` on a thread of its own (stacks that hold the deepest statement
-/// the engine accepts, as `eventlake query` runs it), one query at a time (the
-/// thread holds the slot until it ends, even when the caller went away), and
-/// keeps at most `max_rows` rows.
-async fn execute(
-    console: &Console,
-    sql: String,
-    max_rows: usize,
-) -> Result<(SchemaRef, Vec<RecordBatch>, bool), String> {
+/// Runs `sql` as `eventlake query` does ([`query::run_in_own_thread`]), one
+/// query at a time (the slot is held until the query's thread ends, even when
+/// the caller went away), keeping at most `max_rows` rows.
+async fn execute(console: &Console, sql: String, max_rows: usize) -> Result<query::Limited, String> {
     let limits = console.query_limits;
-    let lake = console.local_lake("queries run")?.to_owned();
+    let lake = console.local_lake(QUERY_ON_S3)?.to_owned();
     let slot = Arc::clone(&console.query_slot)
         .acquire_owned()
         .await
         .map_err(|_| "the console is shutting down".to_owned())?;
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let spawned =
-        std::thread::Builder::new().name("console-query".into()).stack_size(query::STACK_BYTES).spawn(
-            move || {
-                let _one_at_a_time = slot;
-                let result = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_stack_size(query::STACK_BYTES)
-                    .enable_all()
-                    .build()
-                    .map_err(|error| format!("starting the query engine: {error}"))
-                    .and_then(|runtime| {
-                        runtime.block_on(async {
-                            let bounds = query::Bounds { memory_bytes: limits.memory_bytes };
-                            let run = async {
-                                let ctx = query::session(&lake, bounds).await?;
-                                match query::run_limited(&ctx, &sql, max_rows).await {
-                                    Err(error) if error.is_file_gone() => {
-                                        let ctx = query::session(&lake, bounds).await?;
-                                        query::run_limited(&ctx, &sql, max_rows).await
-                                    }
-                                    result => result,
-                                }
-                            };
-                            match tokio::time::timeout(limits.timeout, run).await {
-                                Ok(result) => result
-                                    .map_err(|error: QueryError| format!("{:#}", anyhow::Error::new(error))),
-                                Err(_) => Err(format!(
-                                    "the query ran past the console's limit of {} s",
-                                    limits.timeout.as_secs()
-                                )),
-                            }
-                        })
-                    });
-                let _ = sender.send(result);
-            },
-        );
-    spawned.map_err(|error| format!("starting the query thread: {error}"))?;
-    receiver.await.map_err(|_| "the query thread stopped without a result".to_owned())?
+    tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = slot;
+        let bounds = query::Bounds { memory_bytes: limits.memory_bytes };
+        query::run_in_own_thread(&lake, &sql, bounds, max_rows, Some(limits.timeout))
+            .map_err(|error: QueryError| format!("{:#}", anyhow::Error::new(error)))
+    })
+    .await
+    .map_err(|error| format!("the query stopped: {error}"))?
 }
 
 fn shown(

@@ -22,10 +22,10 @@ pub async fn list(State(console): State<Arc<Console>>) -> Response {
     let listed = match &console.lake {
         LakeAt::Local(dir) => {
             let lake = dir.clone();
-            tokio::task::spawn_blocking(move || listing::rejected_records(&lake, SHOWN, |_| true))
+            tokio::task::spawn_blocking(move || listing::rejected(&lake, SHOWN, |_| true))
                 .await
                 .map_err(anyhow::Error::from)
-                .and_then(|read| read.map_err(anyhow::Error::from))
+                .and_then(|read| read.map(|found| (found.records, found.total)).map_err(anyhow::Error::from))
         }
         LakeAt::S3 { store, config, failed, .. } => s3_records(store, config, failed.as_deref()).await,
     };
@@ -161,7 +161,7 @@ pub struct TraceQuery {
 }
 
 pub async fn trace(State(console): State<Arc<Console>>, Query(query): Query<TraceQuery>) -> Response {
-    let lake = match console.local_lake("traces run") {
+    let lake = match console.local_lake(super::TRACE_ON_S3) {
         Ok(lake) => lake.to_owned(),
         Err(why) => return refuse(StatusCode::BAD_REQUEST, &why),
     };

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::aws::s3::S3Store;
 use crate::catalog::Catalog;
-use crate::lake::listing::{self, PartitionSummary, RejectedRecord, REJECTED_DIR};
+use crate::lake::listing::{self, PartitionSummary, Rejected, RejectedRecord, REJECTED_DIR};
 use crate::lake::storage::Storage as _;
 
 /// The most bytes of `_rejected/` one listing reads.
@@ -58,24 +58,13 @@ pub async fn partitions(
     Ok((summaries, newest_compaction.map(|at| (at, compacted))))
 }
 
-/// Rejected records under `_rejected/` (objects by key): the first `limit`
-/// entries, how many entries were read, their counts by reason, and whether
-/// the reading stopped at [`MAX_REJECTED_BYTES`].
-pub struct Rejected {
-    pub records: Vec<RejectedRecord>,
-    pub total: u64,
-    pub by_code: BTreeMap<String, u64>,
-    pub cut: bool,
-}
-
+/// Rejected records under `_rejected/` (objects by key, lines numbered as the
+/// file's): the first `limit` kept, every entry counted by code, read up to
+/// [`MAX_REJECTED_BYTES`].
 pub async fn rejected(store: &S3Store, limit: usize) -> anyhow::Result<Rejected> {
-    let mut found = Rejected { records: Vec::new(), total: 0, by_code: BTreeMap::new(), cut: false };
+    let mut found = Rejected::default();
     let mut read = 0u64;
     for object in store.list_tree(REJECTED_DIR).await? {
-        if object.name.ends_with(".record") {
-            *found.by_code.entry("too_large".to_owned()).or_insert(0) += 1;
-            continue;
-        }
         if !object.name.ends_with(".ndjson") || object.name.contains('/') {
             continue;
         }
@@ -85,18 +74,8 @@ pub async fn rejected(store: &S3Store, limit: usize) -> anyhow::Result<Rejected>
         }
         read += object.size;
         let bytes = store.get(&format!("{REJECTED_DIR}/{}", object.name)).await?;
-        // Numbered as the file's lines are (blank ones included), as a selection names them.
         for (index, line) in bytes.split(|&b| b == b'\n').enumerate().filter(|(_, line)| !line.is_empty()) {
-            found.total += 1;
-            match listing::rejected_entry(&object.name, index as u64 + 1, line, |_| true) {
-                Some(record) => {
-                    *found.by_code.entry(record.code.clone()).or_insert(0) += 1;
-                    if found.records.len() < limit {
-                        found.records.push(record);
-                    }
-                }
-                None => *found.by_code.entry("unreadable".to_owned()).or_insert(0) += 1,
-            }
+            found.add_line(&object.name, index as u64 + 1, line, limit, |_| true);
         }
     }
     Ok(found)
@@ -128,7 +107,7 @@ pub const FAILED_ID: &str = "failed:";
 /// and whether the reading stopped at [`MAX_REJECTED_BYTES`].
 pub async fn failed(config: &crate::aws::SdkConfig, source: &str, limit: usize) -> anyhow::Result<Rejected> {
     use std::io::BufRead as _;
-    let mut found = Rejected { records: Vec::new(), total: 0, by_code: BTreeMap::new(), cut: false };
+    let mut found = Rejected::default();
     let inputs = match crate::replay::sources::inputs_of(source, Some(config)).await {
         Ok(inputs) => inputs,
         Err(crate::replay::ReplayError::NoObjects(_)) => return Ok(found),
@@ -148,15 +127,7 @@ pub async fn failed(config: &crate::aws::SdkConfig, source: &str, limit: usize) 
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            found.total += 1;
-            let Some(record) = failed_entry(&name, index as u64 + 1, &line) else {
-                *found.by_code.entry("unreadable".to_owned()).or_insert(0) += 1;
-                continue;
-            };
-            *found.by_code.entry(record.code.clone()).or_insert(0) += 1;
-            if found.records.len() < limit {
-                found.records.push(record);
-            }
+            found.add(failed_entry(&name, index as u64 + 1, &line), limit);
         }
     }
     Ok(found)

@@ -7,9 +7,13 @@ use std::time::SystemTime;
 use crate::core::partition::{Partition, EVENTS_DIR};
 
 /// The partitions under `events/`, sorted, by directory; other directories are
-/// ignored (and logged).
+/// ignored (and logged). A lake with no `events/` (nothing written yet, every
+/// record rejected) holds none.
 pub fn partitions(root: &Path) -> io::Result<Vec<(Partition, PathBuf)>> {
     let events = root.join(EVENTS_DIR);
+    if !events.exists() {
+        return Ok(Vec::new());
+    }
     let mut found = Vec::new();
     let read = |dir: &Path| {
         std::fs::read_dir(dir)
@@ -102,39 +106,6 @@ fn footer_rows(path: &Path) -> io::Result<u64> {
     Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
 }
 
-/// The records under the lake's `_rejected/`, counted by their reason's code
-/// (`too_large` for a record kept whole beside them), reading one line at a time.
-pub fn rejected_by_code(root: &Path) -> io::Result<std::collections::BTreeMap<String, u64>> {
-    use std::io::BufRead;
-    let mut counts = std::collections::BTreeMap::new();
-    let dir = root.join(REJECTED_DIR);
-    let listing = match std::fs::read_dir(&dir) {
-        Ok(listing) => listing,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(counts),
-        Err(error) => return Err(error),
-    };
-    for entry in listing {
-        let path = entry?.path();
-        if path.extension().is_some_and(|extension| extension == "record") {
-            *counts.entry("too_large".to_owned()).or_insert(0) += 1;
-            continue;
-        }
-        if path.extension().is_none_or(|extension| extension != "ndjson") {
-            continue;
-        }
-        for line in io::BufReader::new(std::fs::File::open(&path)?).split(b'\n') {
-            #[derive(serde::Deserialize)]
-            struct Coded {
-                code: String,
-            }
-            let code =
-                serde_json::from_slice::<Coded>(&line?).map_or_else(|_| "unreadable".to_owned(), |c| c.code);
-            *counts.entry(code).or_insert(0) += 1;
-        }
-    }
-    Ok(counts)
-}
-
 /// A rejected record as the console lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RejectedRecord {
@@ -155,14 +126,81 @@ pub const SHOWN_RECORD_CHARS: usize = 2_000;
 /// The directory of a local lake's rejected records.
 pub const REJECTED_DIR: &str = "_rejected";
 
-/// The first `limit` entries of `_rejected/*.ndjson` (files by name) whose
-/// record's text `keep` takes, and how many entries there are in all; one line
-/// in memory at a time.
-pub fn rejected_records(
-    root: &Path,
-    limit: usize,
-    keep: impl Fn(&str) -> bool,
-) -> io::Result<(Vec<RejectedRecord>, u64)> {
+/// Rejected records as they are listed: the first ones kept, how many
+/// entries there are, their counts by reason's code, and whether the reading
+/// stopped at a bound before the end. Local and S3 lakes fill it alike.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub records: Vec<RejectedRecord>,
+    pub total: u64,
+    pub by_code: std::collections::BTreeMap<String, u64>,
+    pub cut: bool,
+}
+
+/// A `_rejected/` entry's fields the listing reads (what `lake::writer` writes).
+#[derive(serde::Deserialize)]
+struct Entry {
+    code: String,
+    reason: String,
+    record: Option<String>,
+    record_base64: Option<String>,
+    record_key: Option<String>,
+}
+
+impl Rejected {
+    /// Counts line `line` of the `_rejected/` file `file`, and keeps it as one of
+    /// the first `limit` if `keep` takes its record's text (the whole text); a
+    /// line that is no entry counts as `unreadable`.
+    pub fn add_line(
+        &mut self,
+        file: &str,
+        line: u64,
+        bytes: &[u8],
+        limit: usize,
+        keep: impl Fn(&str) -> bool,
+    ) {
+        let Ok(entry) = serde_json::from_slice::<Entry>(bytes) else {
+            return self.add(None, limit);
+        };
+        self.total += 1;
+        *self.by_code.entry(entry.code.clone()).or_insert(0) += 1;
+        if self.records.len() < limit && keep(entry.record.as_deref().unwrap_or_default()) {
+            let record = match (entry.record, entry.record_base64, entry.record_key) {
+                (Some(text), _, _) => text.chars().take(SHOWN_RECORD_CHARS).collect(),
+                (None, Some(base64), _) => format!("(not UTF-8: {} bytes of base64)", base64.len()),
+                (None, None, Some(key)) => format!("(over 1,000 KiB, stored at {key})"),
+                (None, None, None) => String::new(),
+            };
+            let (id, file) = (format!("{file}:{line}"), file.to_owned());
+            self.records.push(RejectedRecord {
+                id,
+                file,
+                line,
+                code: entry.code,
+                reason: entry.reason,
+                record,
+            });
+        }
+    }
+
+    /// Counts a record read elsewhere (`None`: a line that is no record), and
+    /// keeps it as one of the first `limit`.
+    pub fn add(&mut self, record: Option<RejectedRecord>, limit: usize) {
+        self.total += 1;
+        let code = record.as_ref().map_or("unreadable", |record| record.code.as_str());
+        *self.by_code.entry(code.to_owned()).or_insert(0) += 1;
+        if let Some(record) = record.filter(|_| self.records.len() < limit) {
+            self.records.push(record);
+        }
+    }
+}
+
+/// The entries of `_rejected/*.ndjson` (files by name, lines numbered as the
+/// file's, blank ones counted and skipped): the first `limit` whose record's
+/// text `keep` takes, and every entry counted by code; one line in memory at a
+/// time. A record too large to repeat in its entry is counted once, by its entry
+/// (the `.record` file beside it is not another).
+pub fn rejected(root: &Path, limit: usize, keep: impl Fn(&str) -> bool) -> io::Result<Rejected> {
     use std::io::BufRead;
     let mut names: Vec<String> = match std::fs::read_dir(root.join(REJECTED_DIR)) {
         Ok(listing) => listing
@@ -174,57 +212,17 @@ pub fn rejected_records(
         Err(error) => return Err(error),
     };
     names.sort();
-    let (mut shown, mut total) = (Vec::new(), 0u64);
+    let mut found = Rejected::default();
     for name in names {
         let file = std::fs::File::open(root.join(REJECTED_DIR).join(&name))?;
         for (index, line) in io::BufReader::new(file).split(b'\n').enumerate() {
             let line = line?;
-            total += 1;
-            if shown.len() >= limit {
-                continue;
-            }
-            if let Some(record) = rejected_entry(&name, index as u64 + 1, &line, &keep) {
-                shown.push(record);
+            if !line.is_empty() {
+                found.add_line(&name, index as u64 + 1, &line, limit, &keep);
             }
         }
     }
-    Ok((shown, total))
-}
-
-/// One line of a `_rejected/` file as the console lists it, if `keep` takes
-/// its record's text (`None` too for a line that is no rejection entry).
-pub fn rejected_entry(
-    file: &str,
-    line: u64,
-    bytes: &[u8],
-    keep: impl Fn(&str) -> bool,
-) -> Option<RejectedRecord> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        code: String,
-        reason: String,
-        record: Option<String>,
-        record_base64: Option<String>,
-        record_key: Option<String>,
-    }
-    let entry = serde_json::from_slice::<Entry>(bytes).ok()?;
-    if !keep(entry.record.as_deref().unwrap_or_default()) {
-        return None;
-    }
-    let record = match (entry.record, entry.record_base64, entry.record_key) {
-        (Some(text), _, _) => text.chars().take(SHOWN_RECORD_CHARS).collect(),
-        (None, Some(base64), _) => format!("(not UTF-8: {} bytes of base64)", base64.len()),
-        (None, None, Some(key)) => format!("(over 1,000 KiB, stored at {key})"),
-        (None, None, None) => String::new(),
-    };
-    Some(RejectedRecord {
-        id: format!("{file}:{line}"),
-        file: file.to_owned(),
-        line,
-        code: entry.code,
-        reason: entry.reason,
-        record,
-    })
+    Ok(found)
 }
 
 /// A selection's ids (`<file>:<line>`) by file, each with its lines and their
@@ -249,7 +247,7 @@ pub fn selection_by_file(ids: &[String]) -> io::Result<std::collections::BTreeMa
     Ok(wanted)
 }
 
-/// The lines `ids` (`<file>:<line>` of [`rejected_records`]) name, as they are
+/// The lines `ids` (`<file>:<line>` of [`rejected`]) name, as they are
 /// in `_rejected/`, in the order given; an id that names no line of a rejected
 /// file (another directory, a line past the end) is refused.
 pub fn rejected_lines(root: &Path, ids: &[String]) -> io::Result<Vec<Vec<u8>>> {
@@ -307,6 +305,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_record_kept_beside_its_entry_is_counted_once_and_blank_lines_keep_their_numbers() {
+        let lake = tempfile::tempdir().unwrap();
+        let dir = lake.path().join(REJECTED_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        let large = r#"{"source":"s","line":1,"code":"record_too_large","reason":"too large","record_key":"_rejected/x-large-00000.record"}"#;
+        let other = r#"{"source":"s","line":3,"code":"invalid_json","reason":"r","record":"nope"}"#;
+        std::fs::write(dir.join("x-00000.ndjson"), format!("{large}\n\n{other}\nnot an entry\n")).unwrap();
+        std::fs::write(dir.join("x-large-00000.record"), b"x".repeat(100)).unwrap();
+        let found = rejected(lake.path(), 10, |_| true).unwrap();
+        let by_code: Vec<(&str, u64)> = found.by_code.iter().map(|(code, n)| (code.as_str(), *n)).collect();
+        assert_eq!(by_code, [("invalid_json", 1), ("record_too_large", 1), ("unreadable", 1)]);
+        assert_eq!(found.total, 3);
+        let ids: Vec<&str> = found.records.iter().map(|record| record.id.as_str()).collect();
+        assert_eq!(ids, ["x-00000.ndjson:1", "x-00000.ndjson:3"]);
+        assert_eq!(found.records[0].record, "(over 1,000 KiB, stored at _rejected/x-large-00000.record)");
+        let kept = rejected(lake.path(), 10, |text| text == "nope").unwrap();
+        assert_eq!(
+            (kept.records.len(), kept.total),
+            (1, 3),
+            "keep picks what is shown, every entry is counted"
+        );
+    }
+
     proptest::proptest! {
         /// No id names anything but a file directly in `_rejected/`.
         #[test]
@@ -322,7 +344,7 @@ mod tests {
         /// Any bytes give an entry or nothing, never a panic.
         #[test]
         fn any_line_is_an_entry_or_nothing(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let _ = rejected_entry("f.ndjson", 1, &bytes, |_| true);
+            Rejected::default().add_line("f.ndjson", 1, &bytes, 10, |_| true);
             let mut found = vec![None; 1];
             pick_lines(&bytes, &[(2, 0)], &mut found);
         }

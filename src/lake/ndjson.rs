@@ -12,7 +12,8 @@ use crate::core::rejection::Rejection;
 use crate::lake::scratch;
 use crate::lake::storage::{Storage, StorageError};
 use crate::lake::writer::{
-    check_record, checked_text, joined, CheckedEvent, LakeError, LakeWriter, Limits, Origin, Summary,
+    check_record, checked_text, first_ingestion, joined, CheckedEvent, LakeError, LakeWriter, Limits, Origin,
+    SourceId, Summary,
 };
 
 /// Read buffer size: large reads keep system calls off the profile.
@@ -52,6 +53,22 @@ pub struct LineCounts {
 /// gzip, opened only when its turn comes) into `writer`, then writes what the
 /// writer still holds: the one path from readers to a finished lake run, for
 /// `eventlake ingest` and the `parquet-writer` Lambda alike. `before_finish` runs
+/// One ingest run, as `eventlake ingest` makes it (and the console's producers):
+/// the writer of `source` with `ingested_at` the time the lake first ingested
+/// that source ([`first_ingestion`]: a run again keeps its rows' time), then
+/// [`load`] of `inputs`.
+pub async fn ingest<S: Storage, R: Read>(
+    storage: S,
+    source: SourceId,
+    limits: Limits,
+    inputs: impl IntoIterator<Item = (String, io::Result<R>)>,
+    before_finish: impl FnOnce(),
+) -> Result<(Summary, LineCounts), IngestError> {
+    let ingested_at = first_ingestion(&storage, &source, limits.window.now_millis).await?;
+    let writer = LakeWriter::new(storage, source, limits).ingested_at(ingested_at);
+    load(writer, inputs, before_finish).await
+}
+
 /// once every input is read, before the buffered partitions are written.
 pub async fn load<S: Storage, R: Read>(
     mut writer: LakeWriter<S>,

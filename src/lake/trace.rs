@@ -113,7 +113,7 @@ fn rejected_naming(root: &Path, uuid: &uuid::Uuid) -> Result<Vec<RejectedCopy>, 
         let text = text.to_ascii_lowercase();
         forms.iter().any(|form| text.contains(form.as_str()))
     };
-    let (records, _) = listing::rejected_records(root, MAX_REJECTED_SHOWN, names_it)?;
+    let records = listing::rejected(root, MAX_REJECTED_SHOWN, names_it)?.records;
     Ok(records
         .into_iter()
         .map(|record| RejectedCopy {

@@ -64,6 +64,9 @@ pub enum QueryError {
     /// The lake's schema files could not be read.
     #[error("typed views: {0}")]
     Views(#[from] crate::views::ViewsError),
+    /// The query ran past its time limit (it is stopped).
+    #[error("the query ran past the limit of {} s", .0.as_secs())]
+    TimedOut(std::time::Duration),
     /// Writing the result failed.
     #[error("writing the result")]
     Output(#[from] datafusion::arrow::error::ArrowError),
@@ -231,6 +234,55 @@ pub async fn run_limited(
         kept.push(batch);
     }
     Ok((schema, kept, false))
+}
+
+/// A result as [`run_in_own_thread`] returns it: the schema, the rows kept, and
+/// whether the result had more than the rows asked for.
+pub type Limited = (SchemaRef, Vec<RecordBatch>, bool);
+
+/// Runs `sql` over the lake at `root` the way `eventlake query` does: on a
+/// thread of its own whose stacks hold the deepest statement [`run`] accepts
+/// ([`STACK_BYTES`]), with a session bounded by `bounds`, planned again once if a
+/// compaction swapped a partition's files between listing and reading; at most
+/// `max_rows` rows kept (the rest never computed), stopped after `timeout` if
+/// given. Blocks until the thread ends (the CLI's thread and the console's
+/// query slot wait for it).
+pub fn run_in_own_thread(
+    root: &Path,
+    sql: &str,
+    bounds: Bounds,
+    max_rows: usize,
+    timeout: Option<std::time::Duration>,
+) -> Result<Limited, QueryError> {
+    let (root, sql) = (root.to_owned(), sql.to_owned());
+    let thread =
+        std::thread::Builder::new().name("query".into()).stack_size(STACK_BYTES).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .thread_stack_size(STACK_BYTES)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let run = async {
+                    let ctx = session(&root, bounds).await?;
+                    match run_limited(&ctx, &sql, max_rows).await {
+                        // A compaction swapped a partition between the listing and the
+                        // read: listed again, the query finds the new files.
+                        Err(error) if error.is_file_gone() => {
+                            let ctx = session(&root, bounds).await?;
+                            run_limited(&ctx, &sql, max_rows).await
+                        }
+                        result => result,
+                    }
+                };
+                match timeout {
+                    None => run.await,
+                    Some(limit) => {
+                        tokio::time::timeout(limit, run).await.map_err(|_| QueryError::TimedOut(limit))?
+                    }
+                }
+            })
+        })?;
+    thread.join().map_err(|_| QueryError::Io(std::io::Error::other("the query thread panicked")))?
 }
 
 /// The plan of one statement that only reads (no DDL, DML, COPY or `SET`).

@@ -135,6 +135,13 @@ pub struct Read {
     pub millis_behind_latest: Option<i64>,
 }
 
+impl Read {
+    /// It gave nothing and is not behind (or did not say).
+    pub fn is_quiet(&self) -> bool {
+        self.records == 0 && self.millis_behind_latest.is_none_or(|millis| millis == 0)
+    }
+}
+
 /// Reads in a row that give nothing and are not behind after which a closed
 /// shard that still gives an iterator is taken as read to its end.
 pub const QUIET_READS_AT_END: u32 = 3;
@@ -147,7 +154,7 @@ pub const QUIET_READS_AT_END: u32 = 3;
 /// closed shard with records left is behind the stream's newest record, and an
 /// empty page over a gap in it is behind as well.
 pub fn is_read_to_end(shard: &Shard, read: &Read, quiet_reads: u32) -> bool {
-    let quiet = read.records == 0 && read.millis_behind_latest == Some(0);
+    let quiet = read.is_quiet() && read.millis_behind_latest.is_some();
     !read.has_next || shard.ending_sequence_number.is_some() && quiet && quiet_reads >= QUIET_READS_AT_END
 }
 

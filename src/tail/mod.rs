@@ -107,9 +107,14 @@ impl CheckpointStore {
     }
 }
 
-/// DynamoDB's table names: 3 to 255 of `A-Z a-z 0-9 _ - .`.
+/// How long a DynamoDB table name is (the service model's `TableName`;
+/// `tests/infra/stack_test.py` checks it against botocore's).
+const TABLE_NAME_BYTES: std::ops::RangeInclusive<usize> = 3..=255;
+
+/// DynamoDB's table names: [`TABLE_NAME_BYTES`] of `A-Z a-z 0-9 _ - .`.
 fn is_table_name(name: &str) -> bool {
-    (3..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    TABLE_NAME_BYTES.contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
 /// How a tail runs.
@@ -275,8 +280,7 @@ pub async fn tail(
                 has_next: read.next_iterator.is_some(),
                 millis_behind_latest: read.millis_behind_latest,
             };
-            let quiet = summary.records == 0 && summary.millis_behind_latest.is_none_or(|ms| ms == 0);
-            reading.quiet_reads = if quiet { reading.quiet_reads + 1 } else { 0 };
+            reading.quiet_reads = if summary.is_quiet() { reading.quiet_reads + 1 } else { 0 };
             if is_read_to_end(&reading.shard, &summary, reading.quiet_reads) {
                 checkpoint.finish(&id);
                 changed = true;
@@ -294,7 +298,6 @@ pub async fn tail(
                 out.flush()?;
                 store.save(&checkpoint, std::slice::from_ref(&id), &[]).await?;
                 report(Report::Saved(&checkpoint));
-                tailed.checkpoint = checkpoint.clone();
             }
         }
         report(Report::Lag(&lag));

@@ -57,11 +57,7 @@ pub fn refresh(
     root: &Path,
     written: Option<&BTreeMap<Partition, WrittenCounts>>,
 ) -> Result<Vec<TypeReport>, ViewsError> {
-    let partitions = match listing::partitions(root) {
-        // Nothing written yet (every record rejected): no views.
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        listed => listed.map_err(ViewsError::Listing)?,
-    };
+    let partitions = listing::partitions(root).map_err(ViewsError::Listing)?;
     let schemas = root.join(SCHEMAS_DIR);
     if partitions.is_empty() && !schemas.is_dir() {
         return Ok(Vec::new());

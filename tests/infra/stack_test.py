@@ -319,6 +319,30 @@ def calls_not_allowed(called, allowed):
     return problems
 
 
+# Limits of AWS's that the code holds as constants, each against the service
+# model botocore ships: (file, pattern of the constant, service, shape, what).
+SERVICE_LIMITS = [
+    ("src/aws/kinesis.rs", r"MAX_RECORDS_PER_READ: i32 = ([\d_]+);", "kinesis", "GetRecordsInputLimit", ("max",)),
+    ("src/tail/mod.rs", r"TABLE_NAME_BYTES: [^=]+= ([\d_]+)\.\.=([\d_]+);", "dynamodb", "TableName", ("min", "max")),
+]
+
+
+def check_service_limits(repo):
+    """Each constant in SERVICE_LIMITS equals the bound the service model gives."""
+    problems = []
+    for path, pattern, service, shape, bounds in SERVICE_LIMITS:
+        with open(os.path.join(repo, path)) as f:
+            found = re.search(pattern, f.read())
+        assert found, f"{path}: no constant matching {pattern}"
+        ours = [int(value.replace("_", "")) for value in found.groups()]
+        model = boto3.session.Session().client(service, region_name="us-east-1").meta.service_model
+        theirs = [model.shape_for(shape).metadata[bound] for bound in bounds]
+        if ours != theirs:
+            problems.append(f"{path}: {ours} but {service} {shape} {bounds} is {theirs}")
+    assert not problems, "\n".join(problems)
+    return len(SERVICE_LIMITS)
+
+
 def check_calls_allowed(state, repo):
     called = sdk_operations_called(repo)
     problems = calls_not_allowed(called, allowed_actions(state))
@@ -883,7 +907,9 @@ def main():
         account = client(endpoint, "sts").get_caller_identity()["Account"]
         check_applied_iam(state, account)
         called = check_calls_allowed(state, repo)
+        limits = check_service_limits(repo)
         print(f"iam: the {len(called)} AWS operations src/ calls are each allowed to the code that calls them")
+        print(f"limits: {limits} constants of src/ equal to AWS's service models (botocore)")
         check_processor_config(state)
         out = {k: v["value"] for k, v in json.loads(stack.terraform("output", "-json").stdout).items()}
         check_stack(endpoint, out, eventlake, repo, account)

@@ -556,3 +556,35 @@ async fn on_an_s3_lake_the_lake_and_rejected_panels_read_glue_and_s3_and_a_repla
     assert_eq!(status, 400);
     assert!(refused["error"].as_str().unwrap().contains("--stream"), "{refused}");
 }
+
+#[test]
+fn a_record_too_large_to_repeat_in_its_entry_is_one_rejected_record_not_two() {
+    // The writer keeps such a record in a file of its own beside its entry;
+    // the Lake panel once counted the file as a second rejection ("too_large").
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let huge = format!(
+        r#"{{"event_uuid":"1b2d7c1e-9f3a-4d8b-a6e1-0c4f2b7d9e31","event_name":"big:one","created_at":1710689696,"blob":"{}"}}"#,
+        "x".repeat(1_100_000)
+    );
+    let path = dir.path().join("huge.ndjson");
+    std::fs::write(&path, format!("{huge}\n")).unwrap();
+    success(eventlake().args(["ingest", "--quiet", "--lake"]).arg(&lake).arg(&path));
+    assert_eq!(
+        crate::support::files_under(&lake.join("_rejected"))
+            .iter()
+            .filter(|f| f.ends_with(".record"))
+            .count(),
+        1
+    );
+    let console = Console::start(console_command(&lake, &[]));
+    let (status, overview) = console.get("/api/lake");
+    assert_eq!(status, 200);
+    assert_eq!(overview["rejected"], json!({ "record_too_large": 1 }));
+    let (_, listed) = console.get("/api/rejected");
+    assert_eq!(listed["total"], 1);
+    assert!(
+        listed["records"][0]["record"].as_str().unwrap().starts_with("(over 1,000 KiB, stored at"),
+        "{listed}"
+    );
+}

@@ -32,9 +32,16 @@ async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32
 
 /// Every record in the stream, shard by shard, oldest first.
 async fn records(client: &aws_sdk_kinesis::Client, name: &str) -> Vec<Vec<u8>> {
+    let shards = shard_records(client, name).await;
+    assert!(shards.len() > 1, "the test streams have several shards");
+    shards.into_iter().flat_map(|(_, records)| records).collect()
+}
+
+/// Each shard's id and its records' data, oldest first, read with the SDK from
+/// the trim horizon (also `tests/it/tail.rs`'s view of the stream).
+pub async fn shard_records(client: &aws_sdk_kinesis::Client, name: &str) -> Vec<(String, Vec<Vec<u8>>)> {
     let mut out = Vec::new();
     let shards = client.list_shards().stream_name(name).send().await.unwrap();
-    assert!(shards.shards().len() > 1, "the test streams have several shards");
     for shard in shards.shards() {
         let mut iterator = client
             .get_shard_iterator()
@@ -46,14 +53,16 @@ async fn records(client: &aws_sdk_kinesis::Client, name: &str) -> Vec<Vec<u8>> {
             .unwrap()
             .shard_iterator
             .unwrap();
+        let mut records = Vec::new();
         loop {
             let page = client.get_records().shard_iterator(&iterator).limit(10_000).send().await.unwrap();
             if page.records().is_empty() {
                 break;
             }
-            out.extend(page.records().iter().map(|record| record.data().as_ref().to_vec()));
+            records.extend(page.records().iter().map(|record| record.data().as_ref().to_vec()));
             iterator = page.next_shard_iterator.unwrap();
         }
+        out.push((shard.shard_id().to_owned(), records));
     }
     out
 }

@@ -19,7 +19,6 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use eventlake::aws::dynamodb::{CheckpointTable, CheckpointTableError};
 use eventlake::shards::{Checkpoint, StreamStart};
 
@@ -91,34 +90,10 @@ fn sorted(mut lines: Vec<String>) -> Vec<String> {
 /// Each event of the stream: its shard and its place in the shard, read with the SDK.
 async fn places(client: &aws_sdk_kinesis::Client, stream: &str) -> HashMap<String, (String, usize)> {
     let mut places = HashMap::new();
-    let shards = client.list_shards().stream_name(stream).send().await.unwrap();
-    for shard in shards.shards() {
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
-        let mut index = 0;
-        loop {
-            let page = client.get_records().shard_iterator(&iterator).send().await.unwrap();
-            if page.records().is_empty() {
-                break;
-            }
-            for record in page.records() {
-                for event in record.data().as_ref().split(|&b| b == b'\n') {
-                    places.insert(
-                        String::from_utf8(event.to_vec()).unwrap(),
-                        (shard.shard_id().to_owned(), index),
-                    );
-                    index += 1;
-                }
-            }
-            iterator = page.next_shard_iterator.unwrap();
+    for (shard, records) in crate::send_kinesis::shard_records(client, stream).await {
+        let events = records.iter().flat_map(|record| record.split(|&b| b == b'\n'));
+        for (index, event) in events.enumerate() {
+            places.insert(String::from_utf8(event.to_vec()).unwrap(), (shard.clone(), index));
         }
     }
     places
